@@ -1,0 +1,14 @@
+"""The Function App: Blueprints registered, nothing else (DESIGN.md principle 2).
+
+Importing this module must stay cheap: no mlflow, databricks-sdk, pandas or numpy here or
+in what it imports at module level (principle 9).
+"""
+
+import azure.functions as func
+
+from triggers import http, queues, timers
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http.bp)
+app.register_functions(queues.bp)
+app.register_functions(timers.bp)

@@ -1,0 +1,98 @@
+"""Commands queue: ``deploy`` and ``reconcile`` from other systems, the webhook and the watcher.
+
+An invalid message is recorded as rejected and acknowledged, so it never cycles into the
+poison queue (DESIGN.md "Queue commands"). A valid one is recorded before it acts; its
+record ends when the rollouts it started end.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from handlers import rollout
+from handlers.deps import Deps
+from shared import commands, journal, rollouts, serving
+from shared.commands import CommandRejected, Deploy, Reconcile
+from shared.log import correlated, step
+from shared.policy import PolicyError
+from shared.registry import VersionNotFound, resolve
+
+
+def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
+    try:
+        env = commands.parse(body, message_id)
+    except CommandRejected as exc:
+        journal.record(deps.tables, "command", message_id, "rejected", reason=str(exc),
+                       excerpt=journal.excerpt(body))
+        with correlated(message_id):
+            step("command.rejected", logging.WARNING, message=message_id, reason=str(exc))
+        return
+    cmd = env.command
+    rec, created = journal.record(deps.tables, "command", env.id, "accepted", source=env.source,
+                                  command=cmd.model_dump(exclude_none=True), cid=env.correlation_id)
+    if not created and rec.get("status") != "accepted":
+        with correlated(env.correlation_id):
+            step("command.duplicate", id=env.id, status=rec.get("status"))
+        return
+    origin = {"kind": "command", "id": env.id}
+    with correlated(env.correlation_id):
+        step("command.received", command=cmd.command, model=cmd.model, id=env.id, source=env.source)
+        try:
+            if isinstance(cmd, Deploy):
+                row = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
+                                    alias=cmd.alias, origin=origin, cid=env.correlation_id)
+                outcome = [f"rollout {row['id']} for {cmd.environment}"]
+            else:
+                outcome = reconcile(deps, cmd, origin, env.correlation_id)
+        except PolicyError as exc:
+            journal.update(deps.tables, "command", env.id, "rejected", reason=str(exc))
+            step("command.rejected", logging.WARNING, id=env.id, reason=str(exc))
+            _close_event(deps, env.correlation_id, f"rejected: {exc}")
+            return
+        started = any(o.startswith("rollout ") for o in outcome)
+        journal.update(deps.tables, "command", env.id, "running" if started else "done", outcome=outcome)
+        step("command.done", id=env.id, outcome=outcome)
+        _close_event(deps, env.correlation_id, "; ".join(outcome))
+
+
+def _close_event(deps: Deps, cid: str, outcome: str) -> None:
+    """The webhook event that asked for this reconcile is done once the reconcile has run."""
+    if journal.get(deps.tables, "event", cid):
+        journal.update(deps.tables, "event", cid, "done", outcome=outcome)
+
+
+def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[str]:
+    """Compare what should serve (policy + registry) with what serves, and start what differs.
+
+    Desired state is the truth (DESIGN.md principle 1): the endpoint itself is read, so a
+    lost event or a hand-made change is repaired too. A version whose rollout failed is not
+    retried by reconcile; an explicit ``deploy`` retries it.
+    """
+    mp = deps.policy().model(cmd.model)
+    if mp is None:
+        return [f"model {cmd.model!r} is not in the policy"]
+    if cmd.environment and cmd.environment not in mp.environments:
+        raise PolicyError(f"model {cmd.model!r} has no environment {cmd.environment!r} in the policy")
+    names = [cmd.environment] if cmd.environment else list(mp.environments)
+    return [_reconcile_env(deps, mp.name, name, mp.environments[name], origin, cid) for name in names]
+
+
+def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str, str], cid: str) -> str:
+    try:
+        desired = resolve(deps.registry(), model, alias=env.track_alias)
+    except VersionNotFound as exc:
+        return f"{name}: nothing to serve ({exc})"
+    version = desired.version
+    history = rollouts.for_endpoint(deps.tables, env.endpoint)
+    in_flight = [r for r in history if r["status"] not in rollouts.TERMINAL and r.get("version") == version]
+    if in_flight:
+        return f"{name}: version {version} is already rolling out ({in_flight[-1]['id']})"
+    view = serving.read(deps.workspace(), env.endpoint)
+    if view.serves(serving.single_version_config(model, version, env.served_entity)):
+        return f"{name}: version {version} already serves"
+    failed = [r for r in history if r["status"] == "failed" and r.get("version") == version]
+    if failed:
+        return f"{name}: version {version} failed before ({failed[-1].get('reason')}); send deploy to retry"
+    row = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin, cid=cid)
+    return f"rollout {row['id']} of version {version} to {name}"

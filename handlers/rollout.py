@@ -1,0 +1,371 @@
+"""The rollout: a persisted state machine that one queue message advances by one step.
+
+Direct strategy (DESIGN.md "Rollout"): resolve → validate → deploy → wait_deploy → smoke →
+promote → done; a failed gate goes rollback → wait_rollback → failed, with the previous
+endpoint config restored and the aliases untouched.
+
+Each message names a rollout and the sequence number it expects. A step runs only when the
+stored sequence matches, so duplicated, late and replayed messages do nothing. A step that
+must wait for Databricks re-enqueues its rollout with a capped exponential delay; no function
+sleeps on the platform. The next message is enqueued *before* the conditional write that
+commits the transition: a crash in between leaves a message that waits for the redelivered
+step to commit, never a rollout with no message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from handlers.deps import Deps
+from shared import journal, rollouts, serving, smoke
+from shared.log import correlated, step
+from shared.policy import Environment, ModelPolicy, PolicyError
+from shared.queues import ROLLOUT_QUEUE, enqueue
+from shared.registry import VersionNotFound, get_version, resolve, set_aliases
+from shared.tables import ConcurrencyConflict, Entity
+
+# Before ``deploy`` writes the endpoint, a newer rollout may take over (supersede) this one.
+_SUPERSEDABLE = frozenset({"resolve", "validate", "deploy"})
+_MAX_STEP_ERRORS = 5
+_MAX_EARLY = 30
+
+
+@dataclass(frozen=True)
+class Transition:
+    step: str | None = None  # next step; None: the same step again (a wait) or the end
+    status: str = "running"  # running | done | failed
+    wait: bool = False
+    note: str = ""
+    reason: str = ""
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+def go(next_step: str, note: str = "", **fields: Any) -> Transition:
+    return Transition(step=next_step, note=note, set=fields)
+
+
+def wait(note: str) -> Transition:
+    return Transition(wait=True, note=note)
+
+
+def fail(reason: str) -> Transition:
+    return Transition(status="failed", reason=reason, note=reason)
+
+
+def roll_back(reason: str) -> Transition:
+    return Transition(step="rollback", note=reason, set={"failure": reason})
+
+
+@dataclass
+class StepContext:
+    deps: Deps
+    row: dict[str, Any]
+    model: ModelPolicy
+    env: Environment
+
+    @cached_property
+    def w(self) -> Any:
+        return self.deps.workspace()
+
+    @cached_property
+    def registry(self) -> Any:
+        return self.deps.registry()
+
+    @property
+    def endpoint(self) -> str:
+        return self.row["endpoint"]
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return self.row["target"]
+
+    def waited_too_long(self) -> bool:
+        started = self.row.get("wait_started")
+        return started is not None and self.deps.clock() - started > self.env.wait_timeout_seconds
+
+    def read(self) -> serving.EndpointView:
+        return serving.read(self.w, self.endpoint)
+
+
+def step_resolve(ctx: StepContext) -> Transition:
+    req = ctx.row.get("requested") or {}
+    try:
+        info = resolve(ctx.registry, ctx.model.name, req.get("version"), req.get("alias"))
+    except VersionNotFound as exc:
+        return fail(str(exc))
+    view = ctx.read()
+    # The config that serves now is what a failed rollout restores. It is read before this
+    # rollout writes anything, and no other rollout writes while we hold the lease.
+    target = serving.single_version_config(ctx.model.name, info.version, ctx.env.served_entity)
+    fields = {"version": info.version, "previous": view.active, "target": target}
+    if view.serves(target) and not view.updating:
+        return go("promote", f"version {info.version} already serves", **fields)
+    return go("validate", f"resolved version {info.version}", **fields)
+
+
+def step_validate(ctx: StepContext) -> Transition:
+    try:
+        info = get_version(ctx.registry, ctx.model.name, ctx.row["version"])
+    except VersionNotFound as exc:
+        return fail(str(exc))
+    if info.status == "PENDING_REGISTRATION":
+        if ctx.waited_too_long():
+            return fail(f"version {info.version} still PENDING_REGISTRATION after {ctx.env.wait_timeout_seconds:.0f} s")
+        return wait(f"version {info.version} is PENDING_REGISTRATION")
+    if info.status != "READY":
+        return fail(f"version {info.version} is {info.status}: {info.status_message}".rstrip(": "))
+    missing = [t for t in ctx.model.required_tags if t not in info.tags]
+    if missing:
+        return fail(f"version {info.version} lacks required tag(s) {missing}")
+    return go("deploy", f"version {info.version} is READY")
+
+
+def step_deploy(ctx: StepContext) -> Transition:
+    view = ctx.read()
+    if view.serves(ctx.target):
+        return go("wait_deploy", "endpoint already has this config")
+    if view.updating:
+        if ctx.waited_too_long():
+            return fail("the endpoint stayed busy with another update; nothing was changed")
+        return wait("endpoint is busy with another update")
+    serving.write(ctx.w, ctx.endpoint, ctx.target, exists=view.exists)
+    return go("wait_deploy", ("updated" if view.exists else "created") + f" endpoint for version {ctx.row['version']}")
+
+
+def step_wait_deploy(ctx: StepContext) -> Transition:
+    view = ctx.read()
+    if view.updating or (view.serves(ctx.target) and view.ready != "READY"):
+        if ctx.waited_too_long():
+            return roll_back(f"endpoint not ready after {ctx.env.wait_timeout_seconds:.0f} s")
+        return wait(f"endpoint {view.config_update}/{view.ready}")
+    if view.serves(ctx.target):
+        return go("smoke", "endpoint READY with the new version")
+    detail = f": {view.message}" if view.message else ""
+    return roll_back(f"endpoint update ended {view.config_update}{detail}")
+
+
+def step_smoke(ctx: StepContext) -> Transition:
+    outcomes = smoke.run(ctx.env.smoke, lambda records: serving.query(ctx.w, ctx.endpoint, records))
+    results = [{"name": o.name, "passed": o.passed, "latency_ms": round(o.latency_ms, 1), "reason": o.reason}
+               for o in outcomes]
+    failed = [o for o in outcomes if not o.passed]
+    if failed:
+        return roll_back("; ".join(f"smoke query '{o.name}' failed: {o.reason}" for o in failed))
+    return go("promote", f"{len(outcomes)} smoke queries passed", smoke=results)
+
+
+def step_promote(ctx: StepContext) -> Transition:
+    moved = set_aliases(ctx.registry, ctx.model.name, ctx.row["version"], ctx.env.aliases)
+    aliases = ", ".join(f"@{a}" for a in ctx.env.aliases) or "no aliases"
+    return Transition(status="done", note=f"version {ctx.row['version']} serves; {aliases} set",
+                      set={"aliases_moved": moved})
+
+
+def step_rollback(ctx: StepContext) -> Transition:
+    previous = ctx.row.get("previous")
+    failure = ctx.row.get("failure", "rollout failed")
+    if previous is None:
+        return fail(f"{failure}; the endpoint had no earlier config to restore")
+    view = ctx.read()
+    if view.serves(previous) and not view.updating:
+        return go("wait_rollback", "previous config still serves")
+    if view.updating:
+        if ctx.waited_too_long():
+            return fail(f"{failure}; the endpoint stayed busy, so the previous config was not restored")
+        return wait("endpoint busy; waiting to restore the previous config")
+    serving.write(ctx.w, ctx.endpoint, previous, exists=view.exists)
+    return go("wait_rollback", f"restoring versions {serving.served_versions(previous)}")
+
+
+def step_wait_rollback(ctx: StepContext) -> Transition:
+    failure = ctx.row.get("failure", "rollout failed")
+    view = ctx.read()
+    if view.updating:
+        if ctx.waited_too_long():
+            return fail(f"{failure}; restoring the previous config did not finish")
+        return wait("restoring the previous config")
+    if view.serves(ctx.row["previous"]):
+        return fail(f"{failure} (rolled back to versions {serving.served_versions(ctx.row['previous'])})")
+    return fail(f"{failure}; restoring the previous config ended {view.config_update}: {view.message}")
+
+
+STEPS: dict[str, Callable[[StepContext], Transition]] = {
+    "resolve": step_resolve,
+    "validate": step_validate,
+    "deploy": step_deploy,
+    "wait_deploy": step_wait_deploy,
+    "smoke": step_smoke,
+    "promote": step_promote,
+    "rollback": step_rollback,
+    "wait_rollback": step_wait_rollback,
+}
+
+
+def _message(row: dict[str, Any], seq: int, early: int = 0) -> dict[str, Any]:
+    return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid"), "early": early}
+
+
+def kick(deps: Deps, endpoint: str, rid: str) -> None:
+    """Send a rollout's current step (a duplicate is harmless: its sequence number dedupes it)."""
+    entity = rollouts.get(deps.tables, endpoint, rid)
+    if entity and entity.data["status"] not in rollouts.TERMINAL:
+        enqueue(deps.queues, ROLLOUT_QUEUE, _message(entity.data, entity.data["seq"]))
+
+
+def start(deps: Deps, *, model: str, environment: str, version: str | None, alias: str | None,
+          origin: dict[str, str], cid: str) -> dict[str, Any]:
+    """Create the rollout (idempotent per origin) and take or queue for the endpoint's lease."""
+    mp = deps.policy().model(model)
+    env = mp.environments.get(environment) if mp else None
+    if mp is None or env is None:
+        raise PolicyError(f"model {model!r} has no environment {environment!r} in the policy")
+    rid = rollouts.rollout_id(origin["kind"], origin["id"], environment)
+    entity, created = rollouts.create(deps.tables, env.endpoint, rid, {
+        "model": model, "environment": environment, "version": version,
+        "requested": {"version": version, "alias": alias}, "origin": origin, "cid": cid,
+    })
+    claim = rollouts.claim(deps.tables, env.endpoint, rid)
+    if claim.superseded:
+        _supersede(deps, env.endpoint, claim.superseded, rid)
+    step("rollout.start", rollout=rid, model=model, environment=environment, endpoint=env.endpoint,
+         version=version, alias=alias, lease="active" if claim.active else "queued", new=created)
+    if claim.active:
+        kick(deps, env.endpoint, rid)
+    return entity.data
+
+
+def _supersede(deps: Deps, endpoint: str, rid: str, by: str) -> None:
+    entity = rollouts.get(deps.tables, endpoint, rid)
+    if entity is None or entity.data["status"] in rollouts.TERMINAL:
+        return
+    reason = f"superseded by newer rollout {by}"
+    try:
+        rollouts.advance(deps.tables, entity, reason, status="superseded", reason=reason, step="end")
+    except ConcurrencyConflict:
+        return
+    with correlated(entity.data.get("cid", "")):
+        step("rollout.superseded", rollout=rid, by=by, version=entity.data.get("version"))
+    _close_origin(deps, entity.data, "superseded", reason)
+
+
+def _close_origin(deps: Deps, row: dict[str, Any], status: str, reason: str) -> None:
+    origin = row.get("origin") or {}
+    if origin.get("kind") and origin.get("id"):
+        journal.update(deps.tables, origin["kind"], origin["id"], status, reason=reason, rollout=row["id"],
+                       version=row.get("version"))
+
+
+def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
+    """Entry point of the rollout queue trigger."""
+    try:
+        msg = json.loads(body)
+        endpoint, rid, seq = str(msg["endpoint"]), str(msg["rollout"]), int(msg["seq"])
+        early = int(msg.get("early", 0))
+    except (ValueError, KeyError, TypeError) as exc:
+        journal.record(deps.tables, "command", message_id, "rejected", queue=ROLLOUT_QUEUE,
+                       reason=f"not a rollout step message: {exc}", excerpt=journal.excerpt(body))
+        step("rollout.rejected", logging.WARNING, message=message_id, reason=str(exc))
+        return
+    with correlated(str(msg.get("cid") or message_id)):
+        _run(deps, endpoint, rid, seq, early)
+
+
+def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
+    entity = rollouts.get(deps.tables, endpoint, rid)
+    if entity is None:
+        step("rollout.unknown", logging.WARNING, rollout=rid)
+        return
+    row = entity.data
+    if row["status"] in rollouts.TERMINAL or seq < row["seq"]:
+        step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
+        return
+    if seq > row["seq"]:
+        # The step that sent this has not committed yet (or crashed before it could): look again soon.
+        if early < _MAX_EARLY:
+            enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, seq, early + 1), delay=1.0)
+        return
+    lease = rollouts.endpoint_state(deps.tables, endpoint)
+    if lease.get("active") != rid:
+        step("rollout.not_leased", rollout=rid, active=lease.get("active"))
+        return
+    if row["step"] in _SUPERSEDABLE and lease.get("queued"):
+        _finish(deps, entity, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
+        return
+    _apply(deps, entity, _execute(deps, row))
+
+
+def _execute(deps: Deps, row: dict[str, Any]) -> Transition:
+    try:
+        mp = deps.policy().model(row["model"])
+        env = mp.environments.get(row["environment"]) if mp else None
+        if mp is None or env is None:
+            return fail(f"model {row['model']!r} environment {row['environment']!r} is no longer in the policy")
+        return STEPS[row["step"]](StepContext(deps, row, mp, env))
+    except Exception as exc:  # a step's failure is the rollout's to handle, never a lost message
+        errors = row.get("errors", 0) + 1
+        reason = f"{row['step']}: {type(exc).__name__}: {exc}"
+        step("rollout.step_error", logging.WARNING, rollout=row["id"], step=row["step"], errors=errors,
+             error=reason)
+        if errors < _MAX_STEP_ERRORS:
+            return Transition(wait=True, note=reason, set={"errors": errors})
+        if row["step"] in ("deploy", "wait_deploy", "smoke"):
+            return Transition(step="rollback", note=reason, set={"failure": reason, "errors": 0})
+        return fail(reason)
+
+
+def _backoff(deps: Deps, attempt: int) -> float:
+    s = deps.settings
+    return min(s.backoff_cap_seconds, s.backoff_base_seconds * 2 ** max(0, attempt - 1))
+
+
+def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
+    row = entity.data
+    if tr.status != "running":
+        _finish(deps, entity, tr)
+        return
+    now = deps.clock()
+    if tr.wait:
+        attempt = row.get("attempt", 0) + 1
+        delay = _backoff(deps, attempt)
+        changes = {"attempt": attempt, "wait_started": row.get("wait_started") or now}
+    else:
+        delay, changes = 0.0, {"attempt": 0, "wait_started": None, "errors": 0, "step": tr.step}
+    changes.update(tr.set, status="running")
+    enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, row["seq"] + 1), delay=delay)
+    try:
+        rollouts.advance(deps.tables, entity, tr.note, **changes)
+    except ConcurrencyConflict:
+        step("rollout.lost_race", rollout=row["id"], step=row["step"])
+        return
+    step("rollout.step", rollout=row["id"], step=row["step"], next=changes.get("step", row["step"]),
+         version=row.get("version"), note=tr.note, **({"delay_s": round(delay, 2)} if tr.wait else {}))
+
+
+def _finish(deps: Deps, entity: Entity, tr: Transition) -> None:
+    """End a rollout. Release the lease first and wake the next holder, then commit the end: a
+    crash in between replays this step, and releasing and waking are both idempotent."""
+    row = entity.data
+    good: dict[str, Any] = {}
+    if tr.status == "done":
+        good = {"last_good": row["target"], "serving_version": row["version"], "serving_model": row["model"]}
+    holder = rollouts.release(deps.tables, row["endpoint"], row["id"], **good)
+    if holder and holder != row["id"]:
+        kick(deps, row["endpoint"], holder)
+    reason = tr.reason or tr.note
+    try:
+        rollouts.advance(deps.tables, entity, tr.note or reason, status=tr.status, reason=reason, step="end",
+                         finished_at=time.time(), **tr.set)
+    except ConcurrencyConflict:
+        step("rollout.lost_race", rollout=row["id"], step=row["step"])
+        return
+    level = logging.INFO if tr.status == "done" else logging.WARNING
+    step(f"rollout.{tr.status}", level, rollout=row["id"], model=row["model"], version=row.get("version"),
+         endpoint=row["endpoint"], reason=reason)
+    _close_origin(deps, row, tr.status, reason)
+

@@ -1,0 +1,38 @@
+"""Structured logs: one JSON line per step, carrying the correlation id that caused it.
+
+The correlation id is the webhook's delivery id or the queue message id that started the
+chain; it travels inside every command and rollout message, so one rollout can be followed
+from webhook to alias with a single filter. Azure Functions forwards ``logging`` records to
+Application Insights, where the JSON message stays queryable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+_correlation: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+_logger = logging.getLogger("reactor")
+
+
+def correlation_id() -> str:
+    return _correlation.get()
+
+
+@contextmanager
+def correlated(cid: str) -> Iterator[None]:
+    token = _correlation.set(cid or "-")
+    try:
+        yield
+    finally:
+        _correlation.reset(token)
+
+
+def step(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one step as JSON: ``{"event": ..., "cid": ..., **fields}``."""
+    record = {"event": event, "cid": _correlation.get(), **fields}
+    _logger.log(level, json.dumps(record, default=str, separators=(",", ":")))

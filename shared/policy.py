@@ -1,0 +1,189 @@
+"""The model policy file: what should serve, where, and how a rollout proves it works.
+
+A YAML file validated with pydantic. Unknown keys are errors, so a typo never silently
+falls back to a default. ``python -m shared.policy schema`` prints the JSON Schema that
+editors use (committed as ``policy.schema.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
+# (reference databricks-api.md §1.3).
+_ENDPOINT_NAME = r"^[A-Za-z0-9_-]{1,63}$"
+_ALIAS_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,254}$"
+
+
+class PolicyError(ValueError):
+    """The policy file is missing, unreadable or invalid. The message names file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServedEntity(_Strict):
+    """Settings of the served entity (SDK ``ServedEntityInput``). Sizes as documented: Small 4, Medium 8-16,
+    Large 16-64 concurrency; with scale-to-zero the lower bound is 0."""
+
+    workload_size: Literal["Small", "Medium", "Large"] = "Small"
+    workload_type: Literal[
+        "CPU", "CPU_MEDIUM", "CPU_LARGE", "GPU_SMALL", "GPU_MEDIUM", "GPU_LARGE", "GPU_XLARGE", "GPU_XLARGE_8",
+        "MULTIGPU_MEDIUM",
+    ] = "CPU"
+    scale_to_zero: bool = True
+    environment_vars: dict[str, str] = Field(default_factory=dict)
+
+
+class Expect(_Strict):
+    """What a smoke query's answer must satisfy, besides a successful (2xx) answer."""
+
+    prediction_type: Literal["number", "string", "any"] = "number"
+    count: int | None = Field(None, ge=0, description="number of predictions; default: one per record")
+    min: float | None = Field(None, description="every numeric prediction at least this")
+    max: float | None = Field(None, description="every numeric prediction at most this")
+    max_latency_ms: float = Field(5000, gt=0, description="round-trip bound for the query")
+
+
+class SmokeQuery(_Strict):
+    name: str = Field(min_length=1)
+    records: list[dict[str, Any]] = Field(min_length=1, description="input rows, sent as dataframe_records")
+    expect: Expect = Field(default_factory=Expect)
+
+
+class Retraining(_Strict):
+    """The Databricks job that retrains this model (``jobs.run_now``)."""
+
+    job_id: int = Field(gt=0)
+    parameters: dict[str, str] = Field(default_factory=dict, description="job_parameters for run_now")
+    cooldown_minutes: float = Field(360, ge=0)
+
+
+class Environment(_Strict):
+    endpoint: str = Field(pattern=_ENDPOINT_NAME, description="Model Serving endpoint name")
+    track: str = Field(
+        "latest",
+        description="which version should serve: 'latest' (newest registered version) or '@Alias' "
+        "(the version an alias points to)",
+    )
+    served_entity: ServedEntity = Field(default_factory=ServedEntity)
+    aliases: list[str] = Field(
+        default_factory=lambda: ["Champion"], description="aliases set on the version after a successful rollout"
+    )
+    smoke: list[SmokeQuery] = Field(default_factory=list)
+    retraining: Retraining | None = None
+    wait_timeout_seconds: float = Field(1800, gt=0, description="give up waiting for the endpoint after this")
+
+    @field_validator("track")
+    @classmethod
+    def _track(cls, v: str) -> str:
+        if v == "latest" or (v.startswith("@") and re.match(_ALIAS_NAME, v[1:])):
+            return v
+        raise ValueError("must be 'latest' or '@' followed by an alias name, e.g. '@Challenger'")
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.match(_ALIAS_NAME, a)]
+        if bad:
+            raise ValueError(f"invalid alias name(s): {bad}")
+        return v
+
+    @property
+    def track_alias(self) -> str | None:
+        return self.track[1:] if self.track.startswith("@") else None
+
+
+class ModelPolicy(_Strict):
+    name: str = Field(min_length=1, description="registered model name (Unity Catalog: catalog.schema.model)")
+    required_tags: list[str] = Field(default_factory=list, description="tags a version must carry to be deployed")
+    environments: dict[str, Environment] = Field(min_length=1)
+
+
+class Policy(_Strict):
+    version: Literal[1] = 1
+    models: list[ModelPolicy] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Policy:
+        names = [m.name for m in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model listed more than once: {dup}")
+        endpoints = [e.endpoint for m in self.models for e in m.environments.values()]
+        dup = sorted({n for n in endpoints if endpoints.count(n) > 1})
+        if dup:
+            raise ValueError(f"endpoint used by more than one model or environment: {dup}")
+        return self
+
+    def model(self, name: str) -> ModelPolicy | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PolicyError(f"{source}: {where}not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: the top level must be a mapping with 'models'")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise PolicyError(f"{source}: {problems}") from exc
+
+
+_cache: dict[Path, tuple[float, Policy]] = {}
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate the file; cached until its modification time changes."""
+    try:
+        mtime = path.stat().st_mtime
+        cached = _cache.get(path)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from exc
+    policy = parse_policy(text, str(path))
+    _cache[path] = (mtime, policy)
+    return policy
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Policy.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "ModelOps Reactor policy"
+    return schema
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["schema"]:
+        print(json.dumps(json_schema(), indent=2))
+    elif len(sys.argv) == 3 and sys.argv[1] == "check":
+        try:
+            p = load_policy(Path(sys.argv[2]))
+        except PolicyError as err:
+            sys.exit(str(err))
+        print(f"{sys.argv[2]}: ok, {len(p.models)} model(s)")
+    else:
+        sys.exit("usage: python -m shared.policy schema | check FILE")

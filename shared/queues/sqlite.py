@@ -1,0 +1,122 @@
+"""SQLite queue backend: the embedded default, safe across processes (WAL, immediate txns).
+
+Semantics follow Azure Storage Queues (see shared.queues): receive hides a message and
+increments its dequeue count, delete needs the latest pop receipt, messages expire after
+seven days as they do by default in Azure.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+from shared.queues import PopReceiptMismatch, QueueService, ReceivedMessage
+from shared.sqlite_db import SqliteDb
+
+_TTL_SECONDS = 7 * 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue_messages (
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    content TEXT NOT NULL,
+    inserted REAL NOT NULL,
+    expires REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    dequeue_count INTEGER NOT NULL DEFAULT 0,
+    pop_receipt TEXT,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT
+);
+CREATE INDEX IF NOT EXISTS queue_messages_visible ON queue_messages (queue, visible_at);
+CREATE UNIQUE INDEX IF NOT EXISTS queue_messages_id ON queue_messages (queue, id);
+"""
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, tz=UTC)
+
+
+class SqliteQueueService(QueueService):
+    def __init__(self, path: str) -> None:
+        self._db = SqliteDb(path, _SCHEMA)
+
+    def send(self, queue: str, content: str, *, visibility_delay: float = 0.0) -> str:
+        now = time.time()
+        message_id = str(uuid.uuid4())
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO queue_messages (queue, id, content, inserted, expires, visible_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (queue, message_id, content, now, now + _TTL_SECONDS, now + max(0.0, visibility_delay)),
+            )
+        return message_id
+
+    def receive(self, queue: str, *, max_messages: int, visibility_timeout: float) -> list[ReceivedMessage]:
+        now = time.time()
+        out: list[ReceivedMessage] = []
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM queue_messages WHERE queue = ? AND expires <= ?", (queue, now))
+            rows = conn.execute(
+                "SELECT id, content, inserted, expires, dequeue_count FROM queue_messages"
+                " WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?",
+                (queue, now, max_messages),
+            ).fetchall()
+            for message_id, content, inserted, expires, dequeue_count in rows:
+                receipt = uuid.uuid4().hex
+                visible_at = now + visibility_timeout
+                conn.execute(
+                    "UPDATE queue_messages SET visible_at = ?, dequeue_count = ?, pop_receipt = ?"
+                    " WHERE queue = ? AND id = ?",
+                    (visible_at, dequeue_count + 1, receipt, queue, message_id),
+                )
+                out.append(
+                    ReceivedMessage(
+                        id=message_id,
+                        pop_receipt=receipt,
+                        dequeue_count=dequeue_count + 1,
+                        content=content,
+                        insertion_time=_ts(inserted),
+                        expiration_time=_ts(expires),
+                        next_visible_time=_ts(visible_at),
+                    )
+                )
+        return out
+
+    def delete(self, queue: str, message_id: str, pop_receipt: str) -> None:
+        with self._db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM queue_messages WHERE queue = ? AND id = ? AND pop_receipt = ?",
+                (queue, message_id, pop_receipt),
+            )
+            if cur.rowcount != 1:
+                raise PopReceiptMismatch(f"{queue}/{message_id}")
+
+    def update_visibility(self, queue: str, message_id: str, pop_receipt: str, visibility_timeout: float) -> str:
+        receipt = uuid.uuid4().hex
+        with self._db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE queue_messages SET visible_at = ?, pop_receipt = ?"
+                " WHERE queue = ? AND id = ? AND pop_receipt = ?",
+                (time.time() + visibility_timeout, receipt, queue, message_id, pop_receipt),
+            )
+            if cur.rowcount != 1:
+                raise PopReceiptMismatch(f"{queue}/{message_id}")
+        return receipt
+
+    def count(self, queue: str) -> int:
+        with self._db.transaction() as conn:
+            (n,) = conn.execute("SELECT COUNT(*) FROM queue_messages WHERE queue = ?", (queue,)).fetchone()
+        return int(n)
+
+    def peek_all(self, queue: str) -> list[ReceivedMessage]:
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, content, inserted, expires, visible_at, dequeue_count FROM queue_messages"
+                " WHERE queue = ? ORDER BY seq",
+                (queue,),
+            ).fetchall()
+        return [
+            ReceivedMessage(mid, "", dq, content, _ts(ins), _ts(exp), _ts(vis))
+            for mid, content, ins, exp, vis, dq in rows
+        ]

@@ -1,0 +1,60 @@
+"""HTTP triggers: the registry webhook and the operators' read-only views."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from handlers import deps as app_deps
+from handlers import operators, webhook
+from handlers.http_types import Request, Response
+
+bp = func.Blueprint()
+
+
+def _request(req: func.HttpRequest) -> Request:
+    return Request(
+        method=req.method,
+        body=req.get_body() or b"",
+        headers={k.lower(): v for k, v in req.headers.items()},
+        params=dict(req.params),
+    )
+
+
+def _answer(resp: Response) -> func.HttpResponse:
+    return func.HttpResponse(resp.body, status_code=resp.status, mimetype="application/json")
+
+
+def _unavailable(exc: Exception) -> func.HttpResponse:
+    # Our own storage or settings failed, not the caller: 503 tells the sender to retry.
+    logging.getLogger("reactor").exception("request failed")
+    return _answer(Response(503, {"error": f"temporarily unavailable: {type(exc).__name__}"}))
+
+
+# The signature is the authentication: registries cannot send a function key.
+@bp.function_name("registry_webhook")
+@bp.route(route="registry/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _answer(webhook.handle(app_deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
+
+
+@bp.function_name("records")
+@bp.route(route="records", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def records(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _answer(operators.list_records(app_deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
+
+
+@bp.function_name("rollouts")
+@bp.route(route="rollouts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def rollouts(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        return _answer(operators.list_rollouts(app_deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
