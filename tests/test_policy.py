@@ -1,0 +1,100 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.policy import PolicyError, json_schema, load_policy, parse_policy
+
+GOOD = """
+version: 1
+models:
+  - name: taxi_fare
+    required_tags: [validated]
+    environments:
+      prod:
+        endpoint: taxi-fare-prod
+        track: latest
+        served_entity: {workload_size: Small, scale_to_zero: true, environment_vars: {LOG_LEVEL: info}}
+        aliases: [Champion]
+        smoke:
+          - name: typical trip
+            records: [{trip_distance: 3.2, passenger_count: 1}]
+            expect: {prediction_type: number, min: 0, max_latency_ms: 1500}
+        retraining: {job_id: 42, parameters: {model: taxi_fare}}
+      staging:
+        endpoint: taxi-fare-staging
+        track: "@Challenger"
+"""
+
+
+def test_a_valid_policy_loads_with_defaults():
+    p = parse_policy(GOOD, "policy.yaml")
+    m = p.model("taxi_fare")
+    assert m is not None and m.required_tags == ["validated"]
+    prod = m.environments["prod"]
+    assert prod.endpoint == "taxi-fare-prod" and prod.track_alias is None
+    assert prod.served_entity.workload_type == "CPU"
+    assert prod.smoke[0].expect.max_latency_ms == 1500 and prod.smoke[0].expect.count is None
+    assert prod.retraining.job_id == 42 and prod.retraining.cooldown_minutes == 360
+    staging = m.environments["staging"]
+    assert staging.track_alias == "Challenger" and staging.aliases == ["Champion"]
+    assert p.model("nope") is None
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (("endpoint: taxi-fare-prod", "endpoint: taxi fare prod"), "prod.endpoint: String should match"),
+        (("workload_size: Small", "workload_size: Huge"), "models[0].environments.prod.served_entity.workload_size"),
+        (("track: latest", "track: newest"), "models[0].environments.prod.track: Value error, must be 'latest' or '@'"),
+        (("max_latency_ms: 1500", "max_latency_ms: -1"), "expect.max_latency_ms: Input should be greater"),
+        (("job_id: 42", "job_id: forty-two"), "retraining.job_id: Input should be a valid integer"),
+        (("aliases: [Champion]", "aliases: [Champ ion]"), "aliases: Value error, invalid alias name"),
+        (("        track: latest\n", "        track: latest\n        trak: latest\n"),
+         "prod.trak: Extra inputs are not permitted"),
+        (("endpoint: taxi-fare-staging", "endpoint: taxi-fare-prod"), "endpoint used by more than one"),
+    ],
+)
+def test_errors_name_the_file_the_key_and_what_is_wrong(mutation, expected):
+    old, new = mutation
+    assert old in GOOD
+    with pytest.raises(PolicyError) as err:
+        parse_policy(GOOD.replace(old, new, 1), "policy.yaml")
+    assert str(err.value).startswith("policy.yaml: ")
+    assert expected in str(err.value)
+
+
+def test_yaml_syntax_errors_give_the_line():
+    with pytest.raises(PolicyError, match=r"policy.yaml: line 3, column \d+: not valid YAML"):
+        parse_policy("models:\n  - name: x\n  environments: [\n", "policy.yaml")
+
+
+def test_top_level_must_be_a_mapping():
+    with pytest.raises(PolicyError, match="top level must be a mapping"):
+        parse_policy("- a\n- b\n", "p.yaml")
+
+
+def test_missing_file_is_a_policy_error(tmp_path):
+    with pytest.raises(PolicyError, match="cannot read the policy file"):
+        load_policy(tmp_path / "absent.yaml")
+
+
+def test_load_rereads_a_changed_file(tmp_path):
+    f = tmp_path / "policy.yaml"
+    f.write_text(GOOD)
+    assert load_policy(f).model("taxi_fare").environments["prod"].endpoint == "taxi-fare-prod"
+    import os
+
+    f.write_text(GOOD.replace("taxi-fare-prod", "taxi-fare-live"))
+    os.utime(f, (1, 1))
+    assert load_policy(f).model("taxi_fare").environments["prod"].endpoint == "taxi-fare-live"
+
+
+def test_committed_schema_matches_the_models():
+    committed = json.loads((Path(__file__).parent.parent / "policy.schema.json").read_text())
+    assert committed == json_schema(), "run: python -m shared.policy schema > policy.schema.json"
+
+
+def test_the_shipped_policy_is_valid():
+    p = load_policy(Path(__file__).parent.parent / "policy.yaml")
+    assert p.models

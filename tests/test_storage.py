@@ -1,0 +1,104 @@
+"""The SQLite backends keep the Azure Storage semantics the app relies on."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from shared.queues import PopReceiptMismatch, decode_content, encode_json, enqueue
+from shared.queues.sqlite import SqliteQueueService
+from shared.tables import ConcurrencyConflict, EntityExists
+from shared.tables.sqlite import SqliteTableService
+
+
+@pytest.fixture
+def queues(tmp_path):
+    return SqliteQueueService(str(tmp_path / "s.db"))
+
+
+@pytest.fixture
+def tables(tmp_path):
+    return SqliteTableService(str(tmp_path / "s.db"))
+
+
+def test_messages_are_base64_json_on_the_wire(queues):
+    enqueue(queues, "q", {"a": 1})
+    (m,) = queues.receive("q", max_messages=5, visibility_timeout=30)
+    assert m.content == encode_json({"a": 1}) and json.loads(decode_content(m.content)) == {"a": 1}
+    with pytest.raises(ValueError, match="not valid base64"):
+        decode_content("{not base64}")
+
+
+def test_receive_hides_and_counts_dequeues(queues):
+    queues.send("q", "x")
+    (m1,) = queues.receive("q", max_messages=1, visibility_timeout=0.2)
+    assert m1.dequeue_count == 1
+    assert queues.receive("q", max_messages=1, visibility_timeout=0.2) == []
+    time.sleep(0.3)
+    (m2,) = queues.receive("q", max_messages=1, visibility_timeout=30)
+    assert m2.id == m1.id and m2.dequeue_count == 2
+    with pytest.raises(PopReceiptMismatch):
+        queues.delete("q", m1.id, m1.pop_receipt)
+    queues.delete("q", m2.id, m2.pop_receipt)
+    assert queues.count("q") == 0
+
+
+def test_visibility_delay_on_send(queues):
+    queues.send("q", "later", visibility_delay=0.3)
+    assert queues.receive("q", max_messages=1, visibility_timeout=1) == []
+    assert queues.count("q") == 1
+    time.sleep(0.35)
+    assert [m.content for m in queues.receive("q", max_messages=1, visibility_timeout=1)] == ["later"]
+
+
+def test_update_visibility_returns_a_new_receipt(queues):
+    queues.send("q", "x")
+    (m,) = queues.receive("q", max_messages=1, visibility_timeout=30)
+    receipt = queues.update_visibility("q", m.id, m.pop_receipt, 0)
+    assert receipt != m.pop_receipt
+    with pytest.raises(PopReceiptMismatch):
+        queues.update_visibility("q", m.id, m.pop_receipt, 0)
+    assert len(queues.receive("q", max_messages=1, visibility_timeout=30)) == 1
+
+
+def test_concurrent_receivers_never_get_the_same_message(tmp_path):
+    path = str(tmp_path / "s.db")
+    producer = SqliteQueueService(path)
+    for i in range(200):
+        producer.send("q", str(i))
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def worker():
+        q = SqliteQueueService(path)
+        while True:
+            got = q.receive("q", max_messages=4, visibility_timeout=60)
+            if not got:
+                return
+            with lock:
+                seen.extend(m.content for m in got)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen, key=int) == [str(i) for i in range(200)]
+
+
+def test_insert_conflicts_and_etag_concurrency(tables):
+    e = tables.insert("t", "p", "r", {"n": 1})
+    with pytest.raises(EntityExists):
+        tables.insert("t", "p", "r", {"n": 2})
+    e.data["n"] = 2
+    e2 = tables.update("t", e)
+    assert e2.etag != e.etag
+    e.data["n"] = 3
+    with pytest.raises(ConcurrencyConflict):
+        tables.update("t", e)  # stale ETag
+    assert tables.get("t", "p", "r").data == {"n": 2}
+    tables.upsert("t", "p", "r2", {"n": 9, "k": "x"})
+    assert [x.row_key for x in tables.query("t", "p")] == ["r", "r2"]
+    assert [x.row_key for x in tables.query("t", "p", k="x")] == ["r2"]
+    assert tables.get("t", "p", "missing") is None
