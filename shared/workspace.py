@@ -47,16 +47,20 @@ def _azure_identity_strategy():  # -> CredentialsStrategy
     return AzureIdentity()
 
 
-@lru_cache(maxsize=4)
-def workspace_client(host: str | None = None, token: str | None = None) -> WorkspaceClient:
-    from databricks.sdk import WorkspaceClient
-    from databricks.sdk.core import Config
-
-    host = host or os.environ.get("DATABRICKS_HOST")
-    token = token or os.environ.get("DATABRICKS_TOKEN")
+def workspace_client() -> WorkspaceClient:
+    """The client for the workspace the app settings name (one per distinct setting values)."""
+    host = os.environ.get("DATABRICKS_HOST")
     if not host:
         raise RuntimeError("DATABRICKS_HOST is not set")
     retry = float(os.environ.get("DATABRICKS_RETRY_TIMEOUT_SECONDS", "60"))
+    return _workspace_client(host, os.environ.get("DATABRICKS_TOKEN") or None, retry)
+
+
+@lru_cache(maxsize=4)
+def _workspace_client(host: str, token: str | None, retry: float) -> WorkspaceClient:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
+
     common = {"host": host, "retry_timeout_seconds": retry, "http_timeout_seconds": min(60.0, retry)}
     if token:
         cfg = Config(token=token, auth_type="pat", **common)

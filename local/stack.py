@@ -1,0 +1,75 @@
+"""The whole product on one machine: a real MLflow server, the local workspace and the
+local Functions host running the real ``function_app``. Used by the demo and the scenario
+tests; never imported by the app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from local.host import LocalHost
+from local.mlflow_server import MlflowServer
+from local.workspace import LocalWorkspace
+from shared.settings import APP_ROOT
+
+WEBHOOK_SECRET = "local-webhook-secret"
+WORKSPACE_TOKEN = "local-token"
+
+
+def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url: str,
+                 watch_schedule: str = "0 */5 * * * *") -> dict[str, str]:
+    """The app settings a Function App would have, pointing at the local parts."""
+    return {
+        "REACTOR_STORAGE": f"sqlite:///{data_dir / 'reactor.db'}",
+        "REACTOR_POLICY_FILE": str(policy),
+        "MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "MLFLOW_TRACKING_URI": mlflow_url,
+        "MLFLOW_REGISTRY_URI": mlflow_url,
+        "DATABRICKS_HOST": workspace_url,
+        "DATABRICKS_TOKEN": WORKSPACE_TOKEN,
+        "DATABRICKS_RETRY_TIMEOUT_SECONDS": "20",
+        "REGISTRY_WATCH_SCHEDULE": watch_schedule,
+        "ROLLOUT_BACKOFF_BASE_SECONDS": "0.25",
+        "ROLLOUT_BACKOFF_CAP_SECONDS": "2",
+    }
+
+
+@dataclass
+class Platform:
+    """What stays up across scenarios: the registry and the workspace."""
+
+    mlflow: MlflowServer
+    workspace: LocalWorkspace
+
+
+@contextmanager
+def platform(data_dir: Path) -> Iterator[Platform]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with MlflowServer(data_dir=data_dir / "mlflow", port=0) as srv:
+        ws = LocalWorkspace(port=0, token=WORKSPACE_TOKEN, registry_uri=srv.url, data_dir=data_dir / "workspace")
+        ws.start()
+        try:
+            yield Platform(srv, ws)
+        finally:
+            ws.stop()
+
+
+@contextmanager
+def function_host(settings: dict[str, str]) -> Iterator[LocalHost]:
+    """Run the real function_app with ``settings`` in this process's environment."""
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    host = LocalHost(app_dir=APP_ROOT, port=0).start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,300 @@
+"""A small real model on synthetic taxi-fare data, registered in an MLflow model registry.
+
+Nothing is downloaded: ``make_trips`` draws trips from a fixed fare formula plus noise.
+``train_and_register`` fits a scikit-learn gradient-boosting regressor and registers it;
+``register_broken_version`` registers a version that loads but fails at predict time, the
+case a rollout must catch with its smoke queries.
+
+MLflow behaviour relied on (mlflow 3.17):
+
+- ``mlflow.sklearn.log_model(..., name=..., registered_model_name=...)`` logs a LoggedModel
+  attached to the active run and registers it from ``models:/<model_id>``; the returned
+  ``ModelInfo.registered_model_version`` is the new version. SQL-backed registries create
+  versions READY at once, so the wait for READY ends immediately.
+- The sklearn flavor serializes with ``cloudpickle`` in Databricks Runtime (the target) and
+  with ``skops`` elsewhere. Here ``cloudpickle`` is the default: the 120-tree model is about
+  160 kB that way and about 3 MB as skops. ``serialization_format="skops"`` also works: skops
+  does not trust ``sklearn.tree._tree.Tree`` by default (MLflow reloads the file at save time
+  and refuses), so ``skops_trusted_types`` names exactly that type, and MLflow stores the list
+  in the MLmodel file for ``mlflow.pyfunc.load_model`` in any other process. Loading either
+  format needs ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` left at its default ``true``.
+- ``pip_requirements`` is given explicitly (the flavor's own defaults), which skips MLflow's
+  requirement inference (a subprocess that loads the model: seconds per log).
+- The broken version is a "model from code": ``python_model`` is the path of a script that
+  calls ``mlflow.models.set_model``. The script is stored with the model, so loading it needs
+  neither this module nor the repository on ``sys.path``.
+- The tracking and registry URIs are process-global in MLflow (and mirrored in the
+  ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI`` environment variables). Each function
+  sets both to the given URI for the duration of the call and restores the previous values,
+  the same way mlflow's own ``_use_tracking_uri`` does, so callers may talk to several
+  servers. Runs are opened with ``with mlflow.start_run()`` and so always ended; starting one
+  while the caller has an active run raises (MLflow refuses to start a second active run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ["trip_distance", "passenger_count", "pickup_hour", "pickup_zone", "dropoff_zone"]
+TARGET = "fare_amount"
+N_ZONES = 30
+AIRPORT_ZONES = (1, 2)
+# skops refuses tree node storage unless trusted explicitly (it cannot bounds-check node
+# indices); we wrote the file ourselves, so trust exactly that type.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+BROKEN_MESSAGE = "taxi_fare broken version: predict always fails (injected fault)"
+
+# Timing of the last train_and_register call, for reports.
+last_timings: dict[str, float] = {}
+
+
+def make_trips(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Synthetic taxi trips with a plausible fare.
+
+    fare = 3.00 base + 1.75 per km + congestion (rush hours 7-9 and 16-19: +0.45 per km)
+    + 0.50 per passenger beyond the first + 1.00 night surcharge (20:00-05:59)
+    + 5.00 airport surcharge when the pickup or dropoff zone is an airport zone,
+    times lognormal noise (sigma 0.08) plus normal noise (sd 0.50), never below 3.00.
+    Deterministic for a given (n, seed).
+    """
+    rng = np.random.default_rng(seed)
+    distance = np.round(np.clip(rng.lognormal(mean=1.3, sigma=0.7, size=n), 0.3, 60.0), 2)
+    passengers = rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.62, 0.18, 0.08, 0.05, 0.04, 0.03])
+    hour_weights = np.array([2, 1, 1, 1, 1, 2, 3, 6, 7, 6, 5, 5, 5, 5, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3], dtype=float)
+    hour = rng.choice(24, size=n, p=hour_weights / hour_weights.sum())
+    pickup_zone = rng.integers(1, N_ZONES + 1, size=n)
+    dropoff_zone = rng.integers(1, N_ZONES + 1, size=n)
+
+    rush = ((hour >= 7) & (hour <= 9)) | ((hour >= 16) & (hour <= 19))
+    night = (hour >= 20) | (hour <= 5)
+    airport = np.isin(pickup_zone, AIRPORT_ZONES) | np.isin(dropoff_zone, AIRPORT_ZONES)
+    fare = 3.00 + 1.75 * distance + 0.45 * distance * rush + 0.50 * (passengers - 1) + 1.00 * night + 5.00 * airport
+    fare = fare * rng.lognormal(mean=0.0, sigma=0.08, size=n) + rng.normal(0.0, 0.5, size=n)
+    fare = np.round(np.maximum(fare, 3.00), 2)
+    return pd.DataFrame(
+        {
+            "trip_distance": distance.astype("float64"),
+            "passenger_count": passengers.astype("int64"),
+            "pickup_hour": hour.astype("int64"),
+            "pickup_zone": pickup_zone.astype("int64"),
+            "dropoff_zone": dropoff_zone.astype("int64"),
+            TARGET: fare.astype("float64"),
+        }
+    )
+
+
+def sample_records(n: int = 3, seed: int = 1) -> list[dict[str, Any]]:
+    """JSON-able feature records (no target) for smoke queries: plain int and float values."""
+    frame = make_trips(n=n, seed=seed)[FEATURES]
+    return json.loads(frame.to_json(orient="records"))
+
+
+# -- MLflow plumbing ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def using_mlflow_uri(tracking_uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URIs at ``tracking_uri``, then restore them.
+
+    Saves and restores the module globals behind ``mlflow.set_tracking_uri`` /
+    ``mlflow.set_registry_uri`` and the environment variables those functions write.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_tracking = tracking_utils._tracking_uri
+    saved_registry = registry_utils._registry_uri
+    try:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_tracking)
+        registry_utils._registry_uri = saved_registry
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _quiet_known_warnings() -> Iterator[None]:
+    """Silence MLflow hints that do not apply here.
+
+    The integer-column hint (our features never have missing values) and, for the broken
+    model, the missing-input-example hint (it has an explicit signature and no example on
+    purpose). Its "Add type hints to the `predict` method" hint cannot be silenced this way:
+    MLflow emits it under its own ``warnings.simplefilter("once")``.
+    """
+    with warnings.catch_warnings():
+        for pattern in (
+            r".*Inferred schema contains integer column",
+            r".*An input example was not provided",
+        ):
+            warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+        yield
+
+
+def _default_artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts.
+
+    For a ``sqlite:///`` store used without a server MLflow's default is ``./mlruns`` in the
+    current directory; keep them next to the database file instead. For a tracking server
+    the server decides (``mlflow-artifacts:/`` when it proxies artifacts).
+    """
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        db_path = tracking_uri[len("sqlite:///") :]
+        if db_path and db_path != ":memory:":
+            return (Path(db_path).absolute().parent / "artifacts").as_uri()
+    return None
+
+
+def _experiment_id(experiment_name: str, artifact_location: str | None, tracking_uri: str) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_location or _default_artifact_location(tracking_uri)
+    return client.create_experiment(experiment_name, artifact_location=location)
+
+
+def _signature(features: pd.DataFrame):
+    from mlflow.models import infer_signature
+
+    return infer_signature(features, np.zeros(len(features), dtype="float64"))
+
+
+# -- training and registration --------------------------------------------------------------------
+def train_and_register(
+    tracking_uri: str,
+    model_name: str = "taxi_fare",
+    seed: int = 0,
+    n: int = 2000,
+    *,
+    experiment_name: str = "taxi_fare",
+    artifact_location: str | None = None,
+    tags: dict[str, str] | None = None,
+    serialization_format: str = "cloudpickle",
+) -> str:
+    """Train a fare regressor on ``make_trips(n, seed)`` and register it as a new version.
+
+    Logs params and holdout metrics (``rmse``, ``mae``, ``r2``) to a run in
+    ``experiment_name``, logs the model with ``mlflow.sklearn.log_model`` (signature inferred
+    from the training frame and predictions, 5-row input example) and registers it under
+    ``model_name``. ``tags`` become tags of the logged model and of the model version.
+    Returns the new version, e.g. ``"1"``.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    began = time.monotonic()
+    trips = make_trips(n=n, seed=seed)
+    split = int(len(trips) * 0.8)
+    train, test = trips.iloc[:split], trips.iloc[split:]
+    params = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9}
+    model = GradientBoostingRegressor(random_state=seed, **params)
+    model.fit(train[FEATURES], train[TARGET])
+    predicted = model.predict(test[FEATURES])
+    metrics = {
+        "rmse": float(np.sqrt(mean_squared_error(test[TARGET], predicted))),
+        "mae": float(mean_absolute_error(test[TARGET], predicted)),
+        "r2": float(r2_score(test[TARGET], predicted)),
+    }
+    trained = time.monotonic()
+
+    features = train[FEATURES]
+    with _quiet_known_warnings(), using_mlflow_uri(tracking_uri):
+        signature = infer_signature(features, model.predict(features.head(50)))
+        experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-train-seed{seed}"):
+            mlflow.log_params({**params, "seed": seed, "n": n, "features": ",".join(FEATURES)})
+            mlflow.log_metrics(metrics)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=features.head(5),
+                registered_model_name=model_name,
+                serialization_format=serialization_format,
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(
+                    include_cloudpickle=serialization_format == "cloudpickle",
+                    include_skops=serialization_format == "skops",
+                ),
+                skops_trusted_types=SKOPS_TRUSTED_TYPES if serialization_format == "skops" else None,
+                tags=tags,
+            )
+    last_timings.clear()
+    last_timings.update(
+        {"train_seconds": trained - began, "log_register_seconds": time.monotonic() - trained, **metrics}
+    )
+    return str(info.registered_model_version)
+
+
+_BROKEN_MODEL_CODE = '''\
+"""Taxi-fare model that loads and then fails every prediction (an injected fault)."""
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class BrokenTaxiFareModel(PythonModel):
+    def predict(self, context, model_input, params=None):
+        raise RuntimeError({message!r})
+
+
+mlflow.models.set_model(BrokenTaxiFareModel())
+'''
+
+
+def register_broken_version(
+    tracking_uri: str,
+    model_name: str = "taxi_fare",
+    *,
+    experiment_name: str = "taxi_fare",
+    artifact_location: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Register a version of ``model_name`` that loads fine and raises RuntimeError at predict.
+
+    Same input and output signature as ``train_and_register``'s model. No input example is
+    logged: MLflow validates an input example by predicting with it when logging.
+    Returns the new version.
+    """
+    import mlflow
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="broken-taxi-") as tmp, _quiet_known_warnings():
+        signature = _signature(make_trips(n=50, seed=0)[FEATURES])
+        code_path = Path(tmp) / "broken_taxi_model.py"
+        code_path.write_text(_BROKEN_MODEL_CODE.format(message=BROKEN_MESSAGE))
+        with using_mlflow_uri(tracking_uri):
+            experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-broken"):
+                mlflow.set_tag("taxi.fault", "predict_raises")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(code_path),
+                    signature=signature,
+                    registered_model_name=model_name,
+                    pip_requirements=[],
+                    tags=tags,
+                )
+    return str(info.registered_model_version)

@@ -1,0 +1,19 @@
+"""A local stand-in for the Databricks workspace REST API (DESIGN.md, "The local workspace").
+
+Usage::
+
+    from local.workspace import LocalWorkspace
+    ws = LocalWorkspace(port=0, token="local-token", registry_uri="sqlite:///mlflow.db", data_dir=path).start()
+    w = WorkspaceClient(host=ws.url, token="local-token")   # the real databricks-sdk
+    ws.faults.rate_503 = 0.2                                  # fault injection, also POST /local/faults
+    ws.stop()
+
+Never imported by the app; only by local tooling and tests. Importing it pulls in neither
+mlflow nor pandas (they are imported when a model is loaded or scored).
+"""
+
+from .errors import ApiError
+from .faults import Faults
+from .server import LocalWorkspace
+
+__all__ = ["ApiError", "Faults", "LocalWorkspace"]

@@ -1,0 +1,64 @@
+"""Run the local workspace in the foreground.
+
+    python -m local.workspace --port 8081 --token T --registry-uri URI --data-dir DIR
+
+Prints one line with its URL, then serves until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .server import LocalWorkspace
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.workspace", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081, help="0 picks a free port")
+    parser.add_argument("--token", default=os.environ.get("LOCAL_WORKSPACE_TOKEN", "local-token"))
+    parser.add_argument(
+        "--registry-uri",
+        default=os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI"),
+        help="MLflow registry the served models come from (default: $MLFLOW_REGISTRY_URI or $MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".local/workspace"))
+    parser.add_argument("--provisioning-seconds", type=float, default=None, help="delay before a config update settles")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws and traffic routing")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if not args.registry_uri:
+        parser.error("--registry-uri is required (or set MLFLOW_TRACKING_URI)")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    ws = LocalWorkspace(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        registry_uri=args.registry_uri,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    if args.provisioning_seconds is not None:
+        ws.faults.provisioning_seconds = args.provisioning_seconds
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    ws.start()
+    print(ws.url, flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        ws.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

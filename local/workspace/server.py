@@ -1,0 +1,236 @@
+"""The local workspace: an HTTP server answering part of the Databricks workspace REST API.
+
+``databricks-sdk`` works against it unchanged: ``WorkspaceClient(host=ws.url, token=...)``.
+Cross-cutting behaviour (reference §0, §7.5, §8):
+
+- ``GET /.well-known/databricks-config`` answers ``200 {}`` without auth, so the SDK's host
+  metadata lookup at construction returns at once and sets nothing (reference §7.5).
+- Every ``/api/...``, ``/serving-endpoints/...`` and ``/local/...`` request needs
+  ``Authorization: Bearer <token>``; otherwise ``401 UNAUTHENTICATED`` (-> SDK ``Unauthenticated``).
+  ``X-Databricks-Workspace-Id`` is accepted and ignored (reference §0.1).
+- Errors are ``{"error_code", "message"}`` with the status paired to each code (reference §0.3).
+  An unknown path is ``404 ENDPOINT_NOT_FOUND``. Bad input never yields a 500.
+- Faults (``ws.faults``; also ``GET/POST /local/faults``): latency on every API call, and
+  429/503 answers that the SDK retries (reference §8).
+
+Not imported by the app; only by local tooling and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, unauthenticated
+from .faults import Faults
+from .inference_table import InferenceLog
+from .models import ModelStore
+from .serving import ServingService
+from .web import Request, Response, Router
+
+log = logging.getLogger("local.workspace")
+
+WELL_KNOWN = "/.well-known/databricks-config"
+_AUTH_PREFIXES = ("/api/", "/serving-endpoints/", "/local/")
+_FAULT_PREFIXES = ("/api/", "/serving-endpoints/")
+
+
+class LocalWorkspace:
+    """A local stand-in for a Databricks workspace (model serving part).
+
+    ``registry_uri`` is the MLflow tracking/registry URI the served models are loaded from
+    (``http://127.0.0.1:5000`` or ``sqlite:///...``). ``data_dir`` holds downloaded model
+    artifacts and ``inference_tables.sqlite`` (one ``<endpoint>_payload`` table per endpoint).
+    """
+
+    INFERENCE_DB = "inference_tables.sqlite"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str = "local-token",
+        registry_uri: str = "sqlite:///mlflow.db",
+        data_dir: Path | str = Path(".local/workspace"),
+        *,
+        user: str = "local-user@localhost",
+        seed: int = 0,
+    ):
+        self.host = host
+        self.port = port
+        self.token = token
+        self.registry_uri = registry_uri
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.user = user
+        self.lock = threading.RLock()  # one lock for the whole workspace state
+        self.faults = Faults(seed=seed)
+        self.request_log: deque[tuple[str, str, int]] = deque(maxlen=2000)  # (method, path, status)
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.models = ModelStore(registry_uri, self.data_dir / "models")
+        self.inference = InferenceLog(self.data_dir / self.INFERENCE_DB)
+        self.serving = ServingService(
+            lock=self.lock,
+            faults=self.faults,
+            models=self.models,
+            inference=self.inference,
+            base_url=lambda: self.url,
+            user=user,
+            stopping=self._stopping,
+            seed=seed,
+        )
+        self.router = Router()
+        self.serving.register(self.router)
+        self.router.add("GET", "/local/faults", self._get_faults)
+        self.router.add("POST", "/local/faults", self._post_faults)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            return f"http://{self.host}:{self.port}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def inference_db_path(self) -> Path:
+        return self.data_dir / self.INFERENCE_DB
+
+    def start(self) -> LocalWorkspace:
+        """Serve in background threads; returns self."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self.host, self.port), _Handler)
+        server.workspace = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name=f"local-workspace-{self.port}", daemon=True)
+        self._thread.start()
+        log.info("local workspace serving at %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.serving.join(timeout=5)
+
+    def __enter__(self) -> LocalWorkspace:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reseed(self, seed: int) -> None:
+        """Reseed both the fault draws and the traffic routing."""
+        self.faults.reseed(seed)
+        self.serving.reseed(seed)
+
+    # ------------------------------------------------------------------ dispatch
+    def dispatch(self, req: Request) -> Response:
+        try:
+            response = self._dispatch(req)
+        except ApiError as err:
+            response = Response.error(err)
+        except Exception as exc:  # a bug here, never bad input: keep serving, say what happened
+            log.error("unhandled error on %s %s\n%s", req.method, req.path, traceback.format_exc())
+            response = Response(500, {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
+        self.request_log.append((req.method, req.path, response.status))
+        return response
+
+    def _dispatch(self, req: Request) -> Response:
+        path = req.path
+        if path == WELL_KNOWN and req.method == "GET":
+            # Host metadata: {} sets nothing and needs no auth (reference §7.5).
+            return Response(body={})
+        if path.startswith(_AUTH_PREFIXES):
+            self._authenticate(req)
+        if path.startswith(_FAULT_PREFIXES):
+            self._inject_faults()
+        found = self.router.match(req.method, path)
+        if found is None:
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{req.method} {path}'")
+        handler, params = found
+        return handler(req, **{k: unquote(v) for k, v in params.items()})
+
+    def _authenticate(self, req: Request) -> None:
+        header = req.headers.get("authorization", "")
+        scheme, _, credential = header.partition(" ")
+        if scheme.lower() != "bearer" or not credential:
+            raise unauthenticated("Credential was not sent or was of an unsupported type for this API.")
+        if credential.strip() != self.token:
+            raise unauthenticated("Invalid access token.")
+
+    def _inject_faults(self) -> None:
+        faults = self.faults
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000.0)
+        if faults.roll(faults.rate_429):
+            raise request_limit_exceeded("Too many requests (injected fault rate_429). Retry later.", 1)
+        if faults.roll(faults.rate_503):
+            raise temporarily_unavailable("The service is temporarily unavailable (injected fault rate_503).")
+
+    # ------------------------------------------------------------------ /local/faults
+    def _get_faults(self, req: Request) -> Response:
+        return Response(body=self.faults.as_dict())
+
+    def _post_faults(self, req: Request) -> Response:
+        body = req.json()
+        self.faults.update(body)
+        if "seed" in body:
+            self.serving.reseed(int(body["seed"]))
+        return Response(body=self.faults.as_dict())
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    workspace: LocalWorkspace
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    server_version = "LocalDatabricksWorkspace/0.1"
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        parts = urlsplit(self.path)
+        req = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        response = self.server.workspace.dispatch(req)
+        payload = response.encoded()
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
