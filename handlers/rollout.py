@@ -58,8 +58,8 @@ def fail(reason: str) -> Transition:
     return Transition(status="failed", reason=reason, note=reason)
 
 
-def roll_back(reason: str) -> Transition:
-    return Transition(step="rollback", note=reason, set={"failure": reason})
+def roll_back(reason: str, **fields: Any) -> Transition:
+    return Transition(step="rollback", note=reason, set={"failure": reason, **fields})
 
 
 @dataclass
@@ -156,7 +156,8 @@ def step_smoke(ctx: StepContext) -> Transition:
                for o in outcomes]
     failed = [o for o in outcomes if not o.passed]
     if failed:
-        return roll_back("; ".join(f"smoke query '{o.name}' failed: {o.reason}" for o in failed))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        return roll_back(f"smoke query '{failed[0].name}' failed: {failed[0].reason}{more}", smoke=results)
     return go("promote", f"{len(outcomes)} smoke queries passed", smoke=results)
 
 

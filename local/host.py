@@ -714,6 +714,8 @@ class LocalHost:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(5)
+            if not self._loop.is_running():
+                self._loop.close()
         for name in self._added_env:
             os.environ.pop(name, None)
         self._added_env.clear()

@@ -128,6 +128,7 @@ def query(w: Any, endpoint: str, records: list[dict[str, Any]]) -> QueryResult:
         resp = w.serving_endpoints.query(endpoint, dataframe_records=records)
     except DatabricksError as exc:
         elapsed = (time.perf_counter() - started) * 1000
-        return QueryResult(False, elapsed, error=f"{type(exc).__name__}: {exc}")
+        text = str(exc)
+        return QueryResult(False, elapsed, error=f"{type(exc).__name__}: {text[:300]}{'…' if len(text) > 300 else ''}")
     elapsed = (time.perf_counter() - started) * 1000
     return QueryResult(True, elapsed, predictions=resp.predictions, served_by=resp.served_model_name)

@@ -1,0 +1,160 @@
+"""Shared fixtures for scenario tests: the real stack on this machine.
+
+One MLflow server and one local workspace serve the whole session (starting them is the
+slow part); each test gets its own model name, endpoint, policy file, state store and
+Function host, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from local.stack import WEBHOOK_SECRET, Platform, app_settings, function_host, platform
+from shared import journal, rollouts
+from shared.queues import QueueService
+from shared.signatures import mlflow_signature
+from shared.storage import open_queues, open_tables
+from shared.tables import TableService
+
+NEVER = "0 0 0 1 1 *"  # a schedule that does not fire during a test
+
+
+@pytest.fixture(scope="session")
+def plat(tmp_path_factory) -> Iterator[Platform]:
+    with platform(tmp_path_factory.mktemp("platform")) as p:
+        yield p
+
+
+def policy_yaml(model: str, endpoint: str, **env_overrides: Any) -> str:
+    env = {
+        "endpoint": endpoint,
+        "track": "latest",
+        "aliases": ["Champion"],
+        "wait_timeout_seconds": 60,
+        "smoke": [{
+            "name": "one trip",
+            "records": [{"trip_distance": 2.5, "passenger_count": 1, "pickup_hour": 9, "pickup_zone": 3,
+                         "dropoff_zone": 7}],
+            "expect": {"prediction_type": "number", "min": 0, "max_latency_ms": 5000},
+        }],
+        **env_overrides,
+    }
+    return json.dumps({"version": 1, "models": [{"name": model, "environments": {"prod": env}}]})
+
+
+@dataclass
+class App:
+    """One test's Function App, with its own model, endpoint and state."""
+
+    plat: Platform
+    model: str
+    endpoint: str
+    settings: dict[str, str]
+    url: str
+    host: Any
+    tables: TableService
+    queues: QueueService
+    registered: list[str] = field(default_factory=list)
+
+    @property
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.plat.mlflow.url)
+
+    @property
+    def w(self):
+        from shared.workspace import workspace_client
+
+        return workspace_client()
+
+    def register(self, broken: bool = False) -> str:
+        from local.taxi import register_broken_version, train_and_register
+
+        if broken:
+            v = register_broken_version(self.plat.mlflow.url, model_name=self.model)
+        else:
+            v = train_and_register(self.plat.mlflow.url, model_name=self.model, seed=len(self.registered), n=300)
+        self.registered.append(v)
+        return v
+
+    def webhook_body(self, version: str, kind: str = "model_version.created") -> bytes:
+        entity, action = kind.rsplit(".", 1)
+        return json.dumps({"entity": entity, "action": action, "timestamp": f"2026-11-23T00:00:0{version}Z",
+                           "data": {"name": self.model, "version": version}}).encode()
+
+    def post_webhook(self, body: bytes, delivery: str | None = None, secret: str = WEBHOOK_SECRET,
+                     ts: int | None = None, headers: dict[str, str] | None = None) -> requests.Response:
+        delivery = delivery or str(uuid.uuid4())
+        stamp = str(int(time.time()) if ts is None else ts)
+        h = {"Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
+             "X-MLflow-Signature": mlflow_signature(secret, delivery, stamp, body)}
+        if headers is not None:
+            h = headers
+        return requests.post(f"{self.url}/api/registry/webhook", data=body, headers=h, timeout=30)
+
+    def rollouts(self, version: str | None = None) -> list[dict[str, Any]]:
+        rows = rollouts.for_endpoint(self.tables, self.endpoint)
+        return [r for r in rows if version is None or r.get("version") == version]
+
+    def wait(self, cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = cond()
+            if got:
+                return got
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; rollouts: {self.rollouts()}")
+
+    def wait_rollout_end(self, version: str, timeout: float = 60) -> dict[str, Any]:
+        def ended():
+            rows = [r for r in self.rollouts(version) if r["status"] in rollouts.TERMINAL]
+            return rows[-1] if rows else None
+
+        return self.wait(ended, timeout, f"the rollout of version {version} to end")
+
+    def serving(self) -> list[str]:
+        ep = self.w.serving_endpoints.get(self.endpoint)
+        return [e.entity_version for e in ep.config.served_entities] if ep.config else []
+
+    def champion(self) -> str | None:
+        return self.client.get_registered_model(self.model).aliases.get("Champion")
+
+    def records(self, kind: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        return journal.list_records(self.tables, kind, status)
+
+
+@pytest.fixture
+def make_app(plat, tmp_path) -> Iterator[Callable[..., App]]:
+    stack: list[Any] = []
+
+    def make(watch_schedule: str = NEVER, **env_overrides: Any) -> App:
+        tag = uuid.uuid4().hex[:8]
+        model, endpoint = f"taxi_{tag}", f"taxi-{tag}"
+        policy = Path(tmp_path / "policy.yaml")
+        policy.write_text(policy_yaml(model, endpoint, **env_overrides))
+        settings = app_settings(data_dir=tmp_path, policy=policy, mlflow_url=plat.mlflow.url,
+                                workspace_url=plat.workspace.url, watch_schedule=watch_schedule)
+        cm = function_host(settings)
+        host = cm.__enter__()
+        stack.append(cm)
+        return App(plat, model, endpoint, settings, host.url, host, open_tables(settings["REACTOR_STORAGE"]),
+                   open_queues(settings["REACTOR_STORAGE"]))
+
+    yield make
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def app(make_app) -> App:
+    return make_app()
