@@ -27,6 +27,7 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         "REACTOR_STORAGE": f"sqlite:///{data_dir / 'reactor.db'}",
         "REACTOR_POLICY_FILE": str(policy),
         "MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "DATABRICKS_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "MLFLOW_TRACKING_URI": mlflow_url,
         "MLFLOW_REGISTRY_URI": mlflow_url,
         "DATABRICKS_HOST": workspace_url,

@@ -107,7 +107,8 @@ def using_mlflow_uri(tracking_uri: str) -> Iterator[None]:
     """Point MLflow's global tracking and registry URIs at ``tracking_uri``, then restore them.
 
     Saves and restores the module globals behind ``mlflow.set_tracking_uri`` /
-    ``mlflow.set_registry_uri`` and the environment variables those functions write.
+    ``mlflow.set_registry_uri`` and the environment variables those functions write. These
+    are process-wide: do not use it from two threads at once.
     """
     import mlflow
     from mlflow.tracking._model_registry import utils as registry_utils

@@ -148,7 +148,7 @@ def score(model: Any, payload: dict[str, Any], content_type: str = "application/
     except MlflowException as exc:
         message = exc.message
         cause = exc.__cause__ or exc.__context__
-        if cause is not None and not isinstance(cause, MlflowException):
+        if cause is not None and not isinstance(cause, MlflowException) and str(cause) not in message:
             message = f"{message} Model error: {type(cause).__name__}: {cause}"
         elapsed = int((time.perf_counter() - started) * 1000)
         code = exc.error_code or "BAD_REQUEST"

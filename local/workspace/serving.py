@@ -165,7 +165,7 @@ class ServingService:
     def register(self, router: Router) -> None:
         p = "/api/2.0/serving-endpoints"
         router.add("POST", p, self.create)
-        router.add("GET", p, self.list)
+        router.add("GET", p, self.list_endpoints)
         router.add("GET", p + "/{name}", self.get)
         router.add("DELETE", p + "/{name}", self.delete)
         router.add("PUT", p + "/{name}/config", self.update_config)
@@ -518,7 +518,7 @@ class ServingService:
             self._start_update(ep, cfg)
             return Response(body=self._detailed(ep))
 
-    def list(self, req: Request) -> Response:
+    def list_endpoints(self, req: Request) -> Response:
         """GET /api/2.0/serving-endpoints -> ``{"endpoints": [ServingEndpoint...]}`` (reference §1.1)."""
         with self.lock:
             return Response(body={"endpoints": [self._summary(ep) for ep in self._endpoints.values()]})
