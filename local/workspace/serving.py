@@ -396,14 +396,14 @@ class ServingService:
         )
 
     def _pending_output(self, cfg: EndpointConfig) -> sdk.EndpointPendingConfig:
-        legacy = [e for e in cfg.entities if e.legacy]
-        return sdk.EndpointPendingConfig(
-            auto_capture_config=cfg.auto_capture,
-            config_version=cfg.version,
-            served_entities=[self._entity_output(e) for e in cfg.entities],
-            served_models=[self._model_output(e) for e in legacy] or None,
-            start_time=cfg.start_time,
-            traffic_config=self._traffic(cfg),
+        # The pending config is the output config plus its start time (reference §1.2).
+        return sdk.EndpointPendingConfig.from_dict({**self._config_output(cfg).as_dict(), "start_time": cfg.start_time})
+
+    @staticmethod
+    def _state(ep: Endpoint) -> sdk.EndpointState:
+        return sdk.EndpointState(
+            config_update=sdk.EndpointStateConfigUpdate(ep.config_update),
+            ready=sdk.EndpointStateReady(ep.ready),
         )
 
     def _detailed(self, ep: Endpoint) -> dict[str, Any]:
@@ -422,10 +422,7 @@ class ServingService:
             pending_config=self._pending_output(ep.pending) if ep.pending else None,
             permission_level=sdk.ServingEndpointDetailedPermissionLevel.CAN_MANAGE,
             route_optimized=ep.route_optimized,
-            state=sdk.EndpointState(
-                config_update=sdk.EndpointStateConfigUpdate(ep.config_update),
-                ready=sdk.EndpointStateReady(ep.ready),
-            ),
+            state=self._state(ep),
             tags=list(ep.tags) or None,
             telemetry_config=ep.telemetry_config,
         ).as_dict()
@@ -452,10 +449,7 @@ class ServingService:
             id=ep.id,
             last_updated_timestamp=ep.last_updated_timestamp,
             name=ep.name,
-            state=sdk.EndpointState(
-                config_update=sdk.EndpointStateConfigUpdate(ep.config_update),
-                ready=sdk.EndpointStateReady(ep.ready),
-            ),
+            state=self._state(ep),
             tags=list(ep.tags) or None,
         ).as_dict()
 
