@@ -40,8 +40,8 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
         step("command.received", command=cmd.command, model=cmd.model, id=env.id, source=env.source)
         try:
             if isinstance(cmd, Deploy):
-                row = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
-                                    alias=cmd.alias, origin=origin, cid=env.correlation_id)
+                row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
+                                       alias=cmd.alias, origin=origin, cid=env.correlation_id)
                 outcome = [f"rollout {row['id']} for {cmd.environment}"]
             else:
                 outcome = reconcile(deps, cmd, origin, env.correlation_id)
@@ -94,5 +94,10 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     failed = [r for r in history if r["status"] == "failed" and r.get("version") == version]
     if failed:
         return f"{name}: version {version} failed before ({failed[-1].get('reason')}); send deploy to retry"
-    row = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin, cid=cid)
+    generation = rollouts.endpoint_state(deps.tables, env.endpoint).get("generation", 0)
+    rid = rollouts.rollout_id("reconcile", f"{model}|{version}|{generation}", name)
+    row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin,
+                              cid=cid, rid=rid)
+    if not ours:
+        return f"{name}: version {version} is already rolling out ({row['id']})"
     return f"rollout {row['id']} of version {version} to {name}"

@@ -220,13 +220,15 @@ def kick(deps: Deps, endpoint: str, rid: str) -> None:
 
 
 def start(deps: Deps, *, model: str, environment: str, version: str | None, alias: str | None,
-          origin: dict[str, str], cid: str) -> dict[str, Any]:
-    """Create the rollout (idempotent per origin) and take or queue for the endpoint's lease."""
+          origin: dict[str, str], cid: str, rid: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Create the rollout and take or queue for the endpoint's lease. Idempotent per ``rid``
+    (default: per origin, so a retried command never starts twice). Returns the rollout and
+    whether it is this origin's own (False: another origin had already started it)."""
     mp = deps.policy().model(model)
     env = mp.environments.get(environment) if mp else None
     if mp is None or env is None:
         raise PolicyError(f"model {model!r} has no environment {environment!r} in the policy")
-    rid = rollouts.rollout_id(origin["kind"], origin["id"], environment)
+    rid = rid or rollouts.rollout_id(origin["kind"], origin["id"], environment)
     entity, created = rollouts.create(deps.tables, env.endpoint, rid, {
         "model": model, "environment": environment, "version": version,
         "requested": {"version": version, "alias": alias}, "origin": origin, "cid": cid,
@@ -238,7 +240,7 @@ def start(deps: Deps, *, model: str, environment: str, version: str | None, alia
          version=version, alias=alias, lease="active" if claim.active else "queued", new=created)
     if claim.active:
         kick(deps, env.endpoint, rid)
-    return entity.data
+    return entity.data, entity.data.get("origin") == origin
 
 
 def _supersede(deps: Deps, endpoint: str, rid: str, by: str) -> None:

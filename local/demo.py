@@ -16,10 +16,14 @@ Run with ``./dev demo``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
+import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,12 @@ def _ended(tables: Any, version: str) -> bool:
     return bool(row and row["status"] in rollouts.TERMINAL)
 
 
+def _quietly(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+    """MLflow prints run links and registration notes; the timeline says what matters."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
 def run(data_dir: Path) -> int:
     from mlflow import MlflowClient
 
@@ -96,6 +106,7 @@ def run(data_dir: Path) -> int:
     data_dir.mkdir(parents=True)
     logging.basicConfig(filename=data_dir / "reactor.log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     checks: list[tuple[str, bool]] = []
 
     def expect(name: str, ok: bool) -> None:
@@ -131,7 +142,7 @@ def run(data_dir: Path) -> int:
 
             for version_step in ("1", "2"):
                 tl.say("demo", f"training and registering {MODEL} version {version_step}")
-                v = train_and_register(plat.mlflow.url, model_name=MODEL, seed=int(version_step))
+                v = _quietly(train_and_register, plat.mlflow.url, model_name=MODEL, seed=int(version_step))
                 ok = tl.wait(f"rollout of v{v}", lambda v=v: _ended(tables, v), 90)
                 row = _rollout_of(tables, v) or {}
                 expect(f"v{v} rollout done", ok and row.get("status") == "done")
@@ -141,7 +152,7 @@ def run(data_dir: Path) -> int:
                 expect(f"v{v} answers queries", predicts())
 
             tl.say("demo", f"registering {MODEL} version 3, whose model raises at predict time")
-            v3 = register_broken_version(plat.mlflow.url, model_name=MODEL)
+            v3 = _quietly(register_broken_version, plat.mlflow.url, model_name=MODEL)
             ok = tl.wait(f"rollout of v{v3}", lambda: _ended(tables, v3), 90)
             row = _rollout_of(tables, v3) or {}
             expect(f"v{v3} rollout failed on its smoke query",
@@ -175,6 +186,10 @@ def run(data_dir: Path) -> int:
 
 
 def main() -> None:
+    # The timeline is the demo's output; MLflow's own progress lines and third-party warnings
+    # go to the log instead (they are set before mlflow is first imported).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    warnings.simplefilter("ignore")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=APP_ROOT / ".local" / "demo")
     args = parser.parse_args()

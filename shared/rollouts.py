@@ -121,10 +121,8 @@ def release(tables: TableService, endpoint: str, rid: str, **good: Any) -> str |
         if data.get("active") != rid:
             return data.get("active"), None
         nxt = data.get("queued")
-        return nxt, {**data, **good, "active": nxt, "queued": None}
+        # Each hand-over starts a new generation: reconciles that decide within one generation
+        # agree on one rollout id, so they cannot start the same version twice.
+        return nxt, {**data, **good, "active": nxt, "queued": None, "generation": data.get("generation", 0) + 1}
 
     return _change_endpoint(tables, endpoint, change)
-
-
-def record_good(tables: TableService, endpoint: str, **good: Any) -> None:
-    _change_endpoint(tables, endpoint, lambda data: (None, {**data, **good}))

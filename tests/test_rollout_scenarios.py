@@ -163,3 +163,14 @@ def test_reconcile_does_not_retry_a_failed_version_but_deploy_does(app):
     assert len(app.rollouts(v2)) == 1
     last = app.records("command")[-1]
     assert last["status"] == "done" and "failed before" in last["outcome"][0]
+
+
+def test_concurrent_reconciles_for_one_version_start_one_rollout(app):
+    v = app.register()
+    for _ in range(4):  # the host takes them in one batch and runs them in parallel
+        enqueue(app.queues, COMMANDS_QUEUE, {"command": "reconcile", "model": app.model})
+    assert app.wait_rollout_end(v)["status"] == "done"
+    assert app.host.wait_idle(15)
+    assert len(app.rollouts()) == 1
+    cmds = app.records("command")
+    assert len(cmds) == 4 and all(c["status"] == "done" for c in cmds), cmds
