@@ -32,6 +32,7 @@ from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, u
 from .faults import Faults
 from .inference_table import InferenceLog
 from .models import ModelStore
+from .online_catalog import OnlineCatalog
 from .serving import ServingService
 from .web import Request, Response, Router
 
@@ -88,6 +89,9 @@ class LocalWorkspace:
             stopping=self._stopping,
             seed=seed,
         )
+        # Where published feature tables live online; serving endpoints look features up through it.
+        self.online_catalog = OnlineCatalog()
+        self.serving.online_catalog = self.online_catalog
         self.router = Router()
         self.serving.register(self.router)
         self.router.add("GET", "/local/faults", self._get_faults)
