@@ -8,14 +8,17 @@ record ends when the rollouts it started end.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from handlers import rollout
 from handlers.deps import Deps
 from shared import commands, journal, rollouts, serving
-from shared.commands import CommandRejected, Deploy, Reconcile
+from shared import features as feature_tables
+from shared.commands import CommandRejected, Deploy, PublishFeatures, Reconcile
 from shared.log import correlated, step
 from shared.policy import PolicyError
+from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.registry import VersionNotFound, resolve
 
 
@@ -39,6 +42,14 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     with correlated(env.correlation_id):
         step("command.received", command=cmd.command, model=cmd.model, id=env.id, source=env.source)
         try:
+            if isinstance(cmd, PublishFeatures):
+                outcome, status = publish_features(deps, cmd, env.id, env.correlation_id)
+                first = (cmd.resume or {}).get("record", env.id)
+                journal.update(deps.tables, "command", first, status, outcome=outcome)
+                if first != env.id:
+                    journal.update(deps.tables, "command", env.id, "done", outcome=[f"continued command {first}"])
+                step(f"command.{status}", id=first, outcome=outcome)
+                return
             if isinstance(cmd, Deploy):
                 row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
                                        alias=cmd.alias, origin=origin, cid=env.correlation_id)
@@ -101,3 +112,28 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     if not ours:
         return f"{name}: version {version} is already rolling out ({row['id']})"
     return f"rollout {row['id']} of version {version} to {name}"
+
+
+def publish_features(deps: Deps, cmd: PublishFeatures, record_id: str, cid: str) -> tuple[list[str], str]:
+    """Refresh online copies now: Databricks-side tables get a sync triggered; a third-party
+    store is copied to here, one time-bounded message after another (``resume``)."""
+    mp = deps.policy().model(cmd.model)
+    if mp is None or mp.features is None:
+        raise PolicyError(f"model {cmd.model!r} has no feature tables in the policy")
+    if cmd.table and cmd.table not in {t.source for t in mp.features.tables}:
+        raise PolicyError(f"model {cmd.model!r} has no feature table {cmd.table!r} in the policy")
+    if not deps.settings.warehouse_id:
+        raise PolicyError("DATABRICKS_WAREHOUSE_ID is not set: feature tables are read through a SQL warehouse")
+    resume = cmd.resume or {}
+    statuses = feature_tables.ensure(deps.workspace(), deps.settings.warehouse_id, mp.features, os.environ,
+                                     resume.get("cursors") or {}, now=deps.clock(),
+                                     budget_seconds=deps.settings.feature_step_budget_seconds, only=cmd.table)
+    outcome = [f"{st.source}: {st.state}: {st.note}" for st in statuses]
+    cursors = {st.source: st.cursor for st in statuses if st.cursor}
+    if cursors:
+        enqueue(deps.queues, COMMANDS_QUEUE, {
+            "command": "publish_features", "model": cmd.model, "table": cmd.table, "correlation_id": cid,
+            "resume": {"record": resume.get("record", record_id), "cursors": cursors},
+        })
+        return outcome, "running"
+    return outcome, "failed" if any(st.state == "failed" for st in statuses) else "done"

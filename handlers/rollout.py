@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from functools import cached_property
 from typing import Any
 
 from handlers.deps import Deps
+from shared import features as feature_tables
 from shared import journal, rollouts, serving, smoke
 from shared.log import correlated, step
 from shared.policy import Environment, ModelPolicy, PolicyError
@@ -31,7 +33,7 @@ from shared.registry import VersionNotFound, get_version, resolve, set_aliases
 from shared.tables import ConcurrencyConflict, Entity
 
 # Before ``deploy`` writes the endpoint, a newer rollout may take over (supersede) this one.
-_SUPERSEDABLE = frozenset({"resolve", "validate", "deploy"})
+_SUPERSEDABLE = frozenset({"resolve", "validate", "features", "deploy"})
 _MAX_STEP_ERRORS = 5
 _MAX_EARLY = 30
 
@@ -123,7 +125,32 @@ def step_validate(ctx: StepContext) -> Transition:
     missing = [t for t in ctx.model.required_tags if t not in info.tags]
     if missing:
         return fail(f"version {info.version} lacks required tag(s) {missing}")
-    return go("deploy", f"version {info.version} is READY")
+    return go("features", f"version {info.version} is READY")
+
+
+def step_features(ctx: StepContext) -> Transition:
+    """Feature tables published and in sync before anything serves (traffic never moves to a
+    version whose features are not ready; the endpoint is untouched if they never are)."""
+    features = ctx.model.features
+    if features is None:
+        return go("deploy", "no feature tables")
+    s = ctx.deps.settings
+    if not s.warehouse_id:
+        return fail("DATABRICKS_WAREHOUSE_ID is not set: feature tables are checked through a SQL warehouse")
+    statuses = feature_tables.ensure(ctx.w, s.warehouse_id, features, os.environ, ctx.row.get("feature_cursors") or {},
+                                     now=ctx.deps.clock(), budget_seconds=s.feature_step_budget_seconds)
+    summary = "; ".join(f"{st.source}: {st.note}" for st in statuses)
+    if any(st.state == "failed" for st in statuses):
+        return fail("features not ready, endpoint untouched: " + "; ".join(
+            st.note for st in statuses if st.state == "failed"))
+    if all(st.state == "ready" for st in statuses):
+        return go("deploy", summary, feature_cursors=None)
+    cursors = {st.source: st.cursor for st in statuses if st.cursor}
+    if any(st.state == "progress" for st in statuses):
+        return go("features", summary, feature_cursors=cursors)
+    if ctx.waited_too_long():
+        return fail(f"features not ready after {ctx.env.wait_timeout_seconds:.0f} s, endpoint untouched: {summary}")
+    return Transition(wait=True, note=summary, set={"feature_cursors": cursors})
 
 
 def step_deploy(ctx: StepContext) -> Transition:
@@ -199,6 +226,7 @@ def step_wait_rollback(ctx: StepContext) -> Transition:
 STEPS: dict[str, Callable[[StepContext], Transition]] = {
     "resolve": step_resolve,
     "validate": step_validate,
+    "features": step_features,
     "deploy": step_deploy,
     "wait_deploy": step_wait_deploy,
     "smoke": step_smoke,

@@ -61,13 +61,23 @@ class Reconcile(_Command):
     reason: str | None = Field(None, max_length=500)
 
 
-Command = Annotated[Deploy | Reconcile, Field(discriminator="command")]
-_adapter: TypeAdapter[Deploy | Reconcile] = TypeAdapter(Command)
+class PublishFeatures(_Command):
+    """Refresh the online copy of one feature table of ``model`` (``table``), or of all of them."""
+
+    command: Literal["publish_features"]
+    model: str = Field(min_length=1, max_length=500)
+    table: str | None = Field(None, min_length=1, max_length=500)
+    # Set by the app when one message could not finish the work: where the next one resumes.
+    resume: dict[str, Any] | None = None
+
+
+Command = Annotated[Deploy | Reconcile | PublishFeatures, Field(discriminator="command")]
+_adapter: TypeAdapter[Deploy | Reconcile | PublishFeatures] = TypeAdapter(Command)
 
 
 @dataclass(frozen=True)
 class Envelope:
-    command: Deploy | Reconcile
+    command: Deploy | Reconcile | PublishFeatures
     id: str
     source: str
     correlation_id: str

@@ -137,6 +137,31 @@ class OnlineStore:
         pk = ", ".join(self._q(k) for k in primary_keys)
         self._run(f"CREATE TABLE IF NOT EXISTS {self._q(table)} ({cols}, PRIMARY KEY ({pk}))")
 
+    def replace(self, table: str, staging: str) -> None:
+        """Make ``table`` hold exactly the rows of ``staging``, in one transaction (readers see the
+        old rows or the new ones, never a half-loaded table), then drop ``staging``."""
+        statements = [f"DELETE FROM {self._q(table)}", f"INSERT INTO {self._q(table)} SELECT * FROM {self._q(staging)}"]
+        try:
+            if self.dialect == "postgresql":
+                with self._conn.transaction(), closing(self._conn.cursor()) as cur:
+                    for sql in statements:
+                        cur.execute(sql)
+            else:
+                begin, commit, rollback = (("BEGIN", "COMMIT", "ROLLBACK") if self.dialect == "sqlite" else
+                                           ("START TRANSACTION", "COMMIT", "ROLLBACK"))
+                with closing(self._conn.cursor()) as cur:
+                    cur.execute(begin)
+                    try:
+                        for sql in statements:
+                            cur.execute(sql)
+                    except BaseException:
+                        cur.execute(rollback)
+                        raise
+                    cur.execute(commit)
+        except Exception as exc:
+            raise OnlineStoreError(f"{self.dialect}: {exc}") from exc
+        self.drop_table(staging)
+
     def drop_table(self, table: str) -> None:
         self._run(f"DROP TABLE IF EXISTS {self._q(table)}")
 

@@ -67,6 +67,56 @@ class Retraining(_Strict):
     cooldown_minutes: float = Field(360, ge=0)
 
 
+class FeatureTable(_Strict):
+    """A Unity Catalog feature table the model looks features up from."""
+
+    source: str = Field(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$", description="catalog.schema.table of the Delta table")
+    primary_keys: list[str] = Field(min_length=1)
+    timeseries_key: str | None = None
+    online_table: str | None = Field(
+        None, pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$",
+        description="catalog.schema.table of the online table; default: the source name with '_online' appended",
+    )
+
+    @property
+    def online_name(self) -> str:
+        return self.online_table or f"{self.source}_online"
+
+
+class OnlineFeatureStore(_Strict):
+    """A Databricks Online Feature Store (Lakebase), published to with ``feature_store.publish_table``."""
+
+    kind: Literal["online_feature_store"]
+    name: str = Field(min_length=1)
+    capacity: Literal["CU_1", "CU_2", "CU_4", "CU_8"] = "CU_1"
+
+
+class SyncedTableStore(_Strict):
+    """Lakebase synced tables (``database.create_synced_database_table``) in a database instance."""
+
+    kind: Literal["synced_table"]
+    database_instance: str = Field(min_length=1)
+    logical_database: str = Field(min_length=1)
+
+
+class RdbmsStore(_Strict):
+    """A third-party online store (MySQL/MariaDB, PostgreSQL) that the app publishes to itself.
+    The connection URL comes from the app setting named here (a Key Vault reference in Azure)."""
+
+    kind: Literal["rdbms"]
+    connection_setting: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Features(_Strict):
+    store: OnlineFeatureStore | SyncedTableStore | RdbmsStore = Field(discriminator="kind")
+    publish_mode: Literal["snapshot", "triggered", "continuous"] = "triggered"
+    freshness_seconds: float = Field(
+        3600, gt=0, description="an online table is ready when it holds the source's latest version, or was "
+        "synced within this many seconds",
+    )
+    tables: list[FeatureTable] = Field(min_length=1)
+
+
 class Environment(_Strict):
     endpoint: str = Field(pattern=_ENDPOINT_NAME, description="Model Serving endpoint name")
     track: str = Field(
@@ -105,6 +155,7 @@ class Environment(_Strict):
 class ModelPolicy(_Strict):
     name: str = Field(min_length=1, description="registered model name (Unity Catalog: catalog.schema.model)")
     required_tags: list[str] = Field(default_factory=list, description="tags a version must carry to be deployed")
+    features: Features | None = Field(None, description="feature tables published online before the model serves")
     environments: dict[str, Environment] = Field(min_length=1)
 
 

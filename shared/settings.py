@@ -36,6 +36,8 @@ class Settings:
     backoff_cap_seconds: float
     wait_timeout_seconds: float
     registry_uri: str | None
+    warehouse_id: str
+    feature_step_budget_seconds: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,4 +56,6 @@ class Settings:
             backoff_cap_seconds=_float(env, "ROLLOUT_BACKOFF_CAP_SECONDS", 60),
             wait_timeout_seconds=_float(env, "ROLLOUT_WAIT_TIMEOUT_SECONDS", 1800),
             registry_uri=env.get("MLFLOW_REGISTRY_URI") or env.get("MLFLOW_TRACKING_URI") or None,
+            warehouse_id=env.get("DATABRICKS_WAREHOUSE_ID", ""),
+            feature_step_budget_seconds=_float(env, "FEATURE_STEP_BUDGET_SECONDS", 20),
         )
