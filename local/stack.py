@@ -33,6 +33,7 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         "DATABRICKS_HOST": workspace_url,
         "DATABRICKS_TOKEN": WORKSPACE_TOKEN,
         "DATABRICKS_RETRY_TIMEOUT_SECONDS": "20",
+        "DATABRICKS_WAREHOUSE_ID": "local-warehouse",
         "REGISTRY_WATCH_SCHEDULE": watch_schedule,
         "ROLLOUT_BACKOFF_BASE_SECONDS": "0.25",
         "ROLLOUT_BACKOFF_CAP_SECONDS": "2",

@@ -34,7 +34,7 @@ def plat(tmp_path_factory) -> Iterator[Platform]:
         yield p
 
 
-def policy_yaml(model: str, endpoint: str, **env_overrides: Any) -> str:
+def policy_yaml(model: str, endpoint: str, model_fields: dict[str, Any] | None = None, **env_overrides: Any) -> str:
     env = {
         "endpoint": endpoint,
         "track": "latest",
@@ -48,7 +48,8 @@ def policy_yaml(model: str, endpoint: str, **env_overrides: Any) -> str:
         }],
         **env_overrides,
     }
-    return json.dumps({"version": 1, "models": [{"name": model, "environments": {"prod": env}}]})
+    model_policy = {"name": model, **(model_fields or {}), "environments": {"prod": env}}
+    return json.dumps({"version": 1, "models": [model_policy]})
 
 
 @dataclass
@@ -59,6 +60,7 @@ class App:
     model: str
     endpoint: str
     settings: dict[str, str]
+    tag: str
     url: str
     host: Any
     tables: TableService
@@ -137,17 +139,20 @@ class App:
 def make_app(plat, tmp_path) -> Iterator[Callable[..., App]]:
     stack: list[Any] = []
 
-    def make(watch_schedule: str = NEVER, **env_overrides: Any) -> App:
+    def make(watch_schedule: str = NEVER, model_fields: Callable[[str], dict[str, Any]] | None = None,
+             extra_settings: dict[str, str] | None = None, **env_overrides: Any) -> App:
+        """``model_fields(tag)`` adds model-level policy (features); ``tag`` is unique to the test."""
         tag = uuid.uuid4().hex[:8]
         model, endpoint = f"taxi_{tag}", f"taxi-{tag}"
         policy = Path(tmp_path / "policy.yaml")
-        policy.write_text(policy_yaml(model, endpoint, **env_overrides))
+        policy.write_text(policy_yaml(model, endpoint, model_fields(tag) if model_fields else None, **env_overrides))
         settings = app_settings(data_dir=tmp_path, policy=policy, mlflow_url=plat.mlflow.url,
                                 workspace_url=plat.workspace.url, watch_schedule=watch_schedule)
+        settings.update(extra_settings or {})
         cm = function_host(settings)
         host = cm.__enter__()
         stack.append(cm)
-        return App(plat, model, endpoint, settings, host.url, host, open_tables(settings["REACTOR_STORAGE"]),
+        return App(plat, model, endpoint, settings, tag, host.url, host, open_tables(settings["REACTOR_STORAGE"]),
                    open_queues(settings["REACTOR_STORAGE"]))
 
     yield make
