@@ -1071,6 +1071,9 @@ class _HttpServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client waits for
+    # the delayed ACK (~40 ms) on every response. The Functions host does not add that.
+    disable_nagle_algorithm = True
     server_version = "ModelOpsReactorLocalHost/1.0"
     timeout = 120  # idle keep-alive connections are closed after this many seconds
     server: _HttpServer
