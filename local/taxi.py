@@ -5,6 +5,14 @@ Nothing is downloaded: ``make_trips`` draws trips from a fixed fare formula plus
 ``register_broken_version`` registers a version that loads but fails at predict time, the
 case a rollout must catch with its smoke queries.
 
+Feature tables: ``pickup_zone_features`` / ``dropoff_zone_features`` aggregate trips per zone
+(average fare, trip count, average distance; primary key ``zone_id``), ``publish_features``
+writes such a frame to an online store, and ``train_and_register_with_features`` trains on trip
+features plus the zone features of each trip's pickup and dropoff zone (joined locally at training
+time, as ``create_training_set`` does) and logs the model with a ``feature_spec.json``
+(``local.workspace.feature_lookup``) so that a serving endpoint looks those features up itself:
+the client sends only ``request_records`` (zone IDs and the trip's own features).
+
 MLflow behaviour relied on (mlflow 3.17):
 
 - ``mlflow.sklearn.log_model(..., name=..., registered_model_name=...)`` logs a LoggedModel
@@ -23,6 +31,17 @@ MLflow behaviour relied on (mlflow 3.17):
 - The broken version is a "model from code": ``python_model`` is the path of a script that
   calls ``mlflow.models.set_model``. The script is stored with the model, so loading it needs
   neither this module nor the repository on ``sys.path``.
+- Feature lookups (``train_and_register_with_features``): the model is logged first without
+  registering, ``feature_spec.json`` is uploaded to the root of the LoggedModel's artifacts with
+  ``MlflowClient.log_model_artifact``, and only then is ``models:/<model_id>`` registered, so every
+  registered version carries its spec. Its signature describes the joined rows the model scores
+  (trip features + looked-up zone features, those as ``double`` so that a zone without a row can
+  be sent as NaN); its input example holds only what a client sends. ``Model.log`` checks an
+  input example by predicting with it, which fails for IDs-only rows and only logs a warning
+  ("Failed to validate serving input example"); that one warning is filtered out for the call,
+  since the serving side, not the model, joins the features. (``Model.log`` would skip the check
+  given ``validate_serving_input=False``, but the sklearn flavor passes its ``**kwargs`` on to
+  ``save_model`` too, which refuses the argument.)
 - The tracking and registry URIs are process-global in MLflow (and mirrored in the
   ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI`` environment variables). Each function
   sets both to the given URI for the duration of the call and restores the previous values,
@@ -35,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -55,6 +75,16 @@ AIRPORT_ZONES = (1, 2)
 # indices); we wrote the file ourselves, so trust exactly that type.
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 BROKEN_MESSAGE = "taxi_fare broken version: predict always fails (injected fault)"
+
+# Feature-lookup variant: what the client sends, and what the serving side looks up per zone.
+ZONE_KEY = "zone_id"
+ZONE_FEATURES = ["avg_fare", "trip_count", "avg_distance"]
+TRIP_FEATURES = ["trip_distance", "passenger_count", "pickup_hour"]
+REQUEST_COLUMNS = ["pickup_zone", "dropoff_zone", *TRIP_FEATURES]
+PICKUP_FEATURES = [f"pickup_{name}" for name in ZONE_FEATURES]
+DROPOFF_FEATURES = [f"dropoff_{name}" for name in ZONE_FEATURES]
+FEATURE_MODEL_INPUTS = [*TRIP_FEATURES, *PICKUP_FEATURES, *DROPOFF_FEATURES]
+FEATURE_SPEC_FILE = "feature_spec.json"
 
 # Timing of the last train_and_register call, for reports.
 last_timings: dict[str, float] = {}
@@ -99,6 +129,110 @@ def sample_records(n: int = 3, seed: int = 1) -> list[dict[str, Any]]:
     """JSON-able feature records (no target) for smoke queries: plain int and float values."""
     frame = make_trips(n=n, seed=seed)[FEATURES]
     return json.loads(frame.to_json(orient="records"))
+
+
+def request_records(n: int = 3, seed: int = 1) -> list[dict[str, Any]]:
+    """JSON-able records for a model trained by ``train_and_register_with_features``: zone IDs and
+    the trip's own features only (the zone features are looked up by the endpoint)."""
+    frame = make_trips(n=n, seed=seed)[REQUEST_COLUMNS]
+    return json.loads(frame.to_json(orient="records"))
+
+
+# -- zone feature tables ------------------------------------------------------------------------
+def zone_features(trips: pd.DataFrame, zone_column: str) -> pd.DataFrame:
+    """Per-zone aggregates of ``trips`` grouped by ``zone_column``: ``zone_id`` (primary key),
+    ``avg_fare``, ``trip_count``, ``avg_distance``. One row per zone that has trips, by zone."""
+    grouped = trips.groupby(zone_column, sort=True)
+    return pd.DataFrame(
+        {
+            ZONE_KEY: grouped.size().index.to_numpy().astype("int64"),
+            "avg_fare": grouped[TARGET].mean().round(4).to_numpy().astype("float64"),
+            "trip_count": grouped.size().to_numpy().astype("int64"),
+            "avg_distance": grouped["trip_distance"].mean().round(4).to_numpy().astype("float64"),
+        }
+    )
+
+
+def pickup_zone_features(trips: pd.DataFrame) -> pd.DataFrame:
+    return zone_features(trips, "pickup_zone")
+
+
+def dropoff_zone_features(trips: pd.DataFrame) -> pd.DataFrame:
+    return zone_features(trips, "dropoff_zone")
+
+
+def make_zone_feature_tables(n: int = 6000, seed: int = 100) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pickup and dropoff zone feature tables computed from a history of ``n`` trips (another seed
+    than the training trips, so that a trip's own fare is not inside its zone's average)."""
+    history = make_trips(n=n, seed=seed)
+    return pickup_zone_features(history), dropoff_zone_features(history)
+
+
+def join_zone_features(trips: pd.DataFrame, pickup_df: pd.DataFrame, dropoff_df: pd.DataFrame) -> pd.DataFrame:
+    """``trips`` with the zone features of their pickup and dropoff zones, renamed ``pickup_*`` and
+    ``dropoff_*``: a left join in trip order, so a zone without a row gives NaN (the training-set
+    join of Databricks feature lookups). Looked-up columns are float64."""
+    joined = trips.copy()
+    for prefix, column, table in (("pickup_", "pickup_zone", pickup_df), ("dropoff_", "dropoff_zone", dropoff_df)):
+        renamed = table[[ZONE_KEY, *ZONE_FEATURES]].rename(columns={f: prefix + f for f in ZONE_FEATURES})
+        keys = joined[[column]].rename(columns={column: ZONE_KEY})
+        looked_up = keys.merge(renamed, how="left", on=ZONE_KEY, validate="many_to_one")
+        for name in ZONE_FEATURES:
+            joined[prefix + name] = looked_up[prefix + name].to_numpy(dtype="float64")
+    return joined
+
+
+def zone_feature_spec(pickup_table: str, dropoff_table: str) -> dict[str, Any]:
+    """The feature spec of a zone-feature model: both tables keyed by ``zone_id``, published by
+    Databricks (``online_store`` null: resolved through the workspace's online catalog)."""
+    return {
+        "lookups": [
+            {
+                "table_name": table,
+                "lookup_key": [column],
+                "feature_names": list(ZONE_FEATURES),
+                "rename_outputs": {name: prefix + name for name in ZONE_FEATURES},
+                "online_store": None,
+            }
+            for table, column, prefix in (
+                (pickup_table, "pickup_zone", "pickup_"),
+                (dropoff_table, "dropoff_zone", "dropoff_"),
+            )
+        ],
+        "exclude_columns": ["pickup_zone", "dropoff_zone"],
+    }
+
+
+def publish_features(store_url: str, online_table: str, frame: pd.DataFrame, primary_keys: list[str]) -> str:
+    """Write a feature table to an online store with ``shared.online_store.OnlineStore`` (create the
+    table keyed by ``primary_keys`` if needed, then upsert every row; NaN is stored as NULL).
+    Returns the table's physical name in the store."""
+    from shared.online_store import Column, OnlineStore, physical_name
+
+    physical = physical_name(online_table)
+    columns = [Column(str(name), _column_type(frame[name])) for name in frame.columns]
+    rows = [
+        tuple(None if _missing(v) else (v.item() if hasattr(v, "item") else v) for v in row)
+        for row in frame.itertuples(index=False, name=None)
+    ]
+    with OnlineStore(store_url) as store:
+        store.ensure_table(physical, columns, primary_keys)
+        store.upsert(physical, [c.name for c in columns], rows, primary_keys)
+    return physical
+
+
+def _column_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(series):
+        return "bigint"
+    if pd.api.types.is_float_dtype(series):
+        return "double"
+    return "string"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
 
 
 # -- MLflow plumbing ----------------------------------------------------------------------------
@@ -147,6 +281,28 @@ def _quiet_known_warnings() -> Iterator[None]:
         ):
             warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
         yield
+
+
+class _DropLogMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def ids_only_example_accepted() -> Iterator[None]:
+    """Drop MLflow's "Failed to validate serving input example" warning for a model whose input
+    example holds only request columns (the features are joined by the serving endpoint)."""
+    logger = logging.getLogger("mlflow.models.model")
+    drop = _DropLogMessage("Failed to validate serving input example")
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def _default_artifact_location(tracking_uri: str) -> str | None:
@@ -299,3 +455,93 @@ def register_broken_version(
                     tags=tags,
                 )
     return str(info.registered_model_version)
+
+
+def train_and_register_with_features(
+    tracking_uri: str,
+    model_name: str,
+    pickup_table: str,
+    dropoff_table: str,
+    pickup_df: pd.DataFrame,
+    dropoff_df: pd.DataFrame,
+    seed: int = 0,
+    n: int = 2000,
+    *,
+    experiment_name: str = "taxi_fare_features",
+    artifact_location: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Train a fare regressor on trip features plus looked-up zone features and register it with a
+    feature spec.
+
+    The zone features of ``make_trips(n, seed)`` come from ``pickup_df`` / ``dropoff_df`` (frames of
+    ``zone_features``), joined locally (``join_zone_features``). The model sees
+    ``FEATURE_MODEL_INPUTS``; the zone IDs are lookup keys only (``exclude_columns``). The logged
+    model carries ``feature_spec.json`` (``zone_feature_spec(pickup_table, dropoff_table)``) and an
+    input example of ``REQUEST_COLUMNS``. Returns the new version.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    began = time.monotonic()
+    trips = join_zone_features(make_trips(n=n, seed=seed), pickup_df, dropoff_df)
+    split = int(len(trips) * 0.8)
+    train, test = trips.iloc[:split], trips.iloc[split:]
+    params = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9}
+    model = GradientBoostingRegressor(random_state=seed, **params)
+    model.fit(train[FEATURE_MODEL_INPUTS], train[TARGET])
+    predicted = model.predict(test[FEATURE_MODEL_INPUTS])
+    metrics = {
+        "rmse": float(np.sqrt(mean_squared_error(test[TARGET], predicted))),
+        "mae": float(mean_absolute_error(test[TARGET], predicted)),
+        "r2": float(r2_score(test[TARGET], predicted)),
+    }
+    trained = time.monotonic()
+
+    features = train[FEATURE_MODEL_INPUTS]
+    spec = zone_feature_spec(pickup_table, dropoff_table)
+    with (
+        _quiet_known_warnings(),
+        ids_only_example_accepted(),
+        using_mlflow_uri(tracking_uri),
+        tempfile.TemporaryDirectory(prefix="taxi-spec-") as tmp,
+    ):
+        signature = infer_signature(features, model.predict(features.head(50)))
+        experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-features-seed{seed}"):
+            mlflow.log_params({**params, "seed": seed, "n": n, "features": ",".join(FEATURE_MODEL_INPUTS),
+                               "pickup_table": pickup_table, "dropoff_table": dropoff_table})
+            mlflow.log_metrics(metrics)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=train[REQUEST_COLUMNS].head(5),
+                serialization_format="cloudpickle",
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True),
+                tags=tags,
+            )
+            version = register_with_feature_spec(MlflowClient(tracking_uri, tracking_uri), info, spec, Path(tmp),
+                                          model_name, tags)
+    last_timings.clear()
+    last_timings.update(
+        {"train_seconds": trained - began, "log_register_seconds": time.monotonic() - trained, **metrics}
+    )
+    return version
+
+
+def register_with_feature_spec(client: Any, info: Any, spec: dict[str, Any], tmp: Path, model_name: str,
+                        tags: dict[str, str] | None) -> str:
+    """Upload ``feature_spec.json`` to the root of a logged model, then register the model."""
+    import mlflow
+
+    path = tmp / FEATURE_SPEC_FILE
+    path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    client.log_model_artifact(info.model_id, str(path))
+    registered = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    return str(registered.version)
+

@@ -53,6 +53,7 @@ class Column:
 class OnlineStore:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._state_ready = False
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
         try:
@@ -238,8 +239,17 @@ class OnlineStore:
                     [(table, source_version, time.time() if synced_at is None else synced_at, mode)], ["online_table"])
 
     def _ensure_state(self) -> None:
-        self.ensure_table(SYNC_STATE, [Column("online_table", "string"), Column("source_version", "bigint"),
-                                       Column("synced_at", "double"), Column("mode", "string")], ["online_table"])
+        if self._state_ready:
+            return
+        columns = [Column("online_table", "string"), Column("source_version", "bigint"),
+                   Column("synced_at", "double"), Column("mode", "string")]
+        try:
+            self.ensure_table(SYNC_STATE, columns, ["online_table"])
+        except OnlineStoreError:
+            # Two connections creating it at once: PostgreSQL's IF NOT EXISTS can still collide
+            # (unique violation on pg_type); the other one created it, so look again.
+            self.ensure_table(SYNC_STATE, columns, ["online_table"])
+        self._state_ready = True
 
 
 def _norm(v: Any) -> Any:

@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(".local/workspace"))
     parser.add_argument("--provisioning-seconds", type=float, default=None, help="delay before a config update settles")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws and traffic routing")
+    parser.add_argument(
+        "--online-store-url",
+        default=os.environ.get("LOCAL_ONLINE_STORE_URL"),
+        help="database of the online stores and synced tables: sqlite:///path (default <data-dir>/online_store.sqlite)"
+        ", postgresql://user@host:port/db (Lakebase) or mysql://... (default: $LOCAL_ONLINE_STORE_URL)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not args.registry_uri:
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         registry_uri=args.registry_uri,
         data_dir=args.data_dir,
         seed=args.seed,
+        online_store_url=args.online_store_url,
     )
     if args.provisioning_seconds is not None:
         ws.faults.provisioning_seconds = args.provisioning_seconds

@@ -11,6 +11,12 @@ so that the app's retry and rollback paths can be exercised on one machine:
 - ``rate_429`` / ``rate_503``: probabilities of answering an API call with
   ``429 REQUEST_LIMIT_EXCEEDED`` (with ``Retry-After: 1``) or ``503 TEMPORARILY_UNAVAILABLE``,
   the two throttling/outage answers the SDK retries (reference §8, "Emulator recipes").
+- ``store_provisioning_seconds``: how long a new Online Feature Store stays ``STARTING`` (and an
+  updated one ``UPDATING``) before it is ``AVAILABLE`` (reference §2.2).
+- ``store_unavailable``: online store names held ``STOPPED``; they never become ``AVAILABLE``.
+- ``sync_provisioning_seconds``: how long a new sync pipeline provisions its resources.
+- ``sync_fail``: online (synced) table names whose syncs fail while listed: the table ends
+  ``SYNCED_TABLE_ONLINE_PIPELINE_FAILED`` (``..._OFFLINE_FAILED`` if it never synced) with a message.
 
 The object is shared by the request threads and may be changed at any time, in code
 (``ws.faults.rate_503 = 1.0``) or over HTTP (``POST /local/faults``). Random draws come from a
@@ -26,7 +32,8 @@ from typing import Any
 
 from .errors import invalid_parameter
 
-FIELDS = ("latency_ms", "provisioning_seconds", "fail_load", "rate_429", "rate_503")
+FIELDS = ("latency_ms", "provisioning_seconds", "fail_load", "rate_429", "rate_503", "store_provisioning_seconds",
+          "store_unavailable", "sync_provisioning_seconds", "sync_fail")
 
 
 @dataclass
@@ -36,6 +43,10 @@ class Faults:
     fail_load: list[str] = field(default_factory=list)
     rate_429: float = 0.0
     rate_503: float = 0.0
+    store_provisioning_seconds: float = 0.3
+    store_unavailable: list[str] = field(default_factory=list)
+    sync_provisioning_seconds: float = 0.1
+    sync_fail: list[str] = field(default_factory=list)
     seed: int = 0
     _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -68,6 +79,10 @@ class Faults:
             "fail_load": list(self.fail_load),
             "rate_429": self.rate_429,
             "rate_503": self.rate_503,
+            "store_provisioning_seconds": self.store_provisioning_seconds,
+            "store_unavailable": list(self.store_unavailable),
+            "sync_provisioning_seconds": self.sync_provisioning_seconds,
+            "sync_fail": list(self.sync_fail),
             "seed": self.seed,
         }
 
@@ -79,7 +94,7 @@ class Faults:
         if unknown:
             raise invalid_parameter(f"Unknown fault fields: {sorted(unknown)}. Known: {[*FIELDS, 'seed']}.")
         clean: dict[str, Any] = {}
-        for key in ("latency_ms", "provisioning_seconds"):
+        for key in ("latency_ms", "provisioning_seconds", "store_provisioning_seconds", "sync_provisioning_seconds"):
             if key in changes:
                 clean[key] = _number(key, changes[key], low=0.0)
         for key in ("rate_429", "rate_503"):
@@ -90,6 +105,12 @@ class Faults:
             if not isinstance(value, list) or not all(isinstance(v, str) and "/" in v for v in value):
                 raise invalid_parameter('fail_load must be a list of "model/version" strings.')
             clean["fail_load"] = list(value)
+        for key in ("store_unavailable", "sync_fail"):
+            if key in changes:
+                value = changes[key]
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise invalid_parameter(f"{key} must be a list of names.")
+                clean[key] = list(value)
         seed = changes.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise invalid_parameter("seed must be an integer.")

@@ -13,18 +13,29 @@ Thread safety: the registry URI is passed explicitly to ``MlflowClient`` and to
 ``mlflow.set_registry_uri``, so a load never disturbs other threads of the same process.
 Loaded models are cached per ``(entity_name, entity_version)``; concurrent loads of the same
 version wait for one another. mlflow is imported lazily (DESIGN.md principle 9).
+
+Feature spec: a model logged with its training set's feature lookups carries ``feature_spec.json``
+at the root of its artifacts (``feature_lookup.FeatureSpec``, the local stand-in for what
+``FeatureEngineeringClient.log_model`` records). It is read with the model and cached with it; a
+malformed spec fails the deployment, as a model that cannot load does. ``score_frame`` scores the
+rows after the features were looked up and joined.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from typing import Any
+
+from .feature_lookup import FeatureSpec, FeatureSpecError
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -40,6 +51,7 @@ class LoadedModel:
     model: Any  # mlflow.pyfunc.PyFuncModel
     local_path: Path
     load_seconds: float
+    feature_spec: FeatureSpec | None = None  # feature_spec.json of the model, when it has one
 
 
 @dataclass
@@ -121,13 +133,16 @@ class ModelStore:
                 shutil.move(str(local_path), str(target))
                 shutil.rmtree(staging, ignore_errors=True)
             model = mlflow.pyfunc.load_model(str(target))
+            feature_spec = FeatureSpec.load(target)
+        except FeatureSpecError as exc:
+            raise ModelLoadError(f"The feature spec of model {entity_name}/{entity_version} is invalid: {exc}") from exc
         except ModelLoadError:
             raise
         except Exception as exc:  # any failure to fetch or load the artifacts fails the deployment
             raise ModelLoadError(
                 f"Failed to load model {entity_name}/{entity_version}: {type(exc).__name__}: {exc}"
             ) from exc
-        return LoadedModel(entity_name, entity_version, model, target, time.monotonic() - started)
+        return LoadedModel(entity_name, entity_version, model, target, time.monotonic() - started, feature_spec)
 
 
 def score(model: Any, payload: dict[str, Any], content_type: str = "application/json") -> ScoreResult:
@@ -138,13 +153,53 @@ def score(model: Any, payload: dict[str, Any], content_type: str = "application/
     during predict is ``400 BAD_REQUEST`` too, as in MLflow's scoring server; the message
     carries the model's own error so that the caller can see it.
     """
-    from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
+
+    def run() -> tuple[int, str]:
+        input_schema = model.metadata.get_input_schema()
+        result = scoring_server.invocations(dict(payload), content_type, model, input_schema)
+        return result.status, result.response
+
+    return _scored(run)
+
+
+def score_frame(model: Any, frame: Any, params: dict[str, Any] | None = None) -> ScoreResult:
+    """Score rows that are already a DataFrame (the request joined with its looked-up features).
+
+    The steps of MLflow's scoring server after parsing: ``predict`` (with ``params`` when the model
+    takes them; the signature is enforced there) and ``predictions_to_json``. Errors are answered as
+    by ``score``: a schema mismatch or a model that raises is ``400 BAD_REQUEST`` with the reason.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+    from mlflow.pyfunc import scoring_server
+
+    def run() -> tuple[int, str]:
+        try:
+            if params is not None and "params" in inspect.signature(model.predict).parameters:
+                raw = model.predict(frame, params=params)
+            else:
+                raw = model.predict(frame)
+        except MlflowException:
+            raise
+        except Exception as exc:
+            raise MlflowException(
+                "The model failed to predict the request rows joined with their looked-up features.",
+                error_code=BAD_REQUEST,
+            ) from exc
+        out = StringIO()
+        scoring_server.predictions_to_json(raw, out)
+        return 200, out.getvalue()
+
+    return _scored(run)
+
+
+def _scored(run: Callable[[], tuple[int, str]]) -> ScoreResult:
+    from mlflow.exceptions import MlflowException
 
     started = time.perf_counter()
     try:
-        input_schema = model.metadata.get_input_schema()
-        result = scoring_server.invocations(dict(payload), content_type, model, input_schema)
+        status, response = run()
     except MlflowException as exc:
         message = exc.message
         cause = exc.__cause__ or exc.__context__
@@ -155,11 +210,11 @@ def score(model: Any, payload: dict[str, Any], content_type: str = "application/
         status = exc.get_http_status_code()
         return ScoreResult(status, json.dumps({"error_code": code, "message": message}), code, elapsed)
     elapsed = int((time.perf_counter() - started) * 1000)
-    if result.status != 200:
+    if status != 200:
         # Content-type problems: mlflow answers 415 with plain text; keep the status, use a JSON body.
-        body = json.dumps({"error_code": "BAD_REQUEST", "message": str(result.response)})
-        return ScoreResult(result.status, body, "BAD_REQUEST", elapsed)
-    return ScoreResult(200, result.response, None, elapsed)
+        body = json.dumps({"error_code": "BAD_REQUEST", "message": str(response)})
+        return ScoreResult(status, body, "BAD_REQUEST", elapsed)
+    return ScoreResult(200, response, None, elapsed)
 
 
 def required_input_message() -> str:

@@ -28,12 +28,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .catalog import UnityCatalog
+from .database import DatabaseService
 from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, unauthenticated
 from .faults import Faults
+from .feature_store import FeatureStoreService
 from .inference_table import InferenceLog
 from .models import ModelStore
 from .online_catalog import OnlineCatalog
 from .serving import ServingService
+from .sql import StatementService
+from .sync import SyncEngine
 from .web import Request, Response, Router
 
 log = logging.getLogger("local.workspace")
@@ -49,6 +54,11 @@ class LocalWorkspace:
     ``registry_uri`` is the MLflow tracking/registry URI the served models are loaded from
     (``http://127.0.0.1:5000`` or ``sqlite:///...``). ``data_dir`` holds downloaded model
     artifacts and ``inference_tables.sqlite`` (one ``<endpoint>_payload`` table per endpoint).
+
+    The data plane: Unity Catalog tables are Delta tables under ``data_dir/uc`` (``ws.catalog``
+    is also the local tooling API that creates and changes them); SQL statements run on DuckDB
+    over them; online stores and synced tables live in the database at ``online_store_url``
+    (default ``sqlite:///<data_dir>/online_store.sqlite``; ``postgresql://...`` for Lakebase).
     """
 
     INFERENCE_DB = "inference_tables.sqlite"
@@ -63,6 +73,7 @@ class LocalWorkspace:
         *,
         user: str = "local-user@localhost",
         seed: int = 0,
+        online_store_url: str | None = None,
     ):
         self.host = host
         self.port = port
@@ -92,8 +103,19 @@ class LocalWorkspace:
         # Where published feature tables live online; serving endpoints look features up through it.
         self.online_catalog = OnlineCatalog()
         self.serving.online_catalog = self.online_catalog
+        self.online_store_url = online_store_url or f"sqlite:///{(self.data_dir / 'online_store.sqlite').resolve()}"
+        self.catalog = UnityCatalog(self.data_dir / "uc", user=user)
+        self.statements = StatementService(self.catalog, lock=self.lock, stopping=self._stopping)
+        self.sync = SyncEngine(catalog=self.catalog, online_catalog=self.online_catalog,
+                               store_url=self.online_store_url, lock=self.lock, faults=self.faults,
+                               stopping=self._stopping, user=user)
+        self.feature_store = FeatureStoreService(lock=self.lock, faults=self.faults, catalog=self.catalog,
+                                                 engine=self.sync, user=user)
+        self.database = DatabaseService(catalog=self.catalog, engine=self.sync)
         self.router = Router()
         self.serving.register(self.router)
+        for service in (self.catalog, self.statements, self.sync, self.feature_store, self.database):
+            service.register(self.router)
         self.router.add("GET", "/local/faults", self._get_faults)
         self.router.add("POST", "/local/faults", self._post_faults)
 
@@ -120,6 +142,7 @@ class LocalWorkspace:
         self.port = server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, name=f"local-workspace-{self.port}", daemon=True)
         self._thread.start()
+        self.sync.resume()
         log.info("local workspace serving at %s", self.url)
         return self
 
@@ -133,6 +156,8 @@ class LocalWorkspace:
             self._thread.join(timeout=5)
             self._thread = None
         self.serving.join(timeout=5)
+        self.statements.join(timeout=5)
+        self.sync.join(timeout=10)
 
     def __enter__(self) -> LocalWorkspace:
         return self.start()
@@ -209,6 +234,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client waits for
+    # the delayed ACK (~40 ms) on every response. Databricks adds no such delay.
+    disable_nagle_algorithm = True
     server: _Server
     server_version = "LocalDatabricksWorkspace/0.1"
 

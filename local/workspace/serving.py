@@ -15,6 +15,14 @@ update may be in progress at a time (409 RESOURCE_CONFLICT otherwise).
 
 Locking: every piece of endpoint state is guarded by the workspace lock; it is never held while
 a model loads or scores.
+
+Feature lookup (``feature_lookup``; Databricks docs "Automatic feature lookup with MLflow models on
+Databricks"): a served model that carries a feature spec gets its features looked up by primary
+key before it scores, from the online catalog (``self.online_catalog``, set by the workspace) or
+from a third-party store whose URL is in the served entity's ``environment_vars``. The inference
+table keeps the client's request as it came (IDs only); ``execution_duration_ms`` includes the
+lookup, which on Databricks runs inside the served model [INF]; each lookup's time is written to
+the served entity's server logs (``logs``).
 """
 
 from __future__ import annotations
@@ -43,8 +51,18 @@ from .errors import (
     temporarily_unavailable,
 )
 from .faults import Faults
+from .feature_lookup import StorePool, augment, request_frame
 from .inference_table import InferenceLog, InferenceRecord
-from .models import ModelLoadError, ModelStore, input_fields, required_input_message, score
+from .models import (
+    LoadedModel,
+    ModelLoadError,
+    ModelStore,
+    ScoreResult,
+    input_fields,
+    required_input_message,
+    score,
+    score_frame,
+)
 from .openapi import build_document
 from .web import Request, Response, Router
 
@@ -160,6 +178,10 @@ class ServingService:
         self._threads: set[threading.Thread] = set()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        # Where published feature tables live online (an OnlineCatalog); the workspace sets it after
+        # construction, so it is read at request time only.
+        self.online_catalog: Any = None
+        self.feature_stores = StorePool()  # pooled online-store connections for feature lookups
 
     # ------------------------------------------------------------------ routes
     def register(self, router: Router) -> None:
@@ -727,9 +749,12 @@ class ServingService:
                 log.exception("could not record the served entities of %s", name)
 
     def join(self, timeout: float = 5.0) -> None:
+        """Wait for the provisioning threads, then close the pooled online-store connections
+        (a later lookup opens new ones)."""
         deadline = time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(max(deadline - time.monotonic(), 0.0))
+        self.feature_stores.close()
 
     # ------------------------------------------------------------------ invocations
     def invocations(self, req: Request, name: str, served_model: str | None = None) -> Response:
@@ -803,7 +828,10 @@ class ServingService:
             content_type = req.headers.get("content-type") or "application/json"
             if content_type.split(";")[0].strip() != "application/json":
                 content_type = "application/json"  # the SDK always sends JSON; other types are not emulated
-            result = score(loaded.model, payload, content_type)
+            if loaded.feature_spec is not None:
+                result = self._score_with_features(name, chosen, loaded, payload)
+            else:
+                result = score(loaded.model, payload, content_type)
             exec_ms = result.execution_ms
             response = Response(result.status, result.body, headers={"served-model-name": chosen.name})
             if result.status != 200:
@@ -832,6 +860,33 @@ class ServingService:
             log.exception("could not write the inference table row of %s", name)
         response.headers["x-request-id"] = request_id
         return response
+
+    def _score_with_features(
+        self, name: str, entity: ServedEntity, loaded: LoadedModel, payload: dict[str, Any]
+    ) -> ScoreResult:
+        """Look the model's features up for the request rows, join them and score (``feature_lookup``).
+        Lookup failures raise ApiError; the scoring result carries the lookup time in execution_ms."""
+        frame, params = request_frame(payload)
+        who = f"served entity {entity.name} of endpoint {name}"
+        try:
+            joined, stats = augment(
+                frame,
+                loaded.feature_spec,
+                catalog=self.online_catalog,
+                environment=dict(entity.spec.get("environment_vars") or {}),
+                pool=self.feature_stores,
+                input_schema=loaded.model.metadata.get_input_schema(),
+                who=who,
+            )
+        except ApiError as err:
+            self._server_log(name, entity.name, f"{err.status} feature lookup failed: {err.message}")
+            raise
+        line = f"{stats.describe()} for {len(frame)} row(s)"
+        log.debug("%s: %s", who, line)
+        self._server_log(name, entity.name, line)
+        result = score_frame(loaded.model, joined, params)
+        result.execution_ms += int(stats.seconds * 1000)
+        return result
 
     def _pick(self, candidates: list[tuple[ServedEntity, int]]) -> ServedEntity:
         with self._rng_lock:
