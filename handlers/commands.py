@@ -127,7 +127,8 @@ def publish_features(deps: Deps, cmd: PublishFeatures, record_id: str, cid: str)
     resume = cmd.resume or {}
     statuses = feature_tables.ensure(deps.workspace(), deps.settings.warehouse_id, mp.features, os.environ,
                                      resume.get("cursors") or {}, now=deps.clock(),
-                                     budget_seconds=deps.settings.feature_step_budget_seconds, only=cmd.table)
+                                     budget_seconds=deps.settings.feature_step_budget_seconds, only=cmd.table,
+                                     refresh=True)
     outcome = [f"{st.source}: {st.state}: {st.note}" for st in statuses]
     cursors = {st.source: st.cursor for st in statuses if st.cursor}
     if cursors:

@@ -72,7 +72,7 @@ def _parse_time(text: str | None) -> float | None:
 
 
 def _online_status(w: Any, table: FeatureTable, source_version: int, features: Features, now: float,
-                   retrigger) -> TableStatus:
+                   retrigger, refresh: bool) -> TableStatus:
     from databricks.sdk.errors import NotFound
 
     try:
@@ -88,7 +88,7 @@ def _online_status(w: Any, table: FeatureTable, source_version: int, features: F
     synced_at = _parse_time(last.sync_end_timestamp) if last else None
     if state in _ONLINE and version is not None and version >= source_version:
         return TableStatus(table.source, "ready", f"{table.online_name} holds version {version}")
-    if state in _ONLINE and synced_at is not None and now - synced_at <= features.freshness_seconds:
+    if state in _ONLINE and not refresh and synced_at is not None and now - synced_at <= features.freshness_seconds:
         return TableStatus(table.source, "ready", f"{table.online_name} synced {now - synced_at:.0f} s ago")
     if state in _IDLE and features.publish_mode != "continuous":
         retrigger(status)
@@ -98,7 +98,7 @@ def _online_status(w: Any, table: FeatureTable, source_version: int, features: F
 
 
 def _databricks_table(w: Any, warehouse_id: str, features: Features, table: FeatureTable,
-                      now: float) -> TableStatus:
+                      now: float, refresh: bool) -> TableStatus:
     from databricks.sdk.errors import NotFound
     from databricks.sdk.service import database, ml
 
@@ -132,7 +132,7 @@ def _databricks_table(w: Any, warehouse_id: str, features: Features, table: Feat
                     scheduling_policy=database.SyncedTableSchedulingPolicy(mode))))
 
     source_version = sql.current_version(w, warehouse_id, table.source)
-    status = _online_status(w, table, source_version, features, now, publish)
+    status = _online_status(w, table, source_version, features, now, publish, refresh)
     if status.state == "missing":
         try:
             publish()
@@ -144,8 +144,9 @@ def _databricks_table(w: Any, warehouse_id: str, features: Features, table: Feat
 
 def ensure(w: Any, warehouse_id: str, features: Features, settings: Mapping[str, str],
            cursors: Mapping[str, Any], *, now: float, budget_seconds: float,
-           only: str | None = None) -> list[TableStatus]:
-    """One pass over the model's feature tables (or the one named ``only``). Never waits."""
+           only: str | None = None, refresh: bool = False) -> list[TableStatus]:
+    """One pass over the model's feature tables (or the one named ``only``). Never waits.
+    ``refresh``: bring every online copy to the source's latest version, however fresh it is."""
     from databricks.sdk.errors import BadRequest, InvalidParameterValue, InvalidState
 
     out: list[TableStatus] = []
@@ -158,7 +159,7 @@ def ensure(w: Any, warehouse_id: str, features: Features, settings: Mapping[str,
                 status = _rdbms_table(w, warehouse_id, features, table, settings, cursors.get(table.source),
                                       budget_seconds)
             else:
-                status = _databricks_table(w, warehouse_id, features, table, now)
+                status = _databricks_table(w, warehouse_id, features, table, now, refresh)
         except FeatureFailure as exc:
             status, notes = TableStatus(table.source, "failed", str(exc)), []
         except (BadRequest, InvalidParameterValue, InvalidState) as exc:
