@@ -3,10 +3,14 @@
 A real ``mlflow server`` sends signed webhooks to the real Function App (on the local host),
 which rolls each version out to the local Databricks workspace through ``databricks-sdk``:
 
-1. version 1 of a taxi-fare model is registered → the endpoint is created, smoke-tested,
-   and ``@Champion`` points at 1;
-2. version 2 → the endpoint is updated, ``@Champion`` moves to 2;
-3. version 3, whose model raises at predict time → its smoke query fails, the endpoint is
+1. the taxi-fare model looks its pickup and dropoff zone features up by ID; version 1 is
+   registered → the rollout turns on the feature tables' change data feed, creates the online
+   store, publishes both tables and waits until they are in sync, then creates the endpoint,
+   smoke-tests it with IDs-only requests, and points ``@Champion`` at 1;
+2. a zone's features change in the source table → a ``publish_features`` command syncs them
+   and the endpoint's predictions change with no redeploy;
+3. version 2 → the endpoint is updated, ``@Champion`` moves to 2;
+4. version 3, whose model raises at predict time → its smoke query fails, the endpoint is
    rolled back to version 2, and ``@Champion`` stays on 2.
 
 It prints a timeline and a summary and exits 0 only if every expectation held.
@@ -30,11 +34,14 @@ from typing import Any
 
 from local.stack import WEBHOOK_SECRET, app_settings, function_host, platform
 from shared import journal, rollouts
+from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.settings import APP_ROOT
-from shared.storage import open_tables
+from shared.storage import open_queues, open_tables
 
 MODEL = "taxi_fare"
 ENDPOINT = "taxi-fare"
+PICKUP = "main.taxi.pickup_zone_features"
+DROPOFF = "main.taxi.dropoff_zone_features"
 
 
 class Timeline:
@@ -98,7 +105,12 @@ def _quietly(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
 def run(data_dir: Path) -> int:
     from mlflow import MlflowClient
 
-    from local.taxi import register_broken_version, sample_records, train_and_register
+    from local.taxi import (
+        make_zone_feature_tables,
+        register_broken_version,
+        request_records,
+        train_and_register_with_features,
+    )
     from shared.workspace import workspace_client
 
     if data_dir.exists():
@@ -136,20 +148,54 @@ def run(data_dir: Path) -> int:
             def champion() -> str | None:
                 return client.get_registered_model(MODEL).aliases.get("Champion")
 
+            def predict(records: list[dict[str, Any]]) -> list[float]:
+                return w.serving_endpoints.query(ENDPOINT, dataframe_records=records).predictions
+
             def predicts() -> bool:
-                resp = w.serving_endpoints.query(ENDPOINT, dataframe_records=sample_records(2))
-                return len(resp.predictions) == 2 and all(p > 0 for p in resp.predictions)
+                preds = predict(request_records(2))
+                return len(preds) == 2 and all(p > 0 for p in preds)
+
+            pickup_df, dropoff_df = make_zone_feature_tables()
+            for table, frame in ((PICKUP, pickup_df), (DROPOFF, dropoff_df)):
+                plat.workspace.catalog.create_table(table, frame, primary_keys=["zone_id"])
+            tl.say("demo", f"feature tables {PICKUP} and {DROPOFF} written ({len(pickup_df)} zones; "
+                           "change data feed off, nothing published)")
+            trip = {"pickup_zone": int(pickup_df.zone_id.iloc[0]), "dropoff_zone": int(dropoff_df.zone_id.iloc[0]),
+                    "trip_distance": 3.0, "passenger_count": 1, "pickup_hour": 9}
 
             for version_step in ("1", "2"):
-                tl.say("demo", f"training and registering {MODEL} version {version_step}")
-                v = _quietly(train_and_register, plat.mlflow.url, model_name=MODEL, seed=int(version_step))
+                tl.say("demo", f"training and registering {MODEL} version {version_step} (zone features by ID)")
+                v = _quietly(train_and_register_with_features, plat.mlflow.url, MODEL, PICKUP, DROPOFF, pickup_df,
+                             dropoff_df, seed=int(version_step))
                 ok = tl.wait(f"rollout of v{v}", lambda v=v: _ended(tables, v), 90)
                 row = _rollout_of(tables, v) or {}
                 expect(f"v{v} rollout done", ok and row.get("status") == "done")
+                steps = [h["step"] for h in row.get("history", [])]
+                expect(f"v{v}: features in sync before the endpoint was written",
+                       "features" in steps and "deploy" in steps and steps.index("features") < steps.index("deploy"))
                 expect(f"endpoint serves v{v} and is READY",
                        serving_version() == v and w.serving_endpoints.get(ENDPOINT).state.ready.value == "READY")
                 expect(f"@Champion → v{v}", champion() == v)
-                expect(f"v{v} answers queries", predicts())
+                expect(f"v{v} answers IDs-only queries", predicts())
+                if version_step == "1":
+                    before = predict([trip])[0]
+                    tl.say("client", f"{trip} → {before:.2f}")
+                    zone = pickup_df.iloc[0]
+                    # The zone now looks like the quietest, cheapest zone (say, the airport shuttle moved away).
+                    like = pickup_df.sort_values("avg_fare").iloc[0]
+                    changed = {"zone_id": int(zone.zone_id), "avg_fare": float(like.avg_fare),
+                               "trip_count": int(like.trip_count), "avg_distance": float(like.avg_distance)}
+                    plat.workspace.catalog.upsert_rows(PICKUP, [changed])
+                    tl.say("demo", f"pickup zone {changed['zone_id']} in the source: avg_fare {zone.avg_fare:.2f} → "
+                                   f"{changed['avg_fare']:.2f}, avg_distance {zone.avg_distance:.2f} → "
+                                   f"{changed['avg_distance']:.2f}; sending publish_features")
+                    enqueue(open_queues(settings["REACTOR_STORAGE"]), COMMANDS_QUEUE,
+                            {"command": "publish_features", "model": MODEL, "table": PICKUP})
+                    ok = tl.wait("the change to reach predictions",
+                                 lambda before=before: abs(predict([trip])[0] - before) > 1e-6, 30)
+                    after = predict([trip])[0]
+                    tl.say("client", f"{trip} → {after:.2f}")
+                    expect("a source change shows up in predictions after the sync, with no redeploy", ok)
 
             tl.say("demo", f"registering {MODEL} version 3, whose model raises at predict time")
             v3 = _quietly(register_broken_version, plat.mlflow.url, model_name=MODEL)
