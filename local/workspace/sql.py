@@ -898,9 +898,10 @@ class StatementService:
 
             def attach(con: Any) -> None:
                 with self.lock:
-                    stmt.con = con
                     if stmt.canceled:
-                        con.interrupt()
+                        # DuckDB clears a pending interrupt when a query starts: never start it.
+                        raise duckdb.InterruptException("canceled before it started")
+                    stmt.con = con
 
             table = self.engine.run(stmt.plan, stmt.params, attach)
             result = build_result(table, stmt.row_limit, stmt.byte_limit)
@@ -945,8 +946,17 @@ class StatementService:
             stmt.state, stmt.finished = CANCELED, time.time()
             con = stmt.con
         if con is not None:
+            # The query may be between attaching and starting, when DuckDB would drop one interrupt:
+            # keep interrupting until the statement's thread is done.
+            threading.Thread(target=self._interrupt_until_done, args=(stmt, con), daemon=True).start()
+
+    @staticmethod
+    def _interrupt_until_done(stmt: Statement, con: Any) -> None:
+        for _ in range(100):
             with contextlib.suppress(Exception):  # the connection may have just closed
                 con.interrupt()
+            if stmt.done.wait(0.05):
+                return
 
     def join(self, timeout: float = 5.0) -> None:
         """Cancel what runs (the workspace is stopping) and wait for the threads."""
