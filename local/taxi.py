@@ -360,22 +360,9 @@ def train_and_register(
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
-    from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     began = time.monotonic()
-    trips = make_trips(n=n, seed=seed)
-    split = int(len(trips) * 0.8)
-    train, test = trips.iloc[:split], trips.iloc[split:]
-    params = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9}
-    model = GradientBoostingRegressor(random_state=seed, **params)
-    model.fit(train[FEATURES], train[TARGET])
-    predicted = model.predict(test[FEATURES])
-    metrics = {
-        "rmse": float(np.sqrt(mean_squared_error(test[TARGET], predicted))),
-        "mae": float(mean_absolute_error(test[TARGET], predicted)),
-        "r2": float(r2_score(test[TARGET], predicted)),
-    }
+    train, model, params, metrics = _fit_fare_model(make_trips(n=n, seed=seed), FEATURES, seed)
     trained = time.monotonic()
 
     features = train[FEATURES]
@@ -480,58 +467,78 @@ def train_and_register_with_features(
     model carries ``feature_spec.json`` (``zone_feature_spec(pickup_table, dropoff_table)``) and an
     input example of ``REQUEST_COLUMNS``. Returns the new version.
     """
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-    from sklearn.ensemble import GradientBoostingRegressor
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     began = time.monotonic()
     trips = join_zone_features(make_trips(n=n, seed=seed), pickup_df, dropoff_df)
-    split = int(len(trips) * 0.8)
-    train, test = trips.iloc[:split], trips.iloc[split:]
-    params = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9}
-    model = GradientBoostingRegressor(random_state=seed, **params)
-    model.fit(train[FEATURE_MODEL_INPUTS], train[TARGET])
-    predicted = model.predict(test[FEATURE_MODEL_INPUTS])
-    metrics = {
-        "rmse": float(np.sqrt(mean_squared_error(test[TARGET], predicted))),
-        "mae": float(mean_absolute_error(test[TARGET], predicted)),
-        "r2": float(r2_score(test[TARGET], predicted)),
-    }
+    train, model, params, metrics = _fit_fare_model(trips, FEATURE_MODEL_INPUTS, seed)
     trained = time.monotonic()
-
-    features = train[FEATURE_MODEL_INPUTS]
-    spec = zone_feature_spec(pickup_table, dropoff_table)
-    with (
-        _quiet_known_warnings(),
-        ids_only_example_accepted(),
-        using_mlflow_uri(tracking_uri),
-        tempfile.TemporaryDirectory(prefix="taxi-spec-") as tmp,
-    ):
-        signature = infer_signature(features, model.predict(features.head(50)))
-        experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-features-seed{seed}"):
-            mlflow.log_params({**params, "seed": seed, "n": n, "features": ",".join(FEATURE_MODEL_INPUTS),
-                               "pickup_table": pickup_table, "dropoff_table": dropoff_table})
-            mlflow.log_metrics(metrics)
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=train[REQUEST_COLUMNS].head(5),
-                serialization_format="cloudpickle",
-                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True),
-                tags=tags,
-            )
-            version = register_with_feature_spec(MlflowClient(tracking_uri, tracking_uri), info, spec, Path(tmp),
-                                          model_name, tags)
+    version = log_and_register_with_spec(
+        tracking_uri, model_name, model, train[FEATURE_MODEL_INPUTS], train[REQUEST_COLUMNS].head(5),
+        zone_feature_spec(pickup_table, dropoff_table), metrics,
+        {**params, "seed": seed, "n": n, "features": ",".join(FEATURE_MODEL_INPUTS), "pickup_table": pickup_table,
+         "dropoff_table": dropoff_table},
+        experiment_name=experiment_name, artifact_location=artifact_location,
+        run_name=f"{model_name}-features-seed{seed}", tags=tags,
+    )
     last_timings.clear()
     last_timings.update(
         {"train_seconds": trained - began, "log_register_seconds": time.monotonic() - trained, **metrics}
     )
     return version
+
+
+def _fit_fare_model(trips: pd.DataFrame, columns: list[str], seed: int) -> tuple[pd.DataFrame, Any, dict, dict]:
+    """A gradient-boosted fare regressor on the first 80 % of ``trips``; metrics on the rest."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    split = int(len(trips) * 0.8)
+    train, test = trips.iloc[:split], trips.iloc[split:]
+    params = {"n_estimators": 120, "max_depth": 3, "learning_rate": 0.1, "subsample": 0.9}
+    model = GradientBoostingRegressor(random_state=seed, **params)
+    model.fit(train[columns], train[TARGET])
+    predicted = model.predict(test[columns])
+    metrics = {
+        "rmse": float(np.sqrt(mean_squared_error(test[TARGET], predicted))),
+        "mae": float(mean_absolute_error(test[TARGET], predicted)),
+        "r2": float(r2_score(test[TARGET], predicted)),
+    }
+    return train, model, params, metrics
+
+
+def log_and_register_with_spec(tracking_uri: str, model_name: str, model: Any, inputs: pd.DataFrame,
+                               input_example: pd.DataFrame, spec: dict[str, Any], metrics: dict[str, float],
+                               params: dict[str, Any], *, experiment_name: str, artifact_location: str | None,
+                               run_name: str, tags: dict[str, str] | None) -> str:
+    """Log an sklearn model whose requests carry only lookup keys (``input_example``) with its
+    ``feature_spec.json``, register it, and return the new version."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    with (
+        _quiet_known_warnings(),
+        ids_only_example_accepted(),
+        using_mlflow_uri(tracking_uri),
+        tempfile.TemporaryDirectory(prefix="feature-spec-") as tmp,
+    ):
+        signature = infer_signature(inputs, model.predict(inputs.head(50)))
+        experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name):
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature,
+                input_example=input_example,
+                serialization_format="cloudpickle",
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True),
+                tags=tags,
+            )
+            return register_with_feature_spec(MlflowClient(tracking_uri, tracking_uri), info, spec, Path(tmp),
+                                              model_name, tags)
 
 
 def register_with_feature_spec(client: Any, info: Any, spec: dict[str, Any], tmp: Path, model_name: str,

@@ -23,22 +23,13 @@ MLflow plumbing (URI handling, experiment, spec upload before registration) is `
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from local.taxi import (
-    _experiment_id,
-    _quiet_known_warnings,
-    ids_only_example_accepted,
-    publish_features,
-    register_with_feature_spec,
-    using_mlflow_uri,
-)
+from local.taxi import log_and_register_with_spec, publish_features
 
 KEY = "PassengerId"
 FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
@@ -177,10 +168,6 @@ def train_and_register(
     spec that looks every feature up by ``PassengerId`` in ``online_table`` of the store named by
     ``connection_env`` (see ``feature_spec``). Logs accuracy and ROC AUC on a 20 % holdout; the
     input example is IDs only. Returns the new version."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     began = time.monotonic()
@@ -197,31 +184,15 @@ def train_and_register(
     }
     trained = time.monotonic()
 
-    inputs = model_inputs(train)
-    spec = feature_spec(table_name, connection_env, online_table)
-    with (
-        _quiet_known_warnings(),
-        ids_only_example_accepted(),
-        using_mlflow_uri(tracking_uri),
-        tempfile.TemporaryDirectory(prefix="titanic-spec-") as tmp,
-    ):
-        signature = infer_signature(inputs, model.predict(inputs.head(50)))
-        experiment_id = _experiment_id(experiment_name, artifact_location, tracking_uri)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{model_name}-train-seed{seed}"):
-            mlflow.log_params({"seed": seed, "n": n, "features": ",".join(FEATURES), "table_name": table_name,
-                               "online_table": online_table, "connection_env": connection_env})
-            mlflow.log_metrics(metrics)
-            info = mlflow.sklearn.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=pd.DataFrame(request_records(train[KEY].head(5).tolist())),
-                serialization_format="cloudpickle",
-                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_cloudpickle=True),
-                tags=tags,
-            )
-            version = register_with_feature_spec(MlflowClient(tracking_uri, tracking_uri), info, spec, Path(tmp),
-                                                 model_name, tags)
+    example = pd.DataFrame(request_records(train[KEY].head(5).tolist()))
+    version = log_and_register_with_spec(
+        tracking_uri, model_name, model, model_inputs(train), example,
+        feature_spec(table_name, connection_env, online_table), metrics,
+        {"seed": seed, "n": n, "features": ",".join(FEATURES), "table_name": table_name, "online_table": online_table,
+         "connection_env": connection_env},
+        experiment_name=experiment_name, artifact_location=artifact_location, run_name=f"{model_name}-train-seed{seed}",
+        tags=tags,
+    )
     last_timings.clear()
     last_timings.update({"train_seconds": trained - began, "log_register_seconds": time.monotonic() - trained,
                          **metrics})

@@ -41,6 +41,19 @@ def create_zone_tables(ws, tag: str, pickup_df, dropoff_df, *, primary_key: bool
     return pickup, dropoff
 
 
+def zone_app(make_app, store_name: str = "reactor-online", **kw):
+    """An app whose model looks zone features up from two tables named after the test's tag."""
+    names: dict[str, str] = {}
+
+    def fields(tag):
+        names.update(store=store_name.format(tag=tag), pickup=f"main.f{tag}.pickup_zone_features",
+                     dropoff=f"main.f{tag}.dropoff_zone_features")
+        return taxi_policy({"kind": "online_feature_store", "name": names["store"]},
+                           [names["pickup"], names["dropoff"]])(tag)
+
+    return make_app(model_fields=fields, smoke=smoke_ids_only(), **kw), names
+
+
 def register_zone_model(app, pickup, dropoff, pickup_df, dropoff_df) -> str:
     v = taxi.train_and_register_with_features(app.plat.mlflow.url, app.model, pickup, dropoff, pickup_df, dropoff_df,
                                               n=400)
@@ -59,14 +72,7 @@ def predict(app, records):
 
 def test_features_are_published_before_the_model_serves_and_callers_send_ids(make_app, zones):
     pickup_df, dropoff_df = zones
-    store = {"kind": "online_feature_store", "name": "reactor-online"}
-    holder: dict[str, str] = {}
-
-    def fields(tag):
-        holder["pickup"], holder["dropoff"] = f"main.f{tag}.pickup_zone_features", f"main.f{tag}.dropoff_zone_features"
-        return taxi_policy(store, [holder["pickup"], holder["dropoff"]])(tag)
-
-    app = make_app(model_fields=fields, smoke=smoke_ids_only())
+    app, holder = zone_app(make_app)
     ws = app.plat.workspace
     create_zone_tables(ws, app.tag, pickup_df, dropoff_df)
     v = register_zone_model(app, holder["pickup"], holder["dropoff"], pickup_df, dropoff_df)
@@ -100,14 +106,7 @@ def test_features_are_published_before_the_model_serves_and_callers_send_ids(mak
 
 def test_a_feature_table_without_a_primary_key_fails_the_rollout_and_leaves_no_endpoint(make_app, zones):
     pickup_df, dropoff_df = zones
-    holder: dict[str, str] = {}
-
-    def fields(tag):
-        holder["pickup"], holder["dropoff"] = f"main.f{tag}.pickup_zone_features", f"main.f{tag}.dropoff_zone_features"
-        return taxi_policy({"kind": "online_feature_store", "name": "reactor-online"},
-                           [holder["pickup"], holder["dropoff"]])(tag)
-
-    app = make_app(model_fields=fields, smoke=smoke_ids_only())
+    app, holder = zone_app(make_app)
     create_zone_tables(app.plat.workspace, app.tag, pickup_df, dropoff_df, primary_key=False)
     v = register_zone_model(app, holder["pickup"], holder["dropoff"], pickup_df, dropoff_df)
     deploy(app, v)
@@ -123,15 +122,7 @@ def test_a_feature_table_without_a_primary_key_fails_the_rollout_and_leaves_no_e
 
 def test_an_unavailable_store_makes_the_rollout_wait_then_fail_with_the_endpoint_untouched(make_app, zones):
     pickup_df, dropoff_df = zones
-    holder: dict[str, str] = {}
-
-    def fields(tag):
-        holder["store"] = f"down-{tag}"
-        holder["pickup"], holder["dropoff"] = f"main.f{tag}.pickup_zone_features", f"main.f{tag}.dropoff_zone_features"
-        return taxi_policy({"kind": "online_feature_store", "name": holder["store"]},
-                           [holder["pickup"], holder["dropoff"]])(tag)
-
-    app = make_app(model_fields=fields, smoke=smoke_ids_only(), wait_timeout_seconds=3)
+    app, holder = zone_app(make_app, "down-{tag}", wait_timeout_seconds=3)
     ws = app.plat.workspace
     ws.faults.store_unavailable = [holder["store"]]
     try:
@@ -154,14 +145,7 @@ def test_an_unavailable_store_makes_the_rollout_wait_then_fail_with_the_endpoint
 
 def test_a_failing_sync_fails_the_rollout_with_the_reason(make_app, zones):
     pickup_df, dropoff_df = zones
-    holder: dict[str, str] = {}
-
-    def fields(tag):
-        holder["pickup"], holder["dropoff"] = f"main.f{tag}.pickup_zone_features", f"main.f{tag}.dropoff_zone_features"
-        return taxi_policy({"kind": "online_feature_store", "name": "reactor-online"},
-                           [holder["pickup"], holder["dropoff"]])(tag)
-
-    app = make_app(model_fields=fields, smoke=smoke_ids_only())
+    app, holder = zone_app(make_app)
     ws = app.plat.workspace
     ws.faults.sync_fail = [f"{holder['dropoff']}_online"]
     try:
