@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.report import emit
 from local import taxi, titanic
 from local.services import ensure_mariadb, ensure_postgres
 from local.stack import WORKSPACE_TOKEN
@@ -59,7 +60,6 @@ from local.workspace.online_catalog import OnlineTableRef
 from shared.features import rdbms
 from shared.online_store import SYNC_STATE, OnlineStore, physical_name
 from shared.policy import FeatureTable
-from shared.settings import APP_ROOT
 from shared.workspace import _workspace_client
 
 WAREHOUSE = "local-warehouse"
@@ -490,13 +490,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="requests per serving case and size")
     parser.add_argument("--write", action="store_true", help="append the tables to docs/benchmarks.md")
     args = parser.parse_args()
-    table = run(args.rows, args.changes, args.n)
-    print(table)
-    if args.write:
-        out = APP_ROOT / "docs" / "benchmarks.md"
-        out.parent.mkdir(exist_ok=True)
-        with out.open("a") as f:
-            f.write("\n" + table)
+    emit(run(args.rows, args.changes, args.n), args.write)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
+from bench.report import emit
 from local.stack import WEBHOOK_SECRET, function_host
-from shared.settings import APP_ROOT
 from shared.signatures import mlflow_signature
 
 
@@ -90,13 +90,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=300)
     parser.add_argument("--write", action="store_true", help="append the table to docs/benchmarks.md")
     args = parser.parse_args()
-    table = run(args.n)
-    print(table)
-    if args.write:
-        out = APP_ROOT / "docs" / "benchmarks.md"
-        out.parent.mkdir(exist_ok=True)
-        with out.open("a") as f:
-            f.write("\n" + table)
+    emit(run(args.n), args.write)
 
 
 if __name__ == "__main__":
