@@ -52,3 +52,8 @@ def ensure_mariadb() -> str:
     _start("MariaDB", 3306, ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec",
                             "/usr/sbin/mariadbd"])
     return MARIADB_URL
+
+
+if __name__ == "__main__":
+    print(ensure_postgres())
+    print(ensure_mariadb())

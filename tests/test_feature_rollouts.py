@@ -41,14 +41,15 @@ def create_zone_tables(ws, tag: str, pickup_df, dropoff_df, *, primary_key: bool
     return pickup, dropoff
 
 
-def zone_app(make_app, store_name: str = "reactor-online", **kw):
-    """An app whose model looks zone features up from two tables named after the test's tag."""
+def zone_app(make_app, store_name: str = "reactor-online", store: dict | None = None, **kw):
+    """An app whose model looks zone features up from two tables named after the test's tag
+    (an Online Feature Store named ``store_name`` unless another ``store`` is given)."""
     names: dict[str, str] = {}
 
     def fields(tag):
         names.update(store=store_name.format(tag=tag), pickup=f"main.f{tag}.pickup_zone_features",
                      dropoff=f"main.f{tag}.dropoff_zone_features")
-        return taxi_policy({"kind": "online_feature_store", "name": names["store"]},
+        return taxi_policy(store or {"kind": "online_feature_store", "name": names["store"]},
                            [names["pickup"], names["dropoff"]])(tag)
 
     return make_app(model_fields=fields, smoke=smoke_ids_only(), **kw), names
@@ -102,6 +103,32 @@ def test_features_are_published_before_the_model_serves_and_callers_send_ids(mak
     app.wait(lambda: abs(predict(app, [trip])[0] - before) > 1e-6, 30, "the changed feature to reach predictions")
     cmd = next(c for c in app.records("command") if c.get("command", {}).get("command") == "publish_features")
     assert cmd["status"] == "done" and "sync triggered" in " ".join(cmd["outcome"])
+
+
+def test_lakebase_synced_tables_are_created_synced_and_refreshed(make_app, zones):
+    pickup_df, dropoff_df = zones
+    app, holder = zone_app(make_app, store={"kind": "synced_table", "database_instance": "reactor-db",
+                                            "logical_database": "features"})
+    ws = app.plat.workspace
+    create_zone_tables(ws, app.tag, pickup_df, dropoff_df)
+    v = register_zone_model(app, holder["pickup"], holder["dropoff"], pickup_df, dropoff_df)
+    deploy(app, v)
+    row = app.wait_rollout_end(v, timeout=90)
+    assert row["status"] == "done", row
+    synced = app.w.database.get_synced_database_table(f"{holder['dropoff']}_online")
+    assert synced.spec.scheduling_policy.value == "TRIGGERED" and synced.spec.primary_key_columns == ["zone_id"]
+    assert synced.data_synchronization_status.last_sync.delta_table_sync_info.delta_commit_version == 1
+    zone = dropoff_df.iloc[0]
+    ws.catalog.upsert_rows(holder["dropoff"], [{"zone_id": int(zone.zone_id), "avg_fare": 99.0,
+                                                "trip_count": int(zone.trip_count),
+                                                "avg_distance": float(zone.avg_distance)}])
+    enqueue(app.queues, COMMANDS_QUEUE, {"command": "publish_features", "model": app.model})
+
+    def synced_version():
+        s = app.w.database.get_synced_database_table(f"{holder['dropoff']}_online").data_synchronization_status
+        return s.last_sync.delta_table_sync_info.delta_commit_version == 2
+
+    app.wait(synced_version, 30, "the synced table to reach the new source version")
 
 
 def test_a_feature_table_without_a_primary_key_fails_the_rollout_and_leaves_no_endpoint(make_app, zones):

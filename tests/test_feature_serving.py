@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ from databricks.sdk.errors import BadRequest, DatabricksError, InternalError
 from databricks.sdk.service.serving import DataframeSplitInput, EndpointCoreConfigInput, ServedEntityInput
 
 from local import taxi, titanic
+from local.services import ensure_mariadb
 from local.workspace import LocalWorkspace
 from local.workspace.feature_lookup import FeatureSpec, FeatureSpecError, StorePool, augment
 from local.workspace.inference_table import payload_table_name, quote_ident
@@ -38,29 +38,13 @@ PICKUP = "main.taxi.pickup_zone_features"
 DROPOFF = "main.taxi.dropoff_zone_features"
 TITANIC_TABLE = "main.titanic.passengers"
 ENV = "TITANIC_FEATURES_URL"
-MARIADB = "mysql://root@127.0.0.1:3306/test"
-MARIADBD = "/usr/sbin/mariadbd"
 
 
 # ---------------------------------------------------------------------------------- fixtures
-def _mariadb_up() -> bool:
-    try:
-        OnlineStore(MARIADB).close()
-        return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="module")
 def mariadb() -> str:
-    """MariaDB on 127.0.0.1:3306; started (and waited for) when it is down. Never skipped."""
-    if not _mariadb_up():
-        subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", MARIADBD], check=True)
-        deadline = time.monotonic() + 60
-        while not _mariadb_up():
-            assert time.monotonic() < deadline, "MariaDB did not come up within 60 s"
-            time.sleep(0.5)
-    return MARIADB
+    """MariaDB on 127.0.0.1:3306, started if it is down; never skipped."""
+    return ensure_mariadb()
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ names. The PostgreSQL test starts the local cluster when it is down and drops wh
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,13 +43,13 @@ from databricks.sdk.service.sql import (
     StatementState,
 )
 
+from local.services import ensure_postgres
 from local.workspace import LocalWorkspace
 from shared.online_store import OnlineStore as Store
 from shared.online_store import physical_name
 
 TOKEN = "features-token"
 WAREHOUSE = "local0warehouse1"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ONLINE = SyncedTableState.SYNCED_TABLE_ONLINE_NO_PENDING_UPDATE
 
 
@@ -487,24 +485,10 @@ def test_standalone_synced_table_create_list_delete(ws: LocalWorkspace, w: Works
 
 
 # ---------------------------------------------------------------------------------- Lakebase = PostgreSQL
-def _postgres_ready() -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def postgres() -> str:
-    if not _postgres_ready():
-        for version in sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []:
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False,
-                           capture_output=True, timeout=60)
-        wait_for(_postgres_ready, "PostgreSQL on 127.0.0.1:5432", timeout=30)
-    return PG_URL
+    """PostgreSQL on 127.0.0.1:5432, started if it is down; never skipped."""
+    return ensure_postgres()
 
 
 def test_publish_to_a_postgresql_online_store(postgres: str, tmp_path: Path) -> None:
