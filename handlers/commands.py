@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 from handlers import rollout
 from handlers.deps import Deps
@@ -53,15 +53,16 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
             if isinstance(cmd, Deploy):
                 row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
                                        alias=cmd.alias, origin=origin, cid=env.correlation_id)
-                outcome = [f"rollout {row['id']} for {cmd.environment}"]
+                outcomes = [Outcome(f"rollout {row['id']} for {cmd.environment}", started=True)]
             else:
-                outcome = reconcile(deps, cmd, origin, env.correlation_id)
+                outcomes = reconcile(deps, cmd, origin, env.correlation_id)
         except PolicyError as exc:
             journal.update(deps.tables, "command", env.id, "rejected", reason=str(exc))
             step("command.rejected", logging.WARNING, id=env.id, reason=str(exc))
             _close_event(deps, env.correlation_id, f"rejected: {exc}")
             return
-        started = any(o.startswith("rollout ") for o in outcome)
+        outcome = [o.text for o in outcomes]
+        started = any(o.started for o in outcomes)
         journal.update(deps.tables, "command", env.id, "running" if started else "done", outcome=outcome)
         step("command.done", id=env.id, outcome=outcome)
         _close_event(deps, env.correlation_id, "; ".join(outcome))
@@ -73,7 +74,12 @@ def _close_event(deps: Deps, cid: str, outcome: str) -> None:
         journal.update(deps.tables, "event", cid, "done", outcome=outcome)
 
 
-def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[str]:
+class Outcome(NamedTuple):
+    text: str
+    started: bool = False  # a rollout started, so the command ends when the rollout does
+
+
+def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
     """Compare what should serve (policy + registry) with what serves, and start what differs.
 
     Desired state is the truth (DESIGN.md principle 1): the endpoint itself is read, so a
@@ -82,36 +88,36 @@ def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> l
     """
     mp = deps.policy().model(cmd.model)
     if mp is None:
-        return [f"model {cmd.model!r} is not in the policy"]
+        return [Outcome(f"model {cmd.model!r} is not in the policy")]
     if cmd.environment and cmd.environment not in mp.environments:
         raise PolicyError(f"model {cmd.model!r} has no environment {cmd.environment!r} in the policy")
     names = [cmd.environment] if cmd.environment else list(mp.environments)
     return [_reconcile_env(deps, mp.name, name, mp.environments[name], origin, cid) for name in names]
 
 
-def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str, str], cid: str) -> str:
+def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str, str], cid: str) -> Outcome:
     try:
         desired = resolve(deps.registry(), model, alias=env.track_alias)
     except VersionNotFound as exc:
-        return f"{name}: nothing to serve ({exc})"
+        return Outcome(f"{name}: nothing to serve ({exc})")
     version = desired.version
     history = rollouts.for_endpoint(deps.tables, env.endpoint)
     in_flight = [r for r in history if r["status"] not in rollouts.TERMINAL and r.get("version") == version]
     if in_flight:
-        return f"{name}: version {version} is already rolling out ({in_flight[-1]['id']})"
+        return Outcome(f"{name}: version {version} is already rolling out ({in_flight[-1]['id']})")
     view = serving.read(deps.workspace(), env.endpoint)
     if view.serves(serving.single_version_config(model, version, env.served_entity)):
-        return f"{name}: version {version} already serves"
+        return Outcome(f"{name}: version {version} already serves")
     failed = [r for r in history if r["status"] == "failed" and r.get("version") == version]
     if failed:
-        return f"{name}: version {version} failed before ({failed[-1].get('reason')}); send deploy to retry"
+        return Outcome(f"{name}: version {version} failed before ({failed[-1].get('reason')}); send deploy to retry")
     generation = rollouts.endpoint_state(deps.tables, env.endpoint).get("generation", 0)
     rid = rollouts.rollout_id("reconcile", f"{model}|{version}|{generation}", name)
     row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin,
                               cid=cid, rid=rid)
     if not ours:
-        return f"{name}: version {version} is already rolling out ({row['id']})"
-    return f"rollout {row['id']} of version {version} to {name}"
+        return Outcome(f"{name}: version {version} is already rolling out ({row['id']})")
+    return Outcome(f"rollout {row['id']} of version {version} to {name}", started=True)
 
 
 def publish_features(deps: Deps, cmd: PublishFeatures, record_id: str, cid: str) -> tuple[list[str], str]:
