@@ -27,7 +27,7 @@ from shared.signatures import SignatureError, verify_databricks, verify_mlflow
 def _reject(deps: Deps, req: Request, status: int, reason: str, record_id: str | None = None) -> Response:
     rid = record_id or f"rejected-{uuid.uuid4()}"
     journal.record(deps.tables, "event", rid, "rejected", http_status=status, reason=reason,
-                   excerpt=journal.excerpt(req.body[:4096]))
+                   excerpt=journal.excerpt(req.body))
     step("webhook.rejected", logging.WARNING, record=rid, status=status, reason=reason)
     return Response(status, {"error": reason, "record": rid})
 

@@ -90,6 +90,8 @@ class LocalWorkspace:
         self._thread: threading.Thread | None = None
         self.models = ModelStore(registry_uri, self.data_dir / "models")
         self.inference = InferenceLog(self.data_dir / self.INFERENCE_DB)
+        # Where published feature tables live online; serving endpoints look features up through it.
+        self.online_catalog = OnlineCatalog()
         self.serving = ServingService(
             lock=self.lock,
             faults=self.faults,
@@ -98,11 +100,9 @@ class LocalWorkspace:
             base_url=lambda: self.url,
             user=user,
             stopping=self._stopping,
+            online_catalog=self.online_catalog,
             seed=seed,
         )
-        # Where published feature tables live online; serving endpoints look features up through it.
-        self.online_catalog = OnlineCatalog()
-        self.serving.online_catalog = self.online_catalog
         self.online_store_url = online_store_url or f"sqlite:///{(self.data_dir / 'online_store.sqlite').resolve()}"
         self.catalog = UnityCatalog(self.data_dir / "uc", user=user)
         self.statements = StatementService(self.catalog, lock=self.lock, stopping=self._stopping)

@@ -18,7 +18,7 @@ a model loads or scores.
 
 Feature lookup (``feature_lookup``; Databricks docs "Automatic feature lookup with MLflow models on
 Databricks"): a served model that carries a feature spec gets its features looked up by primary
-key before it scores, from the online catalog (``self.online_catalog``, set by the workspace) or
+key before it scores, from the online catalog (``self.online_catalog``) or
 from a third-party store whose URL is in the served entity's ``environment_vars``. The inference
 table keeps the client's request as it came (IDs only); ``execution_duration_ms`` includes the
 lookup, which on Databricks runs inside the served model [INF]; each lookup's time is written to
@@ -63,6 +63,7 @@ from .models import (
     score,
     score_frame,
 )
+from .online_catalog import OnlineCatalog
 from .openapi import build_document
 from .web import Request, Response, Router
 
@@ -165,6 +166,7 @@ class ServingService:
         base_url: Any,  # callable returning the workspace URL
         user: str,
         stopping: threading.Event,
+        online_catalog: OnlineCatalog,
         seed: int | None = 0,
     ):
         self.lock = lock
@@ -178,9 +180,7 @@ class ServingService:
         self._threads: set[threading.Thread] = set()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        # Where published feature tables live online (an OnlineCatalog); the workspace sets it after
-        # construction, so it is read at request time only.
-        self.online_catalog: Any = None
+        self.online_catalog = online_catalog  # where published feature tables live online
         self.feature_stores = StorePool()  # pooled online-store connections for feature lookups
 
     # ------------------------------------------------------------------ routes

@@ -43,10 +43,8 @@ def sync(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, mod
     if cursor is None:
         source_version = sql.current_version(w, warehouse_id, table.source)
         state = store.sync_state(target)
-        if state and state["source_version"] >= source_version and mode != "snapshot":
+        if state and state["source_version"] >= source_version:
             return True, None, f"in sync at version {source_version}"
-        if state and mode == "snapshot" and state["source_version"] >= source_version:
-            return True, None, f"snapshot of version {source_version} is current"
         full = state is None or mode == "snapshot"
         stmt = snapshot_statement(table) if full else changes_statement(table, state["source_version"] + 1,
                                                                          source_version)

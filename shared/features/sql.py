@@ -83,13 +83,6 @@ def chunks(w: Any, result: Result, start: int = 0) -> Iterator[tuple[int, list[l
         yield index, [[_convert(v, t) for v, (_, t) in zip(row, result.columns, strict=True)] for row in rows]
 
 
-def scalar(w: Any, warehouse_id: str, statement: str) -> Any:
-    result = execute(w, warehouse_id, statement)
-    for _, rows in chunks(w, result):
-        return rows[0][0] if rows else None
-    return None
-
-
 def quote(name: str) -> str:
     """A three-part name with each part quoted: `cat`.`sch`.`tbl`."""
     return ".".join(f"`{p.replace('`', '``')}`" for p in name.split("."))
