@@ -1,82 +1,159 @@
-"""Commands queue: ``deploy`` and ``reconcile`` from other systems, the webhook and the watcher.
+"""Commands queue: ``deploy``, ``reconcile`` and ``publish_features`` from other systems, the
+webhook and the watcher; ``redrive`` from the app itself.
 
 An invalid message is recorded as rejected and acknowledged, so it never cycles into the
-poison queue (DESIGN.md "Queue commands"). A valid one is recorded before it acts; its
-record ends when the rollouts it started end.
+poison queue (DESIGN.md "Queue commands"). A valid one is recorded, with the command itself,
+before it acts, and only the worker holding the record's claim acts (shared.journal), so a
+duplicate delivery never acts twice. Its record ends when the rollouts it started end.
+
+Transient trouble (Databricks, the registry, storage) never sends a command to the poison
+queue: the handler records the error and the attempt, and sends itself a ``redrive`` of the
+record after a capped exponential delay, as rollout steps do; after ``MAX_ATTEMPTS`` the
+record fails with the last error. A worker that dies mid-command leaves a claim that expires,
+and the repair sweep redrives the record (handlers/repair.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import uuid
 from typing import Any, NamedTuple
 
 from handlers import rollout
 from handlers.deps import Deps
 from shared import commands, journal, rollouts, serving
 from shared import features as feature_tables
-from shared.commands import CommandRejected, Deploy, PublishFeatures, Reconcile
+from shared.commands import Acting, CommandRejected, Deploy, PublishFeatures, Reconcile, Redrive
 from shared.log import correlated, step
 from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.registry import VersionNotFound, resolve
+
+MAX_ATTEMPTS = 8
 
 
 def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     try:
         env = commands.parse(body, message_id)
     except CommandRejected as exc:
-        journal.record(deps.tables, "command", message_id, "rejected", reason=str(exc),
-                       excerpt=journal.excerpt(body))
+        journal.record(deps.tables, "command", journal.key("msg", message_id), "rejected", id=message_id,
+                       reason=str(exc), excerpt=journal.excerpt(body))
         with correlated(message_id):
             step("command.rejected", logging.WARNING, message=message_id, reason=str(exc))
         return
-    cmd = env.command
-    rec, created = journal.record(deps.tables, "command", env.id, "accepted", source=env.source,
-                                  command=cmd.model_dump(exclude_none=True), cid=env.correlation_id)
-    if not created and rec.get("status") != "accepted":
-        with correlated(env.correlation_id):
-            step("command.duplicate", id=env.id, status=rec.get("status"))
-        return
-    origin = {"kind": "command", "id": env.id}
-    with correlated(env.correlation_id):
-        step("command.received", command=cmd.command, model=cmd.model, id=env.id, source=env.source)
+    now = deps.clock()
+    if isinstance(env.command, Redrive):
         try:
-            if isinstance(cmd, PublishFeatures):
-                outcome, status = publish_features(deps, cmd, env.id, env.correlation_id)
-                first = (cmd.resume or {}).get("record", env.id)
-                journal.update(deps.tables, "command", first, status, outcome=outcome)
-                if first != env.id:
-                    journal.update(deps.tables, "command", env.id, "done", outcome=[f"continued command {first}"])
-                step(f"command.{status}", id=first, outcome=outcome)
-                return
-            if isinstance(cmd, Deploy):
-                row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
-                                       alias=cmd.alias, origin=origin, cid=env.correlation_id)
-                outcomes = [Outcome(f"rollout {row['id']} for {cmd.environment}", started=True)]
-            else:
-                outcomes = reconcile(deps, cmd, origin, env.correlation_id)
-        except PolicyError as exc:
-            journal.update(deps.tables, "command", env.id, "rejected", reason=str(exc))
-            step("command.rejected", logging.WARNING, id=env.id, reason=str(exc))
-            _close_event(deps, env.correlation_id, f"rejected: {exc}")
+            begun = journal.claim(deps.tables, "command", env.key, now=now, claim_seconds=deps.settings.claim_seconds,
+                                  token=env.command.token)
+        except LookupError:
+            step("command.redrive_unknown", logging.WARNING, record=env.key)
             return
-        outcome = [o.text for o in outcomes]
-        started = any(o.started for o in outcomes)
-        journal.update(deps.tables, "command", env.id, "running" if started else "done", outcome=outcome)
-        step("command.done", id=env.id, outcome=outcome)
-        _close_event(deps, env.correlation_id, "; ".join(outcome))
+        if not begun.act:
+            return
+        cmd = commands.stored(begun.record["command"])
+    else:
+        cmd = env.command
+        begun = journal.begin(deps.tables, "command", env.key, now=now, claim_seconds=deps.settings.claim_seconds,
+                              id=env.id, source=env.source, command=cmd.model_dump(exclude_none=True),
+                              cid=env.correlation_id, body_sha=hashlib.sha256(body).hexdigest())
+    cid = begun.record.get("cid") or env.correlation_id
+    with correlated(cid):
+        if not begun.act:
+            step("command.duplicate", id=env.id, status=begun.record.get("status"), state=begun.state)
+            if cmd.event and cmd.event != begun.record.get("command", {}).get("event"):
+                _close_event(deps, cmd.event, "ignored", f"same event as command {env.key}")
+            return
+        _act(deps, env.key, begun.record, cmd, cid)
 
 
-def _close_event(deps: Deps, cid: str, outcome: str) -> None:
-    """The webhook event that asked for this reconcile is done once the reconcile has run."""
-    if journal.get(deps.tables, "event", cid):
-        journal.update(deps.tables, "event", cid, "done", outcome=outcome)
+def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> None:
+    origin = {"kind": "command", "id": key}
+    step("command.received", command=cmd.command, model=cmd.model, id=rec.get("id"), attempt=rec.get("attempts"))
+    try:
+        if isinstance(cmd, PublishFeatures):
+            outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
+            if status == "running":  # more rows than one step may copy: the next message goes on
+                _redrive(deps, key, delay=0.0, status="running", outcome=outcome, cursors=cursors, attempts=0)
+            else:
+                journal.update(deps.tables, "command", key, status, outcome=outcome, cursors=None)
+                _close_event(deps, cmd.event, "done", "; ".join(outcome))
+            step(f"command.{status}", id=key, outcome=outcome)
+            return
+        if isinstance(cmd, Deploy):
+            row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
+                                   alias=cmd.alias, origin=origin, cid=cid)
+            outcomes = [Outcome(f"rollout {row['id']} for {cmd.environment}", (row["endpoint"], row["id"]))]
+        else:
+            outcomes = reconcile(deps, cmd, origin, cid)
+    except PolicyError as exc:
+        journal.update(deps.tables, "command", key, "rejected", reason=str(exc))
+        step("command.rejected", logging.WARNING, id=key, reason=str(exc))
+        _close_event(deps, cmd.event, "rejected", str(exc))
+        return
+    except Exception as exc:  # transient until proven otherwise: retried inside our own state
+        _retry(deps, key, rec, cmd, exc)
+        return
+    outcome = [o.text for o in outcomes]
+    started = [list(o.rollout) for o in outcomes if o.rollout]
+    journal.update(deps.tables, "command", key, "running" if started else "done", outcome=outcome, claim_until=None,
+                   started=started)
+    step("command.done", id=key, outcome=outcome)
+    _close_event(deps, cmd.event, "done", "; ".join(outcome))
+
+
+def _retry(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, exc: Exception) -> None:
+    attempts = int(rec.get("attempts") or 1)
+    error = f"{type(exc).__name__}: {exc}"
+    if attempts >= MAX_ATTEMPTS:
+        reason = f"gave up after {attempts} attempts: {error}"
+        journal.update(deps.tables, "command", key, "failed", reason=reason)
+        step("command.failed", logging.ERROR, id=key, reason=reason)
+        _close_event(deps, cmd.event, "failed", reason)
+        return
+    s = deps.settings
+    delay = min(s.backoff_cap_seconds, s.backoff_base_seconds * 2 ** (attempts - 1))
+    step("command.retry", logging.WARNING, id=key, attempt=attempts, delay_s=delay, error=error)
+    _redrive(deps, key, delay=delay, status="accepted", last_error=error)
+
+
+def _redrive(deps: Deps, key: str, *, delay: float, status: str, **fields: Any) -> None:
+    """Hand the record and its claim on to a later message. The claim is recorded first: if the
+    enqueue then fails, the claim expires and the repair sweep sends the redrive instead."""
+    until = deps.clock() + delay + deps.settings.claim_seconds
+    token = journal.hand_on(deps.tables, "command", key, status, until=until, **fields)
+    send_redrive(deps, key, token, delay=delay)
+
+
+def submit(deps: Deps, key: str, command: dict[str, Any], cid: str) -> bool:
+    """Our own command (the watcher's): recorded before it is sent, so that a lost message is
+    redriven by the sweep like any other. Returns False if that record already existed."""
+    token = uuid.uuid4().hex
+    cmd = commands.stored(command)
+    _, created = journal.record(deps.tables, "command", key, "accepted", id=key, source="app",
+                                command=cmd.model_dump(exclude_none=True), cid=cid, claim_holder=token,
+                                claim_until=deps.clock() + deps.settings.claim_seconds, attempts=0)
+    if created:
+        send_redrive(deps, key, token)
+    return created
+
+
+def send_redrive(deps: Deps, key: str, token: str, *, delay: float = 0.0) -> None:
+    enqueue(deps.queues, COMMANDS_QUEUE, {"schema_version": 1, "command": "redrive", "record": key, "token": token},
+            delay=delay)
+
+
+def _close_event(deps: Deps, event_key: str | None, status: str, outcome: str) -> None:
+    """The webhook event that asked for this command is done once the command has run."""
+    if event_key:
+        journal.update(deps.tables, "event", event_key, status, outcome=outcome, claim_until=None)
 
 
 class Outcome(NamedTuple):
     text: str
-    started: bool = False  # a rollout started, so the command ends when the rollout does
+    rollout: tuple[str, str] | None = None  # (endpoint, id) it started: the command ends when that rollout does
 
 
 def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
@@ -84,7 +161,8 @@ def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> l
 
     Desired state is the truth (DESIGN.md principle 1): the endpoint itself is read, so a
     lost event or a hand-made change is repaired too. A version whose rollout failed is not
-    retried by reconcile; an explicit ``deploy`` retries it.
+    retried by reconcile; an explicit ``deploy`` retries it. It reads the endpoint's lease row,
+    never its rollout history.
     """
     mp = deps.policy().model(cmd.model)
     if mp is None:
@@ -101,28 +179,26 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     except VersionNotFound as exc:
         return Outcome(f"{name}: nothing to serve ({exc})")
     version = desired.version
-    history = rollouts.for_endpoint(deps.tables, env.endpoint)
-    in_flight = [r for r in history if r["status"] not in rollouts.TERMINAL and r.get("version") == version]
-    if in_flight:
-        return Outcome(f"{name}: version {version} is already rolling out ({in_flight[-1]['id']})")
-    view = serving.read(deps.workspace(), env.endpoint)
-    if view.serves(serving.single_version_config(model, version, env.served_entity)):
-        return Outcome(f"{name}: version {version} already serves")
-    failed = [r for r in history if r["status"] == "failed" and r.get("version") == version]
+    lease = rollouts.lease(deps.tables, env.endpoint)
+    failed = (lease.get("failed") or {}).get(version)
     if failed:
-        return Outcome(f"{name}: version {version} failed before ({failed[-1].get('reason')}); send deploy to retry")
-    generation = rollouts.endpoint_state(deps.tables, env.endpoint).get("generation", 0)
-    rid = rollouts.rollout_id("reconcile", f"{model}|{version}|{generation}", name)
+        return Outcome(f"{name}: version {version} failed before ({failed}); send deploy to retry")
+    view = serving.read(deps.workspace(), env.endpoint)
+    if view.serves(serving.single_version_config(model, version, env.served_entity)) and not lease.get("active"):
+        return Outcome(f"{name}: version {version} already serves")
+    rid = rollouts.rollout_id(origin["kind"], origin["id"], name)
     row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin,
-                              cid=cid, rid=rid)
+                              cid=cid, rid=rid, join=True)
     if not ours:
         return Outcome(f"{name}: version {version} is already rolling out ({row['id']})")
-    return Outcome(f"rollout {row['id']} of version {version} to {name}", started=True)
+    return Outcome(f"rollout {row['id']} of version {version} to {name}", (row["endpoint"], row["id"]))
 
 
-def publish_features(deps: Deps, cmd: PublishFeatures, record_id: str, cid: str) -> tuple[list[str], str]:
+def publish_features(deps: Deps, cmd: PublishFeatures, cursors: dict[str, Any],
+                     ) -> tuple[list[str], str, dict[str, Any]]:
     """Refresh online copies now: Databricks-side tables get a sync triggered; a third-party
-    store is copied to here, one time-bounded message after another (``resume``)."""
+    store is copied to here, one time-bounded message after another (the cursors go on in the
+    record). Returns the outcome, the record's status and the cursors to resume from."""
     mp = deps.policy().model(cmd.model)
     if mp is None or mp.features is None:
         raise PolicyError(f"model {cmd.model!r} has no feature tables in the policy")
@@ -130,17 +206,12 @@ def publish_features(deps: Deps, cmd: PublishFeatures, record_id: str, cid: str)
         raise PolicyError(f"model {cmd.model!r} has no feature table {cmd.table!r} in the policy")
     if not deps.settings.warehouse_id:
         raise PolicyError("DATABRICKS_WAREHOUSE_ID is not set: feature tables are read through a SQL warehouse")
-    resume = cmd.resume or {}
-    statuses = feature_tables.ensure(deps.workspace(), deps.settings.warehouse_id, mp.features, os.environ,
-                                     resume.get("cursors") or {}, now=deps.clock(),
-                                     budget_seconds=deps.settings.feature_step_budget_seconds, only=cmd.table,
+    s = deps.settings
+    statuses = feature_tables.ensure(deps.workspace(), s.warehouse_id, mp.features, os.environ, cursors,
+                                     now=deps.clock(), budget_seconds=s.feature_step_budget_seconds, only=cmd.table,
                                      refresh=True)
     outcome = [f"{st.source}: {st.state}: {st.note}" for st in statuses]
-    cursors = {st.source: st.cursor for st in statuses if st.cursor}
-    if cursors:
-        enqueue(deps.queues, COMMANDS_QUEUE, {
-            "command": "publish_features", "model": cmd.model, "table": cmd.table, "correlation_id": cid,
-            "resume": {"record": resume.get("record", record_id), "cursors": cursors},
-        })
-        return outcome, "running"
-    return outcome, "failed" if any(st.state == "failed" for st in statuses) else "done"
+    nxt = {st.source: st.cursor for st in statuses if st.cursor}
+    if nxt:
+        return outcome, "running", nxt
+    return outcome, "failed" if any(st.state == "failed" for st in statuses) else "done", {}

@@ -1,36 +1,89 @@
-"""What operators read: the journal of events and commands, and the rollouts.
+"""What operators read: the journal of events and commands, the rollouts, the rejections.
+
+Every list is paged (``limit``, at most 1,000, and the ``continuation`` token the previous
+page returned, as Azure Tables pages), so no request reads a whole table.
 
 Also the poison-queue reaction: a message the host gave up on is recorded as failed, with
-its body, so that nothing accepted disappears silently (DESIGN.md principle 5).
+its body, and the record it belonged to is closed with that reason, so that nothing accepted
+stays open or disappears silently (DESIGN.md principle 5).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
-from shared import journal, rollouts
+from shared import commands, journal, rejections, rollouts
+from shared.commands import CommandRejected, Redrive
 from shared.log import correlated, step
+from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
+from shared.tables import MAX_PAGE
+
+DEFAULT_PAGE = 100
+
+
+def _paging(req: Request) -> tuple[int, str | None] | Response:
+    raw = req.params.get("limit") or str(DEFAULT_PAGE)
+    if not raw.isdigit() or not 0 < int(raw) <= MAX_PAGE:
+        return Response(400, {"error": f"limit must be a whole number from 1 to {MAX_PAGE}"})
+    return int(raw), req.params.get("continuation") or None
 
 
 def list_records(deps: Deps, req: Request) -> Response:
     kind = req.params.get("kind") or None
     status = req.params.get("status") or None
-    if kind not in (None, "event", "command", "poison"):
-        return Response(400, {"error": "kind must be event, command or poison"})
-    return Response(200, {"records": journal.list_records(deps.tables, kind, status)})
+    if kind == "rejections":
+        return Response(200, {"rejections": rejections.summary(deps.tables)})
+    if kind not in (None, *journal.KINDS):
+        return Response(400, {"error": "kind must be event, command, poison or rejections"})
+    paging = _paging(req)
+    if isinstance(paging, Response):
+        return paging
+    try:
+        rows, token = journal.page(deps.tables, kind, status, limit=paging[0], continuation=paging[1])
+    except ValueError as exc:
+        return Response(400, {"error": str(exc)})
+    return Response(200, {"records": rows, "continuation": token})
 
 
 def list_rollouts(deps: Deps, req: Request) -> Response:
-    endpoint = req.params.get("endpoint")
-    rows = rollouts.for_endpoint(deps.tables, endpoint) if endpoint else rollouts.all_rollouts(deps.tables)
-    return Response(200, {"rollouts": rows, "endpoints": rollouts.all_endpoints(deps.tables)})
+    paging = _paging(req)
+    if isinstance(paging, Response):
+        return paging
+    try:
+        rows, leases, token = rollouts.page(deps.tables, req.params.get("endpoint") or None, limit=paging[0],
+                                            continuation=paging[1])
+    except ValueError as exc:
+        return Response(400, {"error": str(exc)})
+    return Response(200, {"rollouts": rows, "endpoints": leases, "continuation": token})
 
 
 def record_poison(deps: Deps, queue: str, body: bytes, message_id: str) -> None:
+    reason = f"the host gave up on this message in {queue.removesuffix(POISON_SUFFIX)}"
     with correlated(message_id):
-        journal.record(deps.tables, "poison", message_id, "failed", queue=queue,
-                       reason=f"the host gave up on this message in {queue.removesuffix('-poison')}",
-                       excerpt=journal.excerpt(body))
+        journal.record(deps.tables, "poison", journal.key("msg", message_id), "failed", id=message_id, queue=queue,
+                       reason=reason, excerpt=journal.excerpt(body))
         step("poison.recorded", logging.ERROR, queue=queue, message=message_id)
+        if queue == COMMANDS_QUEUE + POISON_SUFFIX:
+            for key in _original_records(deps, body, message_id):
+                rec = journal.update(deps.tables, "command", key, "failed", reason=reason, poison=message_id)
+                event = (rec.get("command") or {}).get("event")
+                if event:
+                    journal.update(deps.tables, "event", event, "failed", reason=reason)
+                step("poison.closed", logging.ERROR, record=key)
+
+
+def _original_records(deps: Deps, body: bytes, message_id: str) -> list[str]:
+    """The open command records a poisoned message belonged to. The poison copy has a new
+    message id, so a command without an id of its own is found by its body's hash."""
+    try:
+        env = commands.parse(body, message_id)
+    except CommandRejected:
+        return []
+    if isinstance(env.command, Redrive) or not env.key.startswith("msg:"):
+        return [env.key] if journal.get(deps.tables, "command", env.key) else []
+    sha = hashlib.sha256(body).hexdigest()
+    return [e.row_key for e in deps.tables.query(journal.TABLE, "command", body_sha=sha)
+            if e.data.get("status") not in journal.TERMINAL]

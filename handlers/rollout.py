@@ -1,15 +1,22 @@
 """The rollout: a persisted state machine that one queue message advances by one step.
 
-Direct strategy (DESIGN.md "Rollout"): resolve → validate → deploy → wait_deploy → smoke →
-promote → done; a failed gate goes rollback → wait_rollback → failed, with the previous
-endpoint config restored and the aliases untouched.
+Direct strategy (DESIGN.md "Rollout"): resolve → validate → features → deploy → wait_deploy →
+smoke → promote → done; a failed gate goes rollback → wait_rollback → failed, with the previous
+endpoint config restored and the aliases untouched. An endpoint that served nothing before the
+rollout (it created it, or it had no config) is deleted instead: no caller may ever get an
+answer from a version that failed its gates (DESIGN.md principle 6), and nothing is left to
+restore.
 
 Each message names a rollout and the sequence number it expects. A step runs only when the
 stored sequence matches, so duplicated, late and replayed messages do nothing. A step that
 must wait for Databricks re-enqueues its rollout with a capped exponential delay; no function
 sleeps on the platform. The next message is enqueued *before* the conditional write that
 commits the transition: a crash in between leaves a message that waits for the redelivered
-step to commit, never a rollout with no message.
+step to commit, never a rollout with no message. Ending a rollout commits its terminal state
+and the lease hand-over in one transaction (shared.rollouts); what follows (waking the next
+holder, closing the record that asked for it) is idempotent and is done again by any later
+message of the ended rollout and by the repair sweep (handlers/repair.py), so a crash at any
+point leaves nothing running, nothing holding the lease, and no record open.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -198,9 +204,9 @@ def step_promote(ctx: StepContext) -> Transition:
 def step_rollback(ctx: StepContext) -> Transition:
     previous = ctx.row.get("previous")
     failure = ctx.row.get("failure", "rollout failed")
-    if previous is None:
-        return fail(f"{failure}; the endpoint had no earlier config to restore")
     view = ctx.read()
+    if previous is None:
+        return _remove_endpoint(ctx, view, failure)
     if view.serves(previous) and not view.updating:
         return go("wait_rollback", "previous config still serves")
     if view.updating:
@@ -211,9 +217,24 @@ def step_rollback(ctx: StepContext) -> Transition:
     return go("wait_rollback", f"restoring versions {serving.served_versions(previous)}")
 
 
+def _remove_endpoint(ctx: StepContext, view: serving.EndpointView, failure: str) -> Transition:
+    """The endpoint served nothing before this rollout: delete it rather than leave the failed
+    version answering (deleting while an update runs is allowed, and cancels it)."""
+    if not view.exists:
+        return fail(f"{failure}; nothing serves (the endpoint does not exist)")
+    serving.delete(ctx.w, ctx.endpoint)
+    return go("wait_rollback", "deleting the endpoint, which served nothing before this rollout")
+
+
 def step_wait_rollback(ctx: StepContext) -> Transition:
     failure = ctx.row.get("failure", "rollout failed")
     view = ctx.read()
+    if ctx.row.get("previous") is None:
+        if view.exists:
+            if ctx.waited_too_long():
+                return fail(f"{failure}; deleting the endpoint did not finish")
+            return wait("deleting the endpoint")
+        return fail(f"{failure}; the endpoint served nothing before, so it was deleted")
     if view.updating:
         if ctx.waited_too_long():
             return fail(f"{failure}; restoring the previous config did not finish")
@@ -248,41 +269,39 @@ def kick(deps: Deps, endpoint: str, rid: str) -> None:
 
 
 def start(deps: Deps, *, model: str, environment: str, version: str | None, alias: str | None,
-          origin: dict[str, str], cid: str, rid: str | None = None) -> tuple[dict[str, Any], bool]:
+          origin: dict[str, str], cid: str, rid: str | None = None, join: bool = False,
+          ) -> tuple[dict[str, Any], bool]:
     """Create the rollout and take or queue for the endpoint's lease. Idempotent per ``rid``
-    (default: per origin, so a retried command never starts twice). Returns the rollout and
-    whether it is this origin's own (False: another origin had already started it)."""
+    (default: per origin, so a retried command never starts twice). With ``join``, a live
+    rollout of the same version is joined instead (reconcile). Returns the rollout and whether
+    it is this origin's own (False: another origin had started it)."""
     mp = deps.policy().model(model)
     env = mp.environments.get(environment) if mp else None
     if mp is None or env is None:
         raise PolicyError(f"model {model!r} has no environment {environment!r} in the policy")
     rid = rid or rollouts.rollout_id(origin["kind"], origin["id"], environment)
-    entity, created = rollouts.create(deps.tables, env.endpoint, rid, {
+    claim = rollouts.claim(deps.tables, env.endpoint, rid, {
         "model": model, "environment": environment, "version": version,
         "requested": {"version": version, "alias": alias}, "origin": origin, "cid": cid,
-    })
-    claim = rollouts.claim(deps.tables, env.endpoint, rid)
+    }, join_version=version if join else None)
+    row = claim.rollout
     if claim.superseded:
-        _supersede(deps, env.endpoint, claim.superseded, rid)
-    step("rollout.start", rollout=rid, model=model, environment=environment, endpoint=env.endpoint,
-         version=version, alias=alias, lease="active" if claim.active else "queued", new=created)
-    if claim.active:
-        kick(deps, env.endpoint, rid)
-    return entity.data, entity.data.get("origin") == origin
+        _after_end(deps, claim.superseded, None)
+    step("rollout.start", rollout=row["id"], model=model, environment=environment, endpoint=env.endpoint,
+         version=version, alias=alias, lease="active" if claim.active else "queued", new=claim.created)
+    if claim.active and row["status"] == "pending":
+        kick(deps, env.endpoint, row["id"])
+    return row, row.get("origin") == origin
 
 
-def _supersede(deps: Deps, endpoint: str, rid: str, by: str) -> None:
-    entity = rollouts.get(deps.tables, endpoint, rid)
-    if entity is None or entity.data["status"] in rollouts.TERMINAL:
-        return
-    reason = f"superseded by newer rollout {by}"
-    try:
-        rollouts.advance(deps.tables, entity, reason, status="superseded", reason=reason, step="end")
-    except ConcurrencyConflict:
-        return
-    with correlated(entity.data.get("cid", "")):
-        step("rollout.superseded", rollout=rid, by=by, version=entity.data.get("version"))
-    _close_origin(deps, entity.data, "superseded", reason)
+def _after_end(deps: Deps, row: dict[str, Any], holder: str | None) -> None:
+    """What follows a rollout's end, safe to repeat: wake the lease's new holder if it has not
+    started, and close the record that asked for the rollout."""
+    if holder and holder != row["id"]:
+        nxt = rollouts.get(deps.tables, row["endpoint"], holder)
+        if nxt is not None and nxt.data["status"] == "pending":
+            kick(deps, row["endpoint"], holder)
+    _close_origin(deps, row, row["status"], row.get("reason") or "")
 
 
 def _close_origin(deps: Deps, row: dict[str, Any], status: str, reason: str) -> None:
@@ -313,7 +332,12 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
         step("rollout.unknown", logging.WARNING, rollout=rid)
         return
     row = entity.data
-    if row["status"] in rollouts.TERMINAL or seq < row["seq"]:
+    if row["status"] in rollouts.TERMINAL:
+        # A message of an ended rollout: finish what its end may not have done (a crash, a failed enqueue).
+        step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
+        _after_end(deps, row, rollouts.lease(deps.tables, endpoint).get("active"))
+        return
+    if seq < row["seq"]:
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
         return
     if seq > row["seq"]:
@@ -321,7 +345,7 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
         if early < _MAX_EARLY:
             enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, seq, early + 1), delay=1.0)
         return
-    lease = rollouts.endpoint_state(deps.tables, endpoint)
+    lease = rollouts.lease(deps.tables, endpoint)
     if lease.get("active") != rid:
         step("rollout.not_leased", rollout=rid, active=lease.get("active"))
         return
@@ -367,7 +391,7 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
         changes = {"attempt": attempt, "wait_started": row.get("wait_started") or now}
     else:
         delay, changes = 0.0, {"attempt": 0, "wait_started": None, "errors": 0, "step": tr.step}
-    changes.update(tr.set, status="running")
+    changes.update(tr.set, status="running", due_at=now + delay)
     enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, row["seq"] + 1), delay=delay)
     try:
         rollouts.advance(deps.tables, entity, tr.note, **changes)
@@ -379,24 +403,15 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
 
 
 def _finish(deps: Deps, entity: Entity, tr: Transition) -> None:
-    """End a rollout. Release the lease first and wake the next holder, then commit the end: a
-    crash in between replays this step, and releasing and waking are both idempotent."""
+    """End a rollout: its terminal state and the lease hand-over commit together, then the
+    idempotent after-effects run (and run again on any redelivery)."""
     row = entity.data
-    good: dict[str, Any] = {}
-    if tr.status == "done":
-        good = {"last_good": row["target"], "serving_version": row["version"], "serving_model": row["model"]}
-    holder = rollouts.release(deps.tables, row["endpoint"], row["id"], **good)
-    if holder and holder != row["id"]:
-        kick(deps, row["endpoint"], holder)
     reason = tr.reason or tr.note
-    try:
-        rollouts.advance(deps.tables, entity, tr.note or reason, status=tr.status, reason=reason, step="end",
-                         finished_at=time.time(), **tr.set)
-    except ConcurrencyConflict:
+    ended = rollouts.finish(deps.tables, entity, tr.note or reason, status=tr.status, reason=reason, **tr.set)
+    if ended is None:
         step("rollout.lost_race", rollout=row["id"], step=row["step"])
         return
     level = logging.INFO if tr.status == "done" else logging.WARNING
     step(f"rollout.{tr.status}", level, rollout=row["id"], model=row["model"], version=row.get("version"),
          endpoint=row["endpoint"], reason=reason)
-    _close_origin(deps, row, tr.status, reason)
-
+    _after_end(deps, ended.rollout, ended.holder)

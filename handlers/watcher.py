@@ -1,10 +1,10 @@
 """Registry watcher (timer): notices what no webhook told us.
 
 Unity Catalog models have no registry webhooks and a webhook can be lost, so for every model
-in the policy the watcher reads versions and aliases through ``MlflowClient`` and enqueues a
+in the policy the watcher reads versions and aliases through ``MlflowClient`` and submits a
 ``reconcile`` when they differ from the stored high-water mark (DESIGN.md "Registry watcher").
-It also re-sends the current step of any rollout that has not moved for a long time, which
-repairs a rollout whose message was lost.
+The command is recorded before the mark moves, so a message lost in a crash is redriven by
+the repair sweep (handlers/repair.py) rather than forgotten.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import json
 import logging
 import uuid
 
+from handlers.commands import submit
 from handlers.deps import Deps
-from handlers.rollout import kick
-from shared import rollouts
+from shared import journal
 from shared.log import correlated, step
-from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.registry import aliases, latest_versions
 
 WATERMARKS = "watermarks"
@@ -27,9 +26,8 @@ WATERMARKS = "watermarks"
 def tick(deps: Deps) -> dict[str, int]:
     with correlated(f"watch-{uuid.uuid4()}"):
         noticed = _watch_registry(deps)
-        repaired = _repair_stalled(deps)
-        step("watcher.tick", noticed=noticed, repaired=repaired)
-        return {"noticed": noticed, "repaired": repaired}
+        step("watcher.tick", noticed=noticed)
+        return {"noticed": noticed}
 
 
 def _watch_registry(deps: Deps) -> int:
@@ -50,28 +48,13 @@ def _watch_registry(deps: Deps) -> int:
         stored = deps.tables.get(WATERMARKS, "registry", mp.name)
         if stored and stored.data.get("digest") == digest:
             continue
-        # Enqueue before moving the mark: a crash in between repeats a harmless reconcile.
-        enqueue(deps.queues, COMMANDS_QUEUE, {
+        # Submit before moving the mark: a crash in between repeats a harmless reconcile.
+        cid = f"watch-{digest}"
+        submit(deps, journal.key("watch", f"{mp.name}|{digest}"), {
             "schema_version": 1, "command": "reconcile", "model": mp.name,
-            "reason": f"watcher: registry changed (latest {mark['latest']})",
-            "correlation_id": f"watch-{mp.name}-{digest}",
-        })
+            "reason": f"watcher: registry changed (latest {mark['latest']})", "correlation_id": cid,
+        }, cid)
         deps.tables.upsert(WATERMARKS, "registry", mp.name, {"digest": digest, "mark": mark, "at": deps.clock()})
         step("watcher.changed", model=mp.name, **mark)
         noticed += 1
     return noticed
-
-
-def _repair_stalled(deps: Deps) -> int:
-    """A live rollout that has not advanced for ``stall`` seconds lost its message: send it again."""
-    stall = max(300.0, 4 * deps.settings.backoff_cap_seconds)
-    now = deps.clock()
-    repaired = 0
-    for endpoint, lease in rollouts.all_endpoints(deps.tables).items():
-        rid = lease.get("active")
-        entity = rollouts.get(deps.tables, endpoint, rid) if rid else None
-        if entity and entity.data["status"] not in rollouts.TERMINAL and now - entity.data["updated_at"] > stall:
-            kick(deps, endpoint, rid)
-            step("watcher.repaired", logging.WARNING, rollout=rid, endpoint=endpoint, step=entity.data["step"])
-            repaired += 1
-    return repaired

@@ -1,87 +1,93 @@
 """Registry webhook: verify, normalize, record, enqueue ``reconcile``, answer 202.
 
-Follows DESIGN.md "Registry webhook". MLflow 3 deliveries (``X-MLflow-*`` headers) and
-Databricks workspace-registry deliveries (``X-Databricks-Signature``) are told apart by
-their headers. The record is written before we answer, so an accepted event is never lost;
-a redelivery (same delivery id) or the same event through a second webhook (same identity)
-is acknowledged and not acted on twice. MLflow retries 429 and 5xx deliveries (reference
-mlflow-webhooks.md), so storage trouble answers 503, never 500.
+Follows DESIGN.md "Registry webhook". MLflow 3 deliveries (``X-MLflow-Signature``) and
+Databricks workspace-registry deliveries (``X-Databricks-Signature``) are told apart by their
+signature header (shared.signatures). An accepted delivery costs two storage round trips
+before the 202: the record is inserted (keyed by the event's identity, so a redelivery and
+the same event through a second webhook are one record) and ``reconcile`` is enqueued. Only
+the request that inserted the record, or took over its expired claim, enqueues: concurrent
+duplicates answer ``duplicate`` and never act. A crash between the two writes leaves an open
+record whose claim expires, and the repair sweep enqueues its reconcile (handlers/repair.py).
+
+Requests that are not provably from a registry (no or bad signature, too large to check)
+answer 401/413 and cost bounded storage (shared.rejections), since anyone can send them.
+A signed but malformed delivery answers 400 and is recorded once per delivery id. MLflow
+retries 429 and 5xx deliveries (reference mlflow-webhooks.md), so trouble in our own storage
+answers 503, never 500; bad input never gets a 5xx.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import uuid
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
-from shared import journal
+from shared import journal, rejections
 from shared.events import MalformedEvent, RegistryEvent, from_databricks, from_mlflow
 from shared.log import correlated, step
 from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
-from shared.signatures import SignatureError, verify_databricks, verify_mlflow
+from shared.signatures import SignatureError, verify_delivery
+
+# Long enough for one request's two writes; a redelivery after that takes the work over.
+CLAIM_SECONDS = 10.0
 
 
-def _reject(deps: Deps, req: Request, status: int, reason: str, record_id: str | None = None) -> Response:
-    rid = record_id or f"rejected-{uuid.uuid4()}"
-    journal.record(deps.tables, "event", rid, "rejected", http_status=status, reason=reason,
-                   excerpt=journal.excerpt(req.body))
-    step("webhook.rejected", logging.WARNING, record=rid, status=status, reason=reason)
-    return Response(status, {"error": reason, "record": rid})
+def _refuse(deps: Deps, req: Request, status: int, code: str, public: str, detail: str) -> Response:
+    ref = rejections.note(deps.tables, status, code, detail, req.body)
+    step("webhook.rejected", logging.WARNING, status=status, code=code, reason=detail, sample=ref)
+    return Response(status, {"error": public})
 
 
 def handle(deps: Deps, req: Request) -> Response:
     s = deps.settings
     if len(req.body) > s.webhook_max_body_bytes:
-        return _reject(deps, req, 413, f"body is {len(req.body)} bytes; the limit is {s.webhook_max_body_bytes}")
-    h = req.headers
+        return _refuse(deps, req, 413, "too_large", f"the body is larger than {s.webhook_max_body_bytes} bytes",
+                       f"body is {len(req.body)} bytes; the limit is {s.webhook_max_body_bytes}")
     try:
-        if "x-mlflow-signature" in h or "x-mlflow-delivery-id" in h:
-            delivery_id = verify_mlflow(h, req.body, s.mlflow_webhook_secret, now=deps.clock(),
-                                        tolerance=s.webhook_tolerance_seconds)
-            parse = from_mlflow
-        elif "x-databricks-signature" in h:
-            verify_databricks(h, req.body, s.databricks_webhook_secret)
-            # Databricks sends no delivery id; a redelivery has the same body.
-            delivery_id = "dbx-" + hashlib.sha256(req.body).hexdigest()[:32]
-            parse = from_databricks
-        else:
-            raise SignatureError("no X-MLflow-Signature or X-Databricks-Signature header")
+        verified = verify_delivery(req.headers, req.body, mlflow_secret=s.mlflow_webhook_secret,
+                                   databricks_secret=s.databricks_webhook_secret, now=deps.clock(),
+                                   tolerance=s.webhook_tolerance_seconds)
     except SignatureError as exc:
-        return _reject(deps, req, 401, str(exc))
+        return _refuse(deps, req, 401, exc.reason, str(exc), exc.detail)
+    delivery_id = verified.delivery_id
+    parse = from_mlflow if verified.source == "mlflow" else from_databricks
     with correlated(delivery_id):
         try:
             event = parse(req.body)
         except MalformedEvent as exc:
-            return _reject(deps, req, 400, str(exc), record_id=f"rejected-{delivery_id}")
+            rec_key = journal.key(verified.source, delivery_id)
+            journal.record(deps.tables, "event", rec_key, "rejected", id=delivery_id, http_status=400,
+                           reason=str(exc), excerpt=journal.excerpt(req.body))
+            step("webhook.rejected", logging.WARNING, record=rec_key, status=400, reason=str(exc))
+            return Response(400, {"error": str(exc), "record": rec_key})
         return _accept(deps, delivery_id, event)
 
 
 def _accept(deps: Deps, delivery_id: str, event: RegistryEvent) -> Response:
-    rec, created = journal.record(deps.tables, "event", delivery_id, "accepted", event=event.as_dict())
-    if not created and rec.get("status") != "accepted":
-        step("webhook.duplicate", delivery=delivery_id, status=rec.get("status"))
-        return Response(202, {"status": "duplicate", "record": delivery_id})
-    first = journal.claim_identity(deps.tables, event.identity, delivery_id)
-    if first:
-        reason = f"same event as record {first}"
-        journal.update(deps.tables, "event", delivery_id, "ignored", reason=reason)
-        step("webhook.duplicate", delivery=delivery_id, first=first)
-        return Response(202, {"status": "duplicate", "record": delivery_id})
+    key = journal.key("event", event.identity)
+    begun = journal.begin(deps.tables, "event", key, now=deps.clock(), claim_seconds=CLAIM_SECONDS, id=delivery_id,
+                          event=event.as_dict(), cid=delivery_id)
+    if not begun.act:
+        step("webhook.duplicate", delivery=delivery_id, record=key, status=begun.record.get("status"))
+        return Response(202, {"status": "duplicate", "record": key})
     ignored = _why_ignored(deps, event)
     if ignored:
-        journal.update(deps.tables, "event", delivery_id, "ignored", reason=ignored)
+        journal.update(deps.tables, "event", key, "ignored", reason=ignored, claim_until=None)
         step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
-        return Response(202, {"status": "ignored", "reason": ignored, "record": delivery_id})
-    enqueue(deps.queues, COMMANDS_QUEUE, {
-        "schema_version": 1, "command": "reconcile", "model": event.model,
-        "reason": f"{event.source} {event.kind} v{event.version or '-'}", "correlation_id": delivery_id,
-    })
-    journal.update(deps.tables, "event", delivery_id, "queued")
+        return Response(202, {"status": "ignored", "reason": ignored, "record": key})
+    enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, begun.record.get("cid") or delivery_id))
     step("webhook.accepted", kind=event.kind, model=event.model, version=event.version, alias=event.alias)
-    return Response(202, {"status": "accepted", "record": delivery_id})
+    return Response(202, {"status": "accepted", "record": key})
+
+
+def reconcile_for(event: RegistryEvent, key: str, cid: str) -> dict[str, object]:
+    """The command an accepted event asks for; its id is the event's, so sending it again
+    (a redelivery that took over, the repair sweep) is acted on once."""
+    return {
+        "schema_version": 1, "command": "reconcile", "model": event.model, "id": key.replace("event:", "event-"),
+        "event": key, "reason": f"{event.source} {event.kind} v{event.version or '-'}", "correlation_id": cid,
+    }
 
 
 def _why_ignored(deps: Deps, event: RegistryEvent) -> str | None:

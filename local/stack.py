@@ -21,7 +21,7 @@ WORKSPACE_TOKEN = "local-token"
 
 
 def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url: str,
-                 watch_schedule: str = "0 */5 * * * *") -> dict[str, str]:
+                 watch_schedule: str = "0 */5 * * * *", repair_schedule: str = "*/5 * * * * *") -> dict[str, str]:
     """The app settings a Function App would have, pointing at the local parts."""
     return {
         "REACTOR_STORAGE": f"sqlite:///{data_dir / 'reactor.db'}",
@@ -35,6 +35,7 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         "DATABRICKS_RETRY_TIMEOUT_SECONDS": "20",
         "DATABRICKS_WAREHOUSE_ID": "local-warehouse",
         "REGISTRY_WATCH_SCHEDULE": watch_schedule,
+        "REACTOR_REPAIR_SCHEDULE": repair_schedule,
         "ROLLOUT_BACKOFF_BASE_SECONDS": "0.25",
         "ROLLOUT_BACKOFF_CAP_SECONDS": "2",
     }

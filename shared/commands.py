@@ -8,17 +8,27 @@ Versioned JSON, accepted in two forms:
   ``id``, ``source``, ``type``): ``{"specversion": "1.0", "id": "...", "source": "/ci",
   "type": "com.modelops.reactor.deploy.v1", "data": {"model": ..., ...}}``.
 
+Either form may carry an idempotency key (plain: ``"id"``; CloudEvents: ``source`` + ``id``):
+the same key sent twice is acted on once. Without one, the queue message id is the key.
+
 An invalid message raises :class:`CommandRejected`; the caller records the reason and
 acknowledges the message, so it is never retried into the poison queue.
+
+``{"command": "redrive", "record": KEY}`` is internal: it re-runs the accepted command stored
+in record KEY (a retry after a transient failure, or the repair sweep handing on the work of
+a worker that died). It never creates a record, so it cannot start anything new.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from shared import journal
 
 SCHEMA_VERSION = 1
 CLOUDEVENT_TYPE_PREFIX = "com.modelops.reactor."
@@ -29,10 +39,15 @@ class CommandRejected(ValueError):
     """The message is not a command we accept; the reason is recorded."""
 
 
+_KEY = r"^[A-Za-z0-9._@=+:~-]{1,200}$"
+
+
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     schema_version: Literal[1] = 1
     correlation_id: str | None = Field(None, max_length=200)
+    id: str | None = Field(None, pattern=_KEY, description="idempotency key: the same id is acted on once")
+    event: str | None = Field(None, pattern=_KEY, description="the event record that asked for this (set by the app)")
 
 
 class Deploy(_Command):
@@ -67,20 +82,36 @@ class PublishFeatures(_Command):
     command: Literal["publish_features"]
     model: str = Field(min_length=1, max_length=500)
     table: str | None = Field(None, min_length=1, max_length=500)
-    # Set by the app when one message could not finish the work: where the next one resumes.
-    resume: dict[str, Any] | None = None
 
 
-Command = Annotated[Deploy | Reconcile | PublishFeatures, Field(discriminator="command")]
-_adapter: TypeAdapter[Deploy | Reconcile | PublishFeatures] = TypeAdapter(Command)
+class Redrive(BaseModel):
+    """Internal: run the accepted command stored in ``record`` again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    command: Literal["redrive"]
+    record: str = Field(pattern=_KEY)
+    token: str | None = Field(None, pattern=_KEY, description="the claim the record's last holder handed on")
+
+
+Acting = Deploy | Reconcile | PublishFeatures
+Command = Annotated[Acting | Redrive, Field(discriminator="command")]
+_adapter: TypeAdapter[Acting | Redrive] = TypeAdapter(Command)
+_acting: TypeAdapter[Acting] = TypeAdapter(Annotated[Acting, Field(discriminator="command")])
 
 
 @dataclass(frozen=True)
 class Envelope:
-    command: Deploy | Reconcile | PublishFeatures
+    command: Acting | Redrive
     id: str
     source: str
     correlation_id: str
+    key: str  # the journal record's key (shared.journal.key): the idempotency key, namespaced
+
+
+def stored(command: dict[str, Any]) -> Acting:
+    """The command kept in an accepted record, validated again."""
+    return _acting.validate_python(command)
 
 
 def _problems(exc: ValidationError) -> str:
@@ -98,7 +129,8 @@ def parse(body: bytes, message_id: str) -> Envelope:
         raise CommandRejected("a command must be a JSON object")
     source = "queue"
     event_id = message_id
-    if "specversion" in data:
+    cloudevent = "specversion" in data
+    if cloudevent:
         data, event_id, source = _unwrap_cloudevent(data)
     elif "command" not in data:
         raise CommandRejected("missing 'command' (or a CloudEvents envelope with 'specversion')")
@@ -106,7 +138,17 @@ def parse(body: bytes, message_id: str) -> Envelope:
         command = _adapter.validate_python(data)
     except ValidationError as exc:
         raise CommandRejected(_problems(exc)) from exc
-    return Envelope(command, event_id, source, command.correlation_id or event_id)
+    if isinstance(command, Redrive):
+        return Envelope(command, command.record, "app", command.record, command.record)
+    if cloudevent:
+        # CloudEvents ids are unique per source (spec: source + id identify the event).
+        digest = hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()[:40]
+        record_key = f"ce~{digest}"
+    elif command.id:
+        event_id, record_key = command.id, journal.key("id", command.id)
+    else:
+        record_key = journal.key("msg", message_id)
+    return Envelope(command, event_id, source, command.correlation_id or event_id, record_key)
 
 
 def _unwrap_cloudevent(event: dict[str, Any]) -> tuple[dict[str, Any], str, str]:

@@ -1,22 +1,51 @@
-"""The journal: every event and command we accepted or rejected, and how it ended.
+"""The journal: every event and command we accepted, and how it ended.
 
 One entity per record in the ``records`` table, partitioned by kind (``event``, ``command``,
 ``poison``). A record is written before the request is acknowledged and ends in a terminal
 status (``done``, ``failed``, ``superseded``, ``rejected``, ``ignored``), with the reason.
-Operators list them (``GET /api/records``).
+Operators page through them (``GET /api/records``).
+
+Keys are namespaced by who chose the identifier (:func:`key`), so a sender-chosen id can never
+collide with another sender's or with ours. A record is also the inbox entry of the work it
+asks for: it keeps the command, and a worker acts only while it holds the record's claim
+(``claim_until``, taken with a conditional write), so two deliveries of one message never both
+act, and a claim left by a crashed worker expires and the repair sweep hands the work on.
+
+Invariants (tests/test_journal.py, tests/test_rollout_engine.py):
+
+- J1: a record, once terminal, keeps its status and outcome.
+- J2: at most one worker holds a record's claim at a time.
+- J3: a non-terminal record whose claim has expired is found by :func:`stale` (the sweep).
+- J4: storage per rejected anonymous request is bounded (shared.rejections), not per request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from shared.tables import ConcurrencyConflict, EntityExists, TableService
+from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
 
 TABLE = "records"
-IDENTITIES = "event_identities"
+KINDS = ("event", "command", "poison")
 TERMINAL = frozenset({"done", "failed", "superseded", "rejected", "ignored"})
 _MAX_EXCERPT = 2048
+_SAFE_ID = re.compile(r"[A-Za-z0-9._@=+-]{1,200}")
+
+
+def key(namespace: str, ident: str) -> str:
+    """The row key of a record whose id ``ident`` was chosen by ``namespace`` (a sender or us).
+
+    A readable ``namespace:ident`` when the id is short and plain; otherwise ``namespace~`` and
+    a hash, so no id can reach a key character Azure forbids (``/ \\ # ?``, controls) or look
+    like another namespace's key."""
+    if _SAFE_ID.fullmatch(ident):
+        return f"{namespace}:{ident}"
+    return f"{namespace}~{hashlib.sha256(ident.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
 
 
 def excerpt(body: bytes) -> str:
@@ -25,53 +54,128 @@ def excerpt(body: bytes) -> str:
     return text + ("…" if len(body) > _MAX_EXCERPT else "")
 
 
-def record(tables: TableService, kind: str, record_id: str, status: str, **fields: Any) -> tuple[dict[str, Any], bool]:
+def record(tables: TableService, kind: str, record_key: str, status: str, **fields: Any) -> tuple[dict[str, Any], bool]:
     """Insert a record; returns (record, created). An existing record is returned unchanged."""
     now = time.time()
-    data = {"kind": kind, "id": record_id, "status": status, "received_at": now, "updated_at": now, **fields}
+    data = {"kind": kind, "id": record_key, "status": status, "received_at": now, "updated_at": now, **fields,
+            "key": record_key}
     try:
-        tables.insert(TABLE, kind, record_id, data)
+        tables.insert(TABLE, kind, record_key, data)
         return data, True
     except EntityExists:
-        existing = tables.get(TABLE, kind, record_id)
+        existing = tables.get(TABLE, kind, record_key)
         return (existing.data if existing else data), False
 
 
-def claim_identity(tables: TableService, identity: str, record_id: str) -> str | None:
-    """Remember an event identity; returns the record id that claimed it first if it is not new."""
+@dataclass(frozen=True)
+class Begun:
+    """What :func:`begin` found: ``new`` or ``claimed`` (act on it), ``busy`` (another worker
+    holds the claim), or ``finished`` (terminal: a duplicate)."""
+
+    state: Literal["new", "claimed", "busy", "finished"]
+    record: dict[str, Any]
+
+    @property
+    def act(self) -> bool:
+        return self.state in ("new", "claimed")
+
+
+def begin(tables: TableService, kind: str, record_key: str, *, now: float, claim_seconds: float,
+          **fields: Any) -> Begun:
+    """Record the request and take its claim, or take the claim of an earlier delivery of it
+    whose worker is gone (its claim expired). Exactly one caller gets to act (J2)."""
+    holder = uuid.uuid4().hex
+    data, created = record(tables, kind, record_key, "accepted", claim_until=now + claim_seconds,
+                           claim_holder=holder, attempts=1, **fields)
+    if created:
+        return Begun("new", data)
+    return claim(tables, kind, record_key, now=now, claim_seconds=claim_seconds)
+
+
+def claim(tables: TableService, kind: str, record_key: str, *, now: float, claim_seconds: float,
+          token: str | None = None) -> Begun:
+    """Take an open record's claim: when it has expired, or when ``token`` is the one its holder
+    handed on (:func:`hand_on`). Conditional on the ETag, so one of two racing callers wins (J2)."""
+    entity = tables.get(TABLE, kind, record_key)
+    if entity is None:
+        raise LookupError(f"{kind} record {record_key} does not exist")
+    data = entity.data
+    if data.get("status") in TERMINAL:
+        return Begun("finished", data)
+    handed = token is not None and data.get("claim_holder") == token
+    if not handed and (data.get("claim_until") or 0) > now:
+        return Begun("busy", data)
+    data = {**data, "claim_until": now + claim_seconds, "claim_holder": uuid.uuid4().hex,
+            "attempts": data.get("attempts", 0) + 1, "updated_at": now}
     try:
-        tables.insert(IDENTITIES, identity[:2], identity, {"record": record_id})
-        return None
-    except EntityExists:
-        existing = tables.get(IDENTITIES, identity[:2], identity)
-        first = existing.data.get("record") if existing else None
-        return None if first == record_id else first
+        tables.update(TABLE, Entity(entity.partition_key, entity.row_key, data, entity.etag))
+    except ConcurrencyConflict:
+        return Begun("busy", data)
+    return Begun("claimed", data)
 
 
-def update(tables: TableService, kind: str, record_id: str, status: str, **fields: Any) -> None:
-    """Move a record on. A terminal record keeps its outcome."""
+def hand_on(tables: TableService, kind: str, record_key: str, status: str, *, until: float,
+            **fields: Any) -> str:
+    """Pass the record's claim to a later message: returns the token that message presents to
+    :func:`claim`. Until ``until`` nobody else (a duplicate, the sweep) takes it."""
+    token = uuid.uuid4().hex
+    update(tables, kind, record_key, status, claim_until=until, claim_holder=token, **fields)
+    return token
+
+
+def update(tables: TableService, kind: str, record_key: str, status: str, **fields: Any) -> dict[str, Any]:
+    """Move a record on; returns it as stored. A terminal record keeps its outcome (J1)."""
     for _ in range(10):
-        entity = tables.get(TABLE, kind, record_id)
+        entity = tables.get(TABLE, kind, record_key)
         if entity is None:
-            record(tables, kind, record_id, status, **fields)
-            return
-        if entity.data.get("status") in TERMINAL and status not in TERMINAL:
-            return
+            return record(tables, kind, record_key, status, **fields)[0]
+        if entity.data.get("status") in TERMINAL:
+            return entity.data
         entity.data.update(fields, status=status, updated_at=time.time())
         try:
             tables.update(TABLE, entity)
-            return
+            return entity.data
         except ConcurrencyConflict:
             continue
-    raise ConcurrencyConflict(f"{TABLE}/{kind}/{record_id}: too many concurrent updates")
+    raise ConcurrencyConflict(f"{TABLE}/{kind}/{record_key}: too many concurrent updates")
 
 
-def get(tables: TableService, kind: str, record_id: str) -> dict[str, Any] | None:
-    entity = tables.get(TABLE, kind, record_id)
+def get(tables: TableService, kind: str, record_key: str) -> dict[str, Any] | None:
+    entity = tables.get(TABLE, kind, record_key)
     return entity.data if entity else None
 
 
 def list_records(tables: TableService, kind: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    """Every record (of a kind, with a status), oldest first: for tests and the demo, whose
+    journals are small. Operators page with :func:`page`."""
     filters = {"status": status} if status else {}
     rows = [e.data for e in tables.query(TABLE, kind, **filters)]
     return sorted(rows, key=lambda r: r.get("received_at", 0))
+
+
+def page(tables: TableService, kind: str | None, status: str | None, *, limit: int,
+         continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of records in key order, filtered by status. A page may hold fewer than
+    ``limit`` records when the filter drops some; the token continues after them."""
+    got = tables.query_page(TABLE, kind, limit=limit, continuation=continuation)
+    rows = [e.data for e in got.entities if status is None or e.data.get("status") == status]
+    return rows, got.continuation
+
+
+def stale(tables: TableService, kind: str, *, now: float) -> list[dict[str, Any]]:
+    """Open records whose claim has expired: their worker is gone or their message is lost (J3)."""
+    return [e.data for e in tables.query(
+        TABLE, kind, where=lambda d: d.get("status") not in TERMINAL and (d.get("claim_until") or 0) <= now)]
+
+
+def delete_finished(tables: TableService, kind: str, *, older_than: float, limit: int) -> int:
+    """Retention: delete up to ``limit`` terminal records last changed before ``older_than``."""
+    deleted = 0
+    for e in tables.query(TABLE, kind, where=lambda d: d.get("status") in TERMINAL
+                          and (d.get("updated_at") or 0) < older_than)[:limit]:
+        try:
+            tables.delete(TABLE, e)
+            deleted += 1
+        except ConcurrencyConflict:
+            continue
+    return deleted

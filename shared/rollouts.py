@@ -1,11 +1,24 @@
 """Persisted rollouts and the one-writer-per-endpoint lease.
 
-``rollouts`` (partition: endpoint, row: rollout id) holds each rollout's state machine: its
-step, a sequence number that every transition increments, and what it needs to undo itself.
-``endpoints`` (row: endpoint name) holds the lease: the ``active`` rollout (the only one that
-may write the endpoint), at most one ``queued`` newer rollout, and the last good config.
-Both are changed only by conditional writes on the ETag (shared.tables), so two workers that
-got the same message cannot both move a rollout on.
+Table ``rollouts``, one partition per endpoint. Each rollout is a row (row key: rollout id)
+holding its state machine: its step, a sequence number that every transition increments,
+what it needs to undo itself, and ``due_at``, when its next message is expected. The row
+``lease`` of the same partition is the endpoint's lease: the ``active`` rollout (the only one
+that may write the endpoint), at most one ``queued`` newer rollout, the last good config, and
+the versions whose rollouts failed (so reconcile never reads the rollout history).
+
+Because a rollout and its lease share a partition, every change that touches both is one
+entity-group transaction (all or nothing, shared.tables), and every other write is
+conditional on the ETag. That gives these invariants, which tests/test_rollout_engine.py checks
+after failures injected at every write:
+
+- L1: ``active`` and ``queued`` name existing rollouts that are not terminal. Claiming, ending
+  and superseding each change the rollout rows and the lease in one transaction; a lease found
+  otherwise (data written before this scheme) is repaired by the next claim or end.
+- L2: at most one rollout may write the endpoint: the one named ``active``.
+- L3: a terminal rollout never changes again (every write is conditional on its ETag, and no
+  step runs for a terminal row).
+- L4: a displaced queued rollout ends ``superseded`` in the same transaction that displaces it.
 """
 
 from __future__ import annotations
@@ -15,13 +28,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
+from shared.tables import ConcurrencyConflict, Entity, EntityExists, Op, Page, TableService
 
 ROLLOUTS = "rollouts"
-ENDPOINTS = "endpoints"
-_ENDPOINT_PARTITION = "endpoint"
+LEASE = "lease"
 TERMINAL = frozenset({"done", "failed", "superseded"})
 _HISTORY = 40
+_FAILED_KEPT = 20
+_RETRIES = 50
 
 
 def rollout_id(origin_kind: str, origin_id: str, environment: str) -> str:
@@ -29,100 +43,185 @@ def rollout_id(origin_kind: str, origin_id: str, environment: str) -> str:
     return hashlib.sha256(f"{origin_kind}|{origin_id}|{environment}".encode()).hexdigest()[:24]
 
 
-def create(tables: TableService, endpoint: str, rid: str, data: dict[str, Any]) -> tuple[Entity, bool]:
-    now = time.time()
-    row = {"id": rid, "endpoint": endpoint, "step": "resolve", "seq": 0, "status": "pending", "attempt": 0,
-           "created_at": now, "updated_at": now, "history": [], **data}
-    try:
-        return tables.insert(ROLLOUTS, endpoint, rid, row), True
-    except EntityExists:
-        existing = tables.get(ROLLOUTS, endpoint, rid)
-        assert existing is not None
-        return existing, False
-
-
 def get(tables: TableService, endpoint: str, rid: str) -> Entity | None:
-    return tables.get(ROLLOUTS, endpoint, rid)
+    return None if rid == LEASE else tables.get(ROLLOUTS, endpoint, rid)
+
+
+def lease(tables: TableService, endpoint: str) -> dict[str, Any]:
+    entity = tables.get(ROLLOUTS, endpoint, LEASE)
+    return entity.data if entity else {}
 
 
 def for_endpoint(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
-    return sorted((e.data for e in tables.query(ROLLOUTS, endpoint)), key=lambda r: r["created_at"])
+    """Every rollout of one endpoint, oldest first (bounded by the retention sweep)."""
+    rows = [e.data for e in tables.query(ROLLOUTS, endpoint) if e.row_key != LEASE]
+    return sorted(rows, key=lambda r: r["created_at"])
 
 
-def all_rollouts(tables: TableService) -> list[dict[str, Any]]:
-    return sorted((e.data for e in tables.query(ROLLOUTS)), key=lambda r: r["created_at"])
+def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None,
+         ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
+    """One page of rollouts and the leases met on it, in key order (operators' view)."""
+    got: Page = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation)
+    rows = [e.data for e in got.entities if e.row_key != LEASE]
+    leases = {e.partition_key: e.data for e in got.entities if e.row_key == LEASE}
+    return rows, leases, got.continuation
+
+
+def _transition(row: dict[str, Any], note: str, changes: dict[str, Any]) -> dict[str, Any]:
+    data = {**row, **changes}
+    data["seq"] = row["seq"] + 1
+    data["updated_at"] = time.time()
+    history = [*row.get("history", []), {"at": data["updated_at"], "step": row["step"], "note": note}]
+    data["history"] = history[-_HISTORY:]
+    return data
 
 
 def advance(tables: TableService, entity: Entity, note: str, **changes: Any) -> Entity:
     """Conditional write of one transition; ConcurrencyConflict if someone else moved it first."""
-    data = dict(entity.data)
-    data.update(changes)
-    data["seq"] = entity.data["seq"] + 1
-    data["updated_at"] = time.time()
-    history = [*data.get("history", []), {"at": data["updated_at"], "step": entity.data["step"], "note": note}]
-    data["history"] = history[-_HISTORY:]
+    data = _transition(entity.data, note, changes)
     return tables.update(ROLLOUTS, Entity(entity.partition_key, entity.row_key, data, entity.etag))
-
-
-def endpoint_state(tables: TableService, endpoint: str) -> dict[str, Any]:
-    entity = tables.get(ENDPOINTS, _ENDPOINT_PARTITION, endpoint)
-    return entity.data if entity else {}
-
-
-def all_endpoints(tables: TableService) -> dict[str, dict[str, Any]]:
-    return {e.row_key: e.data for e in tables.query(ENDPOINTS, _ENDPOINT_PARTITION)}
 
 
 @dataclass(frozen=True)
 class Claim:
-    active: bool  # this rollout now holds the lease
-    superseded: str | None = None  # an older queued rollout that this one displaced
+    rollout: dict[str, Any]
+    active: bool  # it holds the lease (and must be sent its first step)
+    created: bool  # this call created it
+    superseded: dict[str, Any] | None = None  # the older queued rollout it displaced (now terminal)
 
 
-def _change_endpoint(tables: TableService, endpoint: str, change) -> Any:
-    """Read-modify-write the endpoint row until the conditional write wins."""
-    for _ in range(50):
-        entity = tables.get(ENDPOINTS, _ENDPOINT_PARTITION, endpoint)
-        data = dict(entity.data) if entity else {"active": None, "queued": None}
-        result, new = change(data)
-        if new is None:
-            return result
+def _live(tables: TableService, endpoint: str, rid: str | None) -> Entity | None:
+    entity = get(tables, endpoint, rid) if rid else None
+    return entity if entity and entity.data["status"] not in TERMINAL else None
+
+
+def _repaired(tables: TableService, endpoint: str, ls: dict[str, Any]) -> dict[str, Any]:
+    """The lease with any slot that names a missing or terminal rollout cleared (invariant L1)."""
+    ls = dict(ls)
+    if ls.get("queued") and _live(tables, endpoint, ls["queued"]) is None:
+        ls.update(queued=None, queued_version=None)
+    if ls.get("active") and _live(tables, endpoint, ls["active"]) is None:
+        ls.update(active=ls.get("queued"), active_version=ls.get("queued_version"), queued=None,
+                  queued_version=None, active_since=time.time())
+    return ls
+
+
+def _lease_op(entity: Entity | None, data: dict[str, Any]) -> Op:
+    return Op.insert(LEASE, data) if entity is None else Op.update(entity, data)
+
+
+def _version_of(tables: TableService, endpoint: str, rid: str | None, known: str | None) -> str | None:
+    if not rid or known:
+        return known
+    entity = get(tables, endpoint, rid)
+    return entity.data.get("version") if entity else None
+
+
+def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *,
+          join_version: str | None = None) -> Claim:
+    """Create rollout ``rid`` and take the lease, or queue behind the active rollout (ending an
+    older queued one as superseded), in one transaction. Idempotent per ``rid``.
+
+    ``join_version``: when a live rollout of that version already holds or waits for the lease,
+    return it instead of creating another (concurrent reconciles agree on one rollout).
+    """
+    for _ in range(_RETRIES):
+        lease_entity = tables.get(ROLLOUTS, endpoint, LEASE)
+        ls = _repaired(tables, endpoint, lease_entity.data if lease_entity else {})
+        existing = get(tables, endpoint, rid)
+        if existing is not None:
+            return Claim(existing.data, ls.get("active") == rid, False)
+        if join_version:
+            for slot in ("active", "queued"):
+                if _version_of(tables, endpoint, ls.get(slot), ls.get(f"{slot}_version")) == join_version:
+                    other = get(tables, endpoint, ls[slot])
+                    if other is not None:
+                        return Claim(other.data, slot == "active", False)
+        now = time.time()
+        row = {"id": rid, "endpoint": endpoint, "step": "resolve", "seq": 0, "status": "pending", "attempt": 0,
+               "created_at": now, "updated_at": now, "history": [], **data}
+        ops = [Op.insert(rid, row)]
+        displaced = None
+        version = data.get("version")
+        if not ls.get("active"):
+            ls.update(active=rid, active_version=version, active_since=now)
+        else:
+            displaced = _live(tables, endpoint, ls.get("queued"))
+            if displaced is not None:
+                reason = f"superseded by newer rollout {rid}"
+                ops.append(Op.update(displaced, _transition(
+                    displaced.data, reason, {"status": "superseded", "reason": reason, "step": "end",
+                                             "finished_at": now})))
+            ls.update(queued=rid, queued_version=version)
+        ops.append(_lease_op(lease_entity, ls))
         try:
-            if entity is None:
-                tables.insert(ENDPOINTS, _ENDPOINT_PARTITION, endpoint, new)
-            else:
-                tables.update(ENDPOINTS, Entity(entity.partition_key, entity.row_key, new, entity.etag))
-            return result
+            written = tables.transact(ROLLOUTS, endpoint, ops)
         except (ConcurrencyConflict, EntityExists):
             continue
+        gone = written[displaced.row_key].data if displaced is not None else None
+        return Claim(written[rid].data, ls["active"] == rid, True, gone)
     raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 
 
-def claim(tables: TableService, endpoint: str, rid: str) -> Claim:
-    """Take the lease, or queue behind the active rollout (displacing an older queued one)."""
-
-    def change(data: dict[str, Any]):
-        if data.get("active") == rid:
-            return Claim(True), None
-        if data.get("queued") == rid:
-            return Claim(False), None
-        if not data.get("active"):
-            return Claim(True), {**data, "active": rid}
-        return Claim(False, data.get("queued")), {**data, "queued": rid}
-
-    return _change_endpoint(tables, endpoint, change)
+@dataclass(frozen=True)
+class Ended:
+    rollout: dict[str, Any]
+    holder: str | None  # who holds the lease now
 
 
-def release(tables: TableService, endpoint: str, rid: str, **good: Any) -> str | None:
-    """Hand the lease to the queued rollout (if any); returns whoever holds it now.
-    ``good`` (last_good config, serving version) is recorded when the rollout succeeded."""
+def finish(tables: TableService, entity: Entity, note: str, *, status: str, reason: str,
+           **changes: Any) -> Ended | None:
+    """End a rollout and release or drop its place in the lease, in one transaction.
 
-    def change(data: dict[str, Any]):
-        if data.get("active") != rid:
-            return data.get("active"), None
-        nxt = data.get("queued")
-        # Each hand-over starts a new generation: reconciles that decide within one generation
-        # agree on one rollout id, so they cannot start the same version twice.
-        return nxt, {**data, **good, "active": nxt, "queued": None, "generation": data.get("generation", 0) + 1}
+    Returns None when someone else moved the rollout first (its ETag changed). A ``done``
+    rollout records its config as the endpoint's last good one; a ``failed`` one records its
+    version, so reconcile does not retry it.
+    """
+    endpoint, rid = entity.partition_key, entity.row_key
+    row = entity.data
+    for _ in range(_RETRIES):
+        lease_entity = tables.get(ROLLOUTS, endpoint, LEASE)
+        ls = dict(lease_entity.data) if lease_entity else {}
+        now = time.time()
+        if ls.get("active") == rid:
+            ls.update(active=ls.get("queued"), active_version=ls.get("queued_version"), queued=None,
+                      queued_version=None, active_since=now)
+        elif ls.get("queued") == rid:
+            ls.update(queued=None, queued_version=None)
+        ls = _repaired(tables, endpoint, ls)
+        version = row.get("version")
+        failed = dict(ls.get("failed") or {})
+        if status == "done":
+            ls.update(last_good=row["target"], serving_version=version, serving_model=row["model"])
+            failed.pop(str(version), None)
+        elif status == "failed" and version:
+            failed.pop(str(version), None)
+            failed[str(version)] = reason
+        ls["failed"] = dict(list(failed.items())[-_FAILED_KEPT:])
+        new = _transition(row, note or reason, {"status": status, "reason": reason, "step": "end",
+                                                "finished_at": now, **changes})
+        try:
+            written = tables.transact(ROLLOUTS, endpoint, [Op.update(entity, new), _lease_op(lease_entity, ls)])
+        except (ConcurrencyConflict, EntityExists):
+            current = tables.get(ROLLOUTS, endpoint, rid)
+            if current is None or current.etag != entity.etag:
+                return None
+            continue
+        return Ended(written[rid].data, ls.get("active"))
+    raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 
-    return _change_endpoint(tables, endpoint, change)
+
+def delete_finished(tables: TableService, endpoint: str, *, older_than: float, limit: int) -> int:
+    """Retention: delete up to ``limit`` terminal rollouts that ended before ``older_than``."""
+    deleted = 0
+    for e in tables.query(ROLLOUTS, endpoint):
+        if deleted >= limit:
+            break
+        d = e.data
+        if e.row_key != LEASE and d.get("status") in TERMINAL and (d.get("finished_at") or 0) < older_than:
+            try:
+                tables.delete(ROLLOUTS, e)
+                deleted += 1
+            except ConcurrencyConflict:
+                continue
+    return deleted

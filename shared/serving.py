@@ -109,6 +109,16 @@ def write(w: Any, endpoint: str, config: dict[str, Any], exists: bool) -> None:
         w.serving_endpoints.create(endpoint, config=cfg)
 
 
+def delete(w: Any, endpoint: str) -> None:
+    """DELETE /serving-endpoints/{name} (§1.1); an endpoint already gone is not an error."""
+    from databricks.sdk.errors import NotFound
+
+    try:
+        w.serving_endpoints.delete(endpoint)
+    except NotFound:
+        return
+
+
 @dataclass(frozen=True)
 class QueryResult:
     ok: bool

@@ -38,6 +38,10 @@ class Settings:
     registry_uri: str | None
     warehouse_id: str
     feature_step_budget_seconds: float
+    claim_seconds: float
+    repair_grace_seconds: float
+    record_retention_days: float
+    rollout_retention_days: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,4 +62,8 @@ class Settings:
             registry_uri=env.get("MLFLOW_REGISTRY_URI") or env.get("MLFLOW_TRACKING_URI") or None,
             warehouse_id=env.get("DATABRICKS_WAREHOUSE_ID", ""),
             feature_step_budget_seconds=_float(env, "FEATURE_STEP_BUDGET_SECONDS", 20),
+            claim_seconds=_float(env, "COMMAND_CLAIM_SECONDS", 45),
+            repair_grace_seconds=_float(env, "REPAIR_GRACE_SECONDS", 30),
+            record_retention_days=_float(env, "RECORD_RETENTION_DAYS", 30),
+            rollout_retention_days=_float(env, "ROLLOUT_RETENTION_DAYS", 90),
         )

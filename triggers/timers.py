@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from handlers import deps as app_deps
-from handlers import watcher
+from handlers import repair, watcher
 
 bp = func.Blueprint()
 
@@ -14,3 +14,11 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="%REGISTRY_WATCH_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def registry_watcher(timer: func.TimerRequest) -> None:
     watcher.tick(app_deps.current())
+
+
+# Not run_on_startup (reference azure-functions.md §2: not for production); a short schedule
+# instead, so a restarted host repairs within one period.
+@bp.function_name("repair")
+@bp.timer_trigger(arg_name="timer", schedule="%REACTOR_REPAIR_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def repair_sweep(timer: func.TimerRequest) -> None:
+    repair.tick(app_deps.current())

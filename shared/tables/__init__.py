@@ -4,14 +4,20 @@ The interface follows Azure Table Storage (the production backend): entities add
 partition key and row key, a new ETag on every write, conditional update and delete that
 fail when the ETag no longer matches (HTTP 412), insert that fails when the entity exists
 (HTTP 409). That optimistic concurrency is what the endpoint lease and the rollout state
-machine rely on.
+machine rely on. An entity-group transaction (``transact``) applies several writes to one
+partition of one table all or nothing, as Azure's batch does (at most 100 operations, each
+entity once). Listing pages by continuation token, as Azure returns ``x-ms-continuation``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+MAX_TRANSACTION_OPS = 100
+MAX_PAGE = 1000  # Azure returns at most 1,000 entities per query response
 
 
 class EntityExists(Exception):
@@ -28,6 +34,38 @@ class Entity:
     row_key: str
     data: dict[str, Any] = field(default_factory=dict)
     etag: str = ""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One write of an entity-group transaction.
+
+    ``insert`` fails if the entity exists; ``update`` and ``delete`` need ``etag`` to match
+    (``"*"`` matches any); ``upsert`` creates or replaces.
+    """
+
+    kind: Literal["insert", "update", "upsert", "delete"]
+    row_key: str
+    data: dict[str, Any] = field(default_factory=dict)
+    etag: str = "*"
+
+    @classmethod
+    def insert(cls, row_key: str, data: dict[str, Any]) -> Op:
+        return cls("insert", row_key, data)
+
+    @classmethod
+    def update(cls, entity: Entity, data: dict[str, Any] | None = None) -> Op:
+        return cls("update", entity.row_key, entity.data if data is None else data, entity.etag)
+
+    @classmethod
+    def delete(cls, entity: Entity) -> Op:
+        return cls("delete", entity.row_key, etag=entity.etag)
+
+
+@dataclass(frozen=True)
+class Page:
+    entities: list[Entity]
+    continuation: str | None  # None: this was the last page
 
 
 class TableService(ABC):
@@ -47,5 +85,39 @@ class TableService(ABC):
         """Replace ``entity.data`` if its stored ETag still equals ``entity.etag``; else ConcurrencyConflict."""
 
     @abstractmethod
-    def query(self, table: str, partition_key: str | None = None, **equals: Any) -> list[Entity]:
-        """Entities of a partition (or of the table) whose fields equal ``equals``, by keys."""
+    def delete(self, table: str, entity: Entity) -> None:
+        """Delete if the stored ETag equals ``entity.etag`` (``"*"``: any); ConcurrencyConflict otherwise."""
+
+    @abstractmethod
+    def transact(self, table: str, partition_key: str, ops: list[Op]) -> dict[str, Entity]:
+        """Apply ``ops`` to one partition atomically; returns the written entities by row key.
+        Raises EntityExists or ConcurrencyConflict (and writes nothing) if any op fails."""
+
+    @abstractmethod
+    def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
+                   continuation: str | None = None, row_prefix: str | None = None) -> Page:
+        """Up to ``limit`` entities in key order (partition, then row), from ``continuation`` on.
+        ``row_prefix`` keeps rows whose key starts with it (a key-range scan in Azure)."""
+
+    def query(self, table: str, partition_key: str | None = None, *, row_prefix: str | None = None,
+              where: Callable[[dict[str, Any]], bool] | None = None, **equals: Any) -> list[Entity]:
+        """Every entity of a partition (or of the table) whose fields equal ``equals``, by keys.
+        Reads page after page: use it where the set is bounded by design."""
+        out: list[Entity] = []
+        token: str | None = None
+        while True:
+            page = self.query_page(table, partition_key, continuation=token, row_prefix=row_prefix)
+            out.extend(e for e in page.entities
+                       if all(e.data.get(k) == v for k, v in equals.items()) and (where is None or where(e.data)))
+            token = page.continuation
+            if token is None:
+                return out
+
+
+def check_transaction(ops: list[Op]) -> None:
+    """Azure's batch rules: 1..100 operations, each row at most once."""
+    if not 0 < len(ops) <= MAX_TRANSACTION_OPS:
+        raise ValueError(f"a transaction has 1..{MAX_TRANSACTION_OPS} operations, not {len(ops)}")
+    keys = [op.row_key for op in ops]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a transaction names an entity more than once: {keys}")

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import sqlite3
 import uuid
 from typing import Any
 
 from shared.sqlite_db import SqliteDb
-from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
+from shared.tables import (
+    MAX_PAGE,
+    ConcurrencyConflict,
+    Entity,
+    EntityExists,
+    Op,
+    Page,
+    TableService,
+    check_transaction,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS table_entities (
@@ -21,20 +32,25 @@ CREATE TABLE IF NOT EXISTS table_entities (
 """
 
 
+def _token(pk: str, rk: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([pk, rk]).encode()).decode("ascii")
+
+
+def _after(token: str) -> tuple[str, str]:
+    try:
+        pk, rk = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        return str(pk), str(rk)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("continuation token is not one this service issued") from exc
+
+
 class SqliteTableService(TableService):
     def __init__(self, path: str) -> None:
         self._db = SqliteDb(path, _SCHEMA)
 
     def insert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
-        etag = uuid.uuid4().hex
         with self._db.transaction() as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)",
-                (table, partition_key, row_key, json.dumps(data), etag),
-            )
-            if cur.rowcount != 1:
-                raise EntityExists(f"{table}/{partition_key}/{row_key}")
-        return Entity(partition_key, row_key, dict(data), etag)
+            return self._insert(conn, table, partition_key, row_key, data)
 
     def get(self, table: str, partition_key: str, row_key: str) -> Entity | None:
         with self._db.transaction() as conn:
@@ -45,33 +61,96 @@ class SqliteTableService(TableService):
         return None if row is None else Entity(partition_key, row_key, json.loads(row[0]), row[1])
 
     def upsert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
-        etag = uuid.uuid4().hex
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (tbl, pk, rk) DO UPDATE SET data = excluded.data, etag = excluded.etag",
-                (table, partition_key, row_key, json.dumps(data), etag),
-            )
-        return Entity(partition_key, row_key, dict(data), etag)
+            return self._upsert(conn, table, partition_key, row_key, data)
 
     def update(self, table: str, entity: Entity) -> Entity:
-        etag = uuid.uuid4().hex
         with self._db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE table_entities SET data = ?, etag = ? WHERE tbl = ? AND pk = ? AND rk = ? AND etag = ?",
-                (json.dumps(entity.data), etag, table, entity.partition_key, entity.row_key, entity.etag),
-            )
-            if cur.rowcount != 1:
-                raise ConcurrencyConflict(f"{table}/{entity.partition_key}/{entity.row_key}")
-        return Entity(entity.partition_key, entity.row_key, dict(entity.data), etag)
+            return self._update(conn, table, entity.partition_key, entity.row_key, entity.data, entity.etag)
 
-    def query(self, table: str, partition_key: str | None = None, **equals: Any) -> list[Entity]:
+    def delete(self, table: str, entity: Entity) -> None:
+        with self._db.transaction() as conn:
+            self._delete(conn, table, entity.partition_key, entity.row_key, entity.etag)
+
+    def transact(self, table: str, partition_key: str, ops: list[Op]) -> dict[str, Entity]:
+        check_transaction(ops)
+        out: dict[str, Entity] = {}
+        # One SQLite transaction: an exception from any op rolls every op back.
+        with self._db.transaction() as conn:
+            for op in ops:
+                if op.kind == "insert":
+                    out[op.row_key] = self._insert(conn, table, partition_key, op.row_key, op.data)
+                elif op.kind == "upsert":
+                    out[op.row_key] = self._upsert(conn, table, partition_key, op.row_key, op.data)
+                elif op.kind == "update":
+                    out[op.row_key] = self._update(conn, table, partition_key, op.row_key, op.data, op.etag)
+                else:
+                    self._delete(conn, table, partition_key, op.row_key, op.etag)
+        return out
+
+    def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
+                   continuation: str | None = None, row_prefix: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE))
         sql = "SELECT pk, rk, data, etag FROM table_entities WHERE tbl = ?"
         args: list[Any] = [table]
         if partition_key is not None:
             sql += " AND pk = ?"
             args.append(partition_key)
+        if row_prefix:
+            # A key range, as Azure filters RowKey ge prefix and lt the prefix's successor.
+            sql += " AND rk >= ? AND rk < ?"
+            args += [row_prefix, row_prefix[:-1] + chr(ord(row_prefix[-1]) + 1)]
+        if continuation:
+            pk, rk = _after(continuation)
+            sql += " AND (pk > ? OR (pk = ? AND rk > ?))"
+            args += [pk, pk, rk]
         with self._db.transaction() as conn:
-            rows = conn.execute(sql + " ORDER BY pk, rk", args).fetchall()
-        out = [Entity(pk, rk, json.loads(data), etag) for pk, rk, data, etag in rows]
-        return [e for e in out if all(e.data.get(k) == v for k, v in equals.items())]
+            rows = conn.execute(sql + " ORDER BY pk, rk LIMIT ?", [*args, limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entities = [Entity(pk, rk, json.loads(data), etag) for pk, rk, data, etag in rows]
+        token = _token(rows[-1][0], rows[-1][1]) if more else None
+        return Page(entities, token)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, table: str, pk: str, rk: str, data: dict[str, Any]) -> Entity:
+        etag = uuid.uuid4().hex
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)",
+            (table, pk, rk, json.dumps(data), etag),
+        )
+        if cur.rowcount != 1:
+            raise EntityExists(f"{table}/{pk}/{rk}")
+        return Entity(pk, rk, dict(data), etag)
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, table: str, pk: str, rk: str, data: dict[str, Any]) -> Entity:
+        etag = uuid.uuid4().hex
+        conn.execute(
+            "INSERT INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (tbl, pk, rk) DO UPDATE SET data = excluded.data, etag = excluded.etag",
+            (table, pk, rk, json.dumps(data), etag),
+        )
+        return Entity(pk, rk, dict(data), etag)
+
+    @staticmethod
+    def _update(conn: sqlite3.Connection, table: str, pk: str, rk: str, data: dict[str, Any], etag: str) -> Entity:
+        new = uuid.uuid4().hex
+        sql = "UPDATE table_entities SET data = ?, etag = ? WHERE tbl = ? AND pk = ? AND rk = ?"
+        args: list[Any] = [json.dumps(data), new, table, pk, rk]
+        if etag != "*":
+            sql += " AND etag = ?"
+            args.append(etag)
+        if conn.execute(sql, args).rowcount != 1:
+            raise ConcurrencyConflict(f"{table}/{pk}/{rk}")
+        return Entity(pk, rk, dict(data), new)
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, table: str, pk: str, rk: str, etag: str) -> None:
+        sql = "DELETE FROM table_entities WHERE tbl = ? AND pk = ? AND rk = ?"
+        args: list[Any] = [table, pk, rk]
+        if etag != "*":
+            sql += " AND etag = ?"
+            args.append(etag)
+        if conn.execute(sql, args).rowcount != 1:
+            raise ConcurrencyConflict(f"{table}/{pk}/{rk}")

@@ -1,0 +1,121 @@
+"""Repair sweep (timer ``%REACTOR_REPAIR_SCHEDULE%``): hands on work whose worker is gone.
+
+Messages are hints; the records and rollout rows are the truth (DESIGN.md principles 1, 3, 5).
+A host killed mid-message keeps that message invisible for its receive timeout (10 minutes
+in Azure, reference azure-functions.md §2.3), so the product does not wait for it:
+
+- an open event whose claim expired (its reconcile may never have been sent) gets its
+  reconcile sent again; the command's id is the event's, so it is acted on once;
+- an open command whose claim expired (its worker died, or its redrive was lost) is
+  redriven; a ``running`` command whose rollout has ended is closed with its outcome;
+- the rollout holding an endpoint's lease gets its current step again when its message is
+  ``REPAIR_GRACE_SECONDS`` overdue (``due_at``), or when it was handed the lease and never
+  started; the step's sequence number makes a late original harmless.
+
+Then retention: finished records older than ``RECORD_RETENTION_DAYS`` and finished rollouts
+older than ``ROLLOUT_RETENTION_DAYS`` are deleted, a bounded number per tick, at most hourly.
+With the sweep every 30 s, claims of 45 s and a grace of 30 s, everything accepted reaches
+a terminal state within about 2 minutes of a restart (tests/test_crash_recovery.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from handlers.commands import send_redrive
+from handlers.deps import Deps
+from handlers.rollout import kick
+from handlers.webhook import CLAIM_SECONDS, reconcile_for
+from shared import journal, rollouts
+from shared.events import RegistryEvent
+from shared.log import correlated, step
+from shared.queues import COMMANDS_QUEUE, enqueue
+
+STATE = "watermarks"
+_RETENTION_EVERY = 3600.0
+_RETENTION_BATCH = 200
+
+
+def tick(deps: Deps) -> dict[str, int]:
+    with correlated(f"repair-{uuid.uuid4()}"):
+        now = deps.clock()
+        done = {"events": _events(deps, now), "commands": _commands(deps, now), "rollouts": _rollouts(deps, now),
+                "deleted": _retention(deps, now)}
+        if any(done.values()):
+            step("repair.tick", **done)
+        return done
+
+
+def _events(deps: Deps, now: float) -> int:
+    sent = 0
+    for rec in journal.stale(deps.tables, "event", now=now):
+        if journal.claim(deps.tables, "event", rec["key"], now=now, claim_seconds=CLAIM_SECONDS).act:
+            event = RegistryEvent(**rec["event"])
+            enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, rec["key"], rec.get("cid") or rec["id"]))
+            step("repair.event", logging.WARNING, record=rec["key"], model=event.model)
+            sent += 1
+    return sent
+
+
+def _commands(deps: Deps, now: float) -> int:
+    repaired = 0
+    for rec in journal.stale(deps.tables, "command", now=now):
+        if rec["status"] == "running":
+            repaired += _close_if_ended(deps, rec)
+            continue
+        begun = journal.claim(deps.tables, "command", rec["key"], now=now, claim_seconds=deps.settings.claim_seconds)
+        if begun.act:
+            send_redrive(deps, rec["key"], begun.record["claim_holder"])
+            step("repair.command", logging.WARNING, record=rec["key"], attempts=begun.record.get("attempts"))
+            repaired += 1
+    return repaired
+
+
+def _close_if_ended(deps: Deps, rec: dict[str, Any]) -> int:
+    """A command whose rollout ended before its record could be closed (a crash in between)."""
+    for endpoint, rid in rec.get("started") or []:
+        row = rollouts.get(deps.tables, endpoint, rid)
+        data = row.data if row else {"status": "failed", "reason": f"rollout {rid} no longer exists"}
+        if data["status"] in rollouts.TERMINAL:
+            journal.update(deps.tables, "command", rec["key"], data["status"], reason=data.get("reason") or "",
+                           rollout=rid)
+            step("repair.closed", logging.WARNING, record=rec["key"], rollout=rid, status=data["status"])
+            return 1
+    return 0
+
+
+def _endpoints(deps: Deps) -> list[str]:
+    return [env.endpoint for mp in deps.policy().models for env in mp.environments.values()]
+
+
+def _rollouts(deps: Deps, now: float) -> int:
+    grace = deps.settings.repair_grace_seconds
+    kicked = 0
+    for endpoint in _endpoints(deps):
+        rid = rollouts.lease(deps.tables, endpoint).get("active")
+        entity = rollouts.get(deps.tables, endpoint, rid) if rid else None
+        if entity is None or entity.data["status"] in rollouts.TERMINAL:
+            continue
+        row = entity.data
+        due = row.get("due_at") if row["status"] == "running" else row.get("updated_at")
+        if due is not None and now - due > grace:
+            kick(deps, endpoint, rid)
+            step("repair.rollout", logging.WARNING, rollout=rid, endpoint=endpoint, step=row["step"],
+                 late_s=round(now - due, 1))
+            kicked += 1
+    return kicked
+
+
+def _retention(deps: Deps, now: float) -> int:
+    mark = deps.tables.get(STATE, "repair", "retention")
+    if mark and now - mark.data.get("at", 0) < _RETENTION_EVERY:
+        return 0
+    s = deps.settings
+    deleted = sum(journal.delete_finished(deps.tables, kind, older_than=now - s.record_retention_days * 86400,
+                                          limit=_RETENTION_BATCH) for kind in journal.KINDS)
+    deleted += sum(rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
+                                            limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
+    deps.tables.upsert(STATE, "repair", "retention", {"at": now, "deleted": deleted})
+    return deleted
