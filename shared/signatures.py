@@ -7,6 +7,16 @@
 - Databricks workspace registry (reference databricks-api.md §6): ``X-Databricks-Signature``,
   lowercase hex HMAC-SHA256 of the raw body.
 
+``verify_delivery`` is the one decision the webhook makes. The scheme is chosen by which
+*signature* header is present, never by other ``X-MLflow-*`` headers. When both signature
+headers are present, each scheme whose secret is configured is tried, MLflow first, and the
+first that verifies is accepted: either signature alone proves the body came from a holder
+of that secret, so the other header cannot make an authentic delivery less authentic.
+
+Header values are checked for shape before any arithmetic or hashing, so no caller can make
+the check itself fail. A header sent twice reaches us joined with ``", "`` (RFC 9110 §5.3);
+a signature header then matches if any presented entry matches, whatever their order.
+
 Every comparison is constant-time (``hmac.compare_digest``).
 """
 
@@ -15,18 +25,60 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+PUBLIC_MESSAGE = "signature verification failed"
+
+# Stable reason codes, few enough to count per code.
+NO_SIGNATURE = "no_signature"
+NO_SECRET = "no_secret"
+MALFORMED_HEADER = "malformed_header"
+OUTSIDE_WINDOW = "outside_window"
+MISMATCH = "mismatch"
+
+# A signature list bigger than this is not a secret rotation; refusing it bounds the work.
+MAX_SIGNATURE_HEADER_CHARS = 4096
+MAX_SIGNATURES = 16
+
+# MLflow sends a UUID; Standard Webhooks ids look like "msg_2KWPBg...". Both fit, and the id
+# becomes a storage key and a log correlation id, so nothing else is let through.
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# Unix seconds as MLflow sends them (``str(int(time.time()))``). Twelve digits reach year
+# 33658, and bounding the length keeps the window arithmetic in float range.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# Standard Webhooks: "v<n>,<base64>" entries separated by spaces; "v1a,..." (asymmetric) and
+# other versions are allowed in the list but never match a v1 HMAC. A repeated header adds
+# a "," separator, with or without a following space.
+_SIG_ENTRY = r"v[0-9]{1,3}[a-z]?,[A-Za-z0-9+/]{1,128}={0,2}"
+_SIG_LIST = re.compile(rf"{_SIG_ENTRY}(?:(?:,[ \t]*|[ \t]+){_SIG_ENTRY})*")
+_SIG_ENTRIES = re.compile(_SIG_ENTRY)
+_HEX_LIST = re.compile(r"[0-9A-Fa-f]{64}(?:(?:,[ \t]*|[ \t]+)[0-9A-Fa-f]{64})*")
+_HEX_ENTRIES = re.compile(r"[0-9A-Fa-f]{64}")
 
 
 class SignatureError(Exception):
-    """The request is not provably from the registry: answered 401, recorded with this reason."""
+    """The request is not provably from the registry: answered 401.
+
+    ``str(exc)`` is the only text for the caller (``PUBLIC_MESSAGE``): it says neither the
+    server time nor which secret is configured. ``reason`` is a stable code (the constants
+    above) and ``detail`` the full explanation, both for the record and the log.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(PUBLIC_MESSAGE)
+        self.reason = reason
+        self.detail = detail
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name.lower()) or headers.get(name)
-    if not value:
-        raise SignatureError(f"missing {name} header")
-    return value
+@dataclass(frozen=True)
+class Verified:
+    """Who signed the delivery, and its id (the record key)."""
+
+    source: Literal["mlflow", "databricks"]
+    delivery_id: str
 
 
 def mlflow_signature(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -39,29 +91,94 @@ def databricks_signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _header(headers: Mapping[str, str], name: str) -> str:
+    value = headers.get(name.lower())
+    if value is None:
+        raise SignatureError(MALFORMED_HEADER, f"missing {name} header")
+    return value
+
+
+def _shaped(value: str, pattern: re.Pattern[str], name: str, shape: str) -> str:
+    value = value.strip(" \t")
+    if len(value) > MAX_SIGNATURE_HEADER_CHARS or not pattern.fullmatch(value):
+        # Say how long it was, never what it was: the detail is stored and logged.
+        raise SignatureError(MALFORMED_HEADER, f"{name} is not {shape} ({len(value)} characters)")
+    return value
+
+
 def verify_mlflow(headers: Mapping[str, str], body: bytes, secret: str, *, now: float, tolerance: float) -> str:
     """Check an MLflow 3 delivery; returns its delivery id. ``headers`` keys are lower case."""
     if not secret:
-        raise SignatureError("no MLflow webhook secret is configured (MLFLOW_WEBHOOK_SECRET)")
-    delivery_id = _header(headers, "X-MLflow-Delivery-Id")
-    timestamp = _header(headers, "X-MLflow-Timestamp")
-    presented = _header(headers, "X-MLflow-Signature")
-    try:
-        sent_at = int(timestamp)
-    except ValueError as exc:
-        raise SignatureError("X-MLflow-Timestamp is not Unix seconds") from exc
+        raise SignatureError(NO_SECRET, "no MLflow webhook secret is configured (MLFLOW_WEBHOOK_SECRET)")
+    delivery_id = _shaped(_header(headers, "X-MLflow-Delivery-Id"), _DELIVERY_ID, "X-MLflow-Delivery-Id",
+                          "1 to 128 letters, digits and _.:- (a repeated header?)")
+    timestamp = _shaped(_header(headers, "X-MLflow-Timestamp"), _TIMESTAMP, "X-MLflow-Timestamp",
+                        "Unix seconds, 1 to 12 ASCII digits")
+    presented = _shaped(_header(headers, "X-MLflow-Signature"), _SIG_LIST, "X-MLflow-Signature",
+                        "a list of v1,<base64> entries")
+    entries = _SIG_ENTRIES.findall(presented)
+    if len(entries) > MAX_SIGNATURES:
+        raise SignatureError(MALFORMED_HEADER, f"X-MLflow-Signature has {len(entries)} entries; "
+                                               f"at most {MAX_SIGNATURES} are read")
+    sent_at = int(timestamp)
     if abs(now - sent_at) > tolerance:
-        raise SignatureError(f"timestamp {sent_at} is outside the {int(tolerance)} s window (now {int(now)})")
-    expected = mlflow_signature(secret, delivery_id, timestamp, body)
-    # Standard Webhooks allows several space-separated signatures (during secret rotation).
-    if not any(hmac.compare_digest(expected.encode(), s.encode()) for s in presented.split()):
-        raise SignatureError("X-MLflow-Signature does not match")
+        raise SignatureError(OUTSIDE_WINDOW,
+                             f"timestamp {sent_at} is outside the {int(tolerance)} s window (now {int(now)})")
+    expected = mlflow_signature(secret, delivery_id, timestamp, body).encode()
+    # Every entry is compared, so the time taken does not depend on which one matched.
+    matches = [hmac.compare_digest(expected, e.encode()) for e in entries]
+    if not any(matches):
+        raise SignatureError(MISMATCH, "X-MLflow-Signature does not match")
     return delivery_id
 
 
-def verify_databricks(headers: Mapping[str, str], body: bytes, secret: str) -> None:
+def verify_databricks(headers: Mapping[str, str], body: bytes, secret: str) -> str:
+    """Check a Databricks registry delivery; returns its delivery id.
+
+    Databricks sends no delivery id; a redelivery has the same body, so the id is its hash.
+    """
     if not secret:
-        raise SignatureError("no Databricks webhook secret is configured (DATABRICKS_WEBHOOK_SECRET)")
-    presented = _header(headers, "X-Databricks-Signature").strip().lower()
-    if not hmac.compare_digest(databricks_signature(secret, body).encode(), presented.encode()):
-        raise SignatureError("X-Databricks-Signature does not match")
+        raise SignatureError(NO_SECRET, "no Databricks webhook secret is configured (DATABRICKS_WEBHOOK_SECRET)")
+    presented = _shaped(_header(headers, "X-Databricks-Signature"), _HEX_LIST, "X-Databricks-Signature",
+                        "lowercase hex HMAC-SHA256 (64 hex digits)")
+    entries = _HEX_ENTRIES.findall(presented)
+    if len(entries) > MAX_SIGNATURES:
+        raise SignatureError(MALFORMED_HEADER, f"X-Databricks-Signature has {len(entries)} entries; "
+                                               f"at most {MAX_SIGNATURES} are read")
+    expected = databricks_signature(secret, body).encode()
+    matches = [hmac.compare_digest(expected, e.lower().encode()) for e in entries]
+    if not any(matches):
+        raise SignatureError(MISMATCH, "X-Databricks-Signature does not match")
+    return "dbx-" + hashlib.sha256(body).hexdigest()[:32]
+
+
+def verify_delivery(headers: Mapping[str, str], body: bytes, *, mlflow_secret: str, databricks_secret: str,
+                    now: float, tolerance: float) -> Verified:
+    """Decide whether a webhook request is an authentic registry delivery (rules in the module doc).
+
+    ``headers`` keys are lower case. Raises ``SignatureError`` when it is not.
+    """
+    has_mlflow = "x-mlflow-signature" in headers
+    has_databricks = "x-databricks-signature" in headers
+    if not has_mlflow and not has_databricks:
+        hint = " (an MLflow webhook without a secret?)" if "x-mlflow-delivery-id" in headers else ""
+        raise SignatureError(NO_SIGNATURE, f"no X-MLflow-Signature or X-Databricks-Signature header{hint}")
+    if has_mlflow and not has_databricks:
+        return Verified("mlflow", verify_mlflow(headers, body, mlflow_secret, now=now, tolerance=tolerance))
+    if has_databricks and not has_mlflow:
+        return Verified("databricks", verify_databricks(headers, body, databricks_secret))
+    failures: list[SignatureError] = []
+    if mlflow_secret:
+        try:
+            return Verified("mlflow", verify_mlflow(headers, body, mlflow_secret, now=now, tolerance=tolerance))
+        except SignatureError as exc:
+            failures.append(exc)
+    if databricks_secret:
+        try:
+            return Verified("databricks", verify_databricks(headers, body, databricks_secret))
+        except SignatureError as exc:
+            failures.append(exc)
+    if not failures:
+        raise SignatureError(NO_SECRET, "both signature headers are present and no webhook secret is configured")
+    raise SignatureError(failures[0].reason, "both signature headers are present; "
+                                             + "; ".join(f.detail for f in failures))
