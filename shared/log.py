@@ -4,6 +4,9 @@ The correlation id is the webhook's delivery id or the queue message id that sta
 chain; it travels inside every command and rollout message, so one rollout can be followed
 from webhook to alias with a single filter. Azure Functions forwards ``logging`` records to
 Application Insights, where the JSON message stays queryable.
+
+Everything a step logs goes through :func:`shared.redaction.redact_value` first: a failure
+reason that quotes a connection URL, a header or a token reaches the log masked.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from shared.redaction import redact, redact_value
 
 _correlation: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 _logger = logging.getLogger("reactor")
@@ -33,6 +38,10 @@ def correlated(cid: str) -> Iterator[None]:
 
 
 def step(event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one step as JSON: ``{"event": ..., "cid": ..., **fields}``."""
-    record = {"event": event, "cid": _correlation.get(), **fields}
-    _logger.log(level, json.dumps(record, default=str, separators=(",", ":")))
+    """Log one step as JSON: ``{"event": ..., "cid": ..., **fields}``, redacted.
+
+    Field values are redacted recursively (secret-named fields masked whole); a value JSON
+    cannot hold is logged as its ``str``, redacted too, since an exception's text may quote a
+    URL with its password."""
+    record = redact_value({"event": event, "cid": _correlation.get(), **fields})
+    _logger.log(level, json.dumps(record, default=lambda v: redact(str(v)), separators=(",", ":")))

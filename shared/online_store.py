@@ -258,7 +258,8 @@ def _norm(v: Any) -> Any:
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    """The store URL as it may appear in reasons and logs: ``shared.redaction.redact``, which
+    masks the user-info password and secret query parameters (``?password=``) alike."""
+    from shared.redaction import redact as redact_text
+
+    return redact_text(url)

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.redaction import SECRET_REFERENCE, contains_secret
+
 # Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
 # (reference databricks-api.md §1.3).
 _ENDPOINT_NAME = r"^[A-Za-z0-9_-]{1,63}$"
@@ -30,6 +32,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Environment variable names are free-form, so any of these words anywhere marks a secret:
+# a false alarm costs a secret reference, a miss leaks a credential.
+_SECRET_ENV_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PWD")
+
+
+def _secret_env_name(name: str) -> bool:
+    return any(word in name.upper() for word in _SECRET_ENV_WORDS)
+
+
 class ServedEntity(_Strict):
     """Settings of the served entity (SDK ``ServedEntityInput``). Sizes as documented: Small 4, Medium 8-16,
     Large 16-64 concurrency; with scale-to-zero the lower bound is 0."""
@@ -40,7 +51,28 @@ class ServedEntity(_Strict):
         "MULTIGPU_MEDIUM",
     ] = "CPU"
     scale_to_zero: bool = True
-    environment_vars: dict[str, str] = Field(default_factory=dict)
+    environment_vars: dict[str, str] = Field(
+        default_factory=dict,
+        description="environment of the served entity; a secret (a variable named like PASSWORD, SECRET, TOKEN, "
+        "KEY, CREDENTIAL or PWD, or a value holding credentials) must be a Databricks secret reference "
+        "'{{secrets/<scope>/<key>}}'",
+    )
+
+    @field_validator("environment_vars")
+    @classmethod
+    def _secrets_by_reference(cls, v: dict[str, str]) -> dict[str, str]:
+        """Serving takes secrets as ``{{secrets/<scope>/<key>}}`` references, resolved at serving
+        time (SDK ``ServedEntityInput.environment_vars``; Databricks "Configure access to resources
+        from model serving endpoints"). A plain secret here would sit in the policy file, the
+        endpoint config and every record of it, so it is refused."""
+        plain = [name for name, value in v.items()
+                 if not SECRET_REFERENCE.match(value.strip()) and (_secret_env_name(name) or contains_secret(value))]
+        if plain:
+            raise ValueError(
+                "; ".join(f"{name} looks like a secret but holds a plain value: store it in a Databricks secret "
+                          "scope and use a secret reference '{{secrets/<scope>/<key>}}'" for name in plain)
+            )
+        return v
 
 
 class Expect(_Strict):
