@@ -19,7 +19,8 @@ Startup (§1.1, §1.7, §8)
     unsupported or broken raises :class:`HostStartError`, as indexing fails in Azure (§7.1).
 
 HTTP (§1.2, §1.8)
-    A ``ThreadingHTTPServer`` on 127.0.0.1 serves ``/<routePrefix>/<route>`` (host.json
+    A ``ThreadingHTTPServer`` on 127.0.0.1, with Kestrel's listen backlog of 512 so that a
+    burst of new connections is queued, not refused, serves ``/<routePrefix>/<route>`` (host.json
     ``extensions.http.routePrefix``, default ``api``). Route templates know ``{name}``,
     ``{name?}``, ``{name=default}``, ``{*rest}`` and the common constraints (``{id:int}``);
     literal segments win over parameters, as in ASP.NET routing. ``methods`` are enforced
@@ -1043,6 +1044,11 @@ class _BodyTooLarge(Exception):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: a burst of new connections overflows the accept queue
+    # and the kernel drops or resets the rest. The Functions host listens through Kestrel, whose
+    # socket transport queues 512 pending connections by default (SocketTransportOptions.Backlog);
+    # the kernel caps this at net.core.somaxconn.
+    request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], host: LocalHost) -> None:
         self.local_host = host
