@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,20 +99,42 @@ class Retraining(_Strict):
     cooldown_minutes: float = Field(360, ge=0)
 
 
+# Unity Catalog object names (Databricks SQL reference "Names"): at most 255 characters, none of
+# '.', ' ', '/', the ASCII control characters 00-1F or DELETE (7F); stored lowercase. Anything
+# else (hyphens, quotes, backticks, non-ASCII) is allowed and is quoted wherever it reaches SQL.
+_UC_PART = r"[^. /\x00-\x1f\x7f]{1,255}"
+_UC_TABLE = rf"^{_UC_PART}\.{_UC_PART}\.{_UC_PART}$"
+# Column names "can use special characters" (same page); control characters are refused here, as
+# Delta refuses newline and tab in column names, and the length bound is the object names' [INF].
+_COLUMN = r"^[^\x00-\x1f\x7f]{1,255}$"
+_ONLINE_SUFFIX = "_online"
+
+
 class FeatureTable(_Strict):
     """A Unity Catalog feature table the model looks features up from."""
 
-    source: str = Field(pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$", description="catalog.schema.table of the Delta table")
-    primary_keys: list[str] = Field(min_length=1)
-    timeseries_key: str | None = None
+    source: str = Field(pattern=_UC_TABLE, description="catalog.schema.table of the Delta table")
+    primary_keys: list[Annotated[str, Field(pattern=_COLUMN)]] = Field(min_length=1)
+    timeseries_key: str | None = Field(None, pattern=_COLUMN)
     online_table: str | None = Field(
-        None, pattern=r"^[^.\s]+\.[^.\s]+\.[^.\s]+$",
-        description="catalog.schema.table of the online table; default: the source name with '_online' appended",
+        None, pattern=_UC_TABLE,
+        description=f"catalog.schema.table of the online table; default: the source name with '{_ONLINE_SUFFIX}' "
+        "appended",
     )
+
+    @model_validator(mode="after")
+    def _names(self) -> FeatureTable:
+        dup = sorted({k for k in self.primary_keys if self.primary_keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"primary key column(s) listed more than once: {dup}")
+        if self.online_table is None and len(self.source.rsplit(".", 1)[1] + _ONLINE_SUFFIX) > 255:
+            raise ValueError(f"the default online table name ({self.source}{_ONLINE_SUFFIX}) would exceed Unity "
+                             "Catalog's 255 characters: name online_table")
+        return self
 
     @property
     def online_name(self) -> str:
-        return self.online_table or f"{self.source}_online"
+        return self.online_table or f"{self.source}{_ONLINE_SUFFIX}"
 
 
 class OnlineFeatureStore(_Strict):
@@ -147,6 +169,14 @@ class Features(_Strict):
         "synced within this many seconds",
     )
     tables: list[FeatureTable] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_table_per_online_table(self) -> Features:
+        online = [t.online_name.lower() for t in self.tables]  # Unity Catalog names are case-insensitive
+        dup = sorted({n for n in online if online.count(n) > 1})
+        if dup:
+            raise ValueError(f"online table used by more than one feature table: {dup}")
+        return self
 
 
 class Environment(_Strict):

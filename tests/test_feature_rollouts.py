@@ -9,10 +9,9 @@ import pytest
 
 from local import taxi, titanic
 from local.services import ensure_mariadb, ensure_postgres
-from shared.features import rdbms
 from shared.online_store import OnlineStore, physical_name
-from shared.policy import FeatureTable
 from shared.queues import COMMANDS_QUEUE, enqueue
+from shared.workspace import _workspace_client
 
 WAREHOUSE = "local-warehouse"
 
@@ -237,38 +236,54 @@ def test_the_rdbms_publisher_copies_in_time_bounded_steps_and_then_applies_chang
     its cursor step after step, then only the change feed."""
     url = {"sqlite": lambda: f"sqlite:///{tmp_path}/online.sqlite", "postgresql": ensure_postgres,
            "mariadb": ensure_mariadb}[store_url]()
+    import time
     import uuid
 
     import pandas as pd
 
     from local.stack import WORKSPACE_TOKEN
-    from shared.workspace import _workspace_client
+    from shared import features as feature_tables
+    from shared.policy import Features
 
     w = _workspace_client(plat.workspace.url, WORKSPACE_TOKEN, 20.0)
     source = f"main.pub{uuid.uuid4().hex[:8]}.features"
     n = 45_000
     frame = pd.DataFrame({"id": range(n), "x": [float(i) for i in range(n)], "tag": [f"t{i % 7}" for i in range(n)]})
     plat.workspace.catalog.create_table(source, frame, primary_keys=["id"], change_data_feed=True)
-    table = FeatureTable(source=source, primary_keys=["id"])
-    target = physical_name(table.online_name)
+    features = Features.model_validate({"store": {"kind": "rdbms", "connection_setting": "STORE_URL"},
+                                        "tables": [{"source": source, "primary_keys": ["id"]}]})
+    target = physical_name(features.tables[0].online_name)
+
+    def step(cursor):
+        [st] = feature_tables.ensure(w, WAREHOUSE, features, {"STORE_URL": url}, {source: cursor} if cursor else {},
+                                     now=time.time(), budget_seconds=0)
+        assert st.state != "failed", st.note
+        if st.state == "pending":  # a statement still runs: the caller would come back after a backoff
+            time.sleep(0.05)
+        return st
+
+    def until_ready():
+        notes, st = [], step(None)
+        while st.state != "ready":
+            notes.append(st.note)
+            st = step(st.cursor)
+        return st, notes
+
     with OnlineStore(url) as store:
         try:
-            cursor, steps = None, 0
-            while True:
-                done, cursor, note = rdbms.sync(w, WAREHOUSE, store, table, "triggered", cursor, budget_seconds=0)
-                steps += 1
-                if done:
-                    break
-            assert steps == 3, note  # 45 000 rows arrive in 3 chunks; each step stops after one
-            assert store.count(target) == n and note == f"full copy of {n} rows to version 0"
+            st, notes = until_ready()
+            # 45 000 rows arrive in 3 chunks; each step stops after one (a step waits on no statement).
+            assert [n for n in notes if "chunks" in n] == ["copied 1 of 3 chunks of version 0",
+                                                           "copied 2 of 3 chunks of version 0"], notes
+            assert store.count(target) == n and st.note == f"full copy of {n} rows to version 0"
             plat.workspace.catalog.upsert_rows(source, [{"id": 7, "x": -1.0, "tag": "changed"},
                                                         {"id": n, "x": 1.0, "tag": "new"}])
             plat.workspace.catalog.delete_rows(source, [8])
-            done, cursor, note = rdbms.sync(w, WAREHOUSE, store, table, "triggered", None, budget_seconds=10)
-            assert done and note.endswith("to version 2")
+            st, _ = until_ready()
+            assert st.note.endswith("to version 2")
             rows = store.lookup(target, ["id"], [(7,), (8,), (n,)])
             assert rows[0]["tag"] == "changed" and rows[1] is None and rows[2]["x"] == 1.0
             assert store.count(target) == n
-            assert rdbms.sync(w, WAREHOUSE, store, table, "triggered", None, 10)[2] == "in sync at version 2"
+            assert until_ready()[0].note == "in sync at version 2"
         finally:
             store.drop_table(target)

@@ -49,7 +49,9 @@ from databricks.sdk.service import catalog as sdk
 from .errors import ApiError, invalid_parameter
 from .web import Request, Response, Router
 
-_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Unity Catalog object names (Databricks SQL reference "Names"): at most 255 characters, none of
+# '.', ' ', '/', the ASCII control characters or DELETE; stored lowercase.
+_PART = re.compile(r"^[^. /\x00-\x1f\x7f]{1,255}$")
 CDF_PROPERTY = "delta.enableChangeDataFeed"
 SIDECAR = ".table.json"
 METASTORE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "local-workspace/metastore"))
@@ -178,12 +180,12 @@ class UnityCatalog:
     # ------------------------------------------------------------------ names and files
     @staticmethod
     def normalize(full_name: Any) -> str:
-        """``Cat.Sch.Tbl`` -> ``cat.sch.tbl``; ValueError unless three plain identifiers."""
+        """``Cat.Sch.Tbl`` -> ``cat.sch.tbl``; ValueError unless three Unity Catalog names."""
         if not isinstance(full_name, str):
             raise ValueError(f"a table name must be a string, got {type(full_name).__name__}")
         parts = [p.strip("`") for p in full_name.strip().split(".")]
         if len(parts) != 3 or not all(_PART.match(p) for p in parts):
-            raise ValueError(f"{full_name!r} is not a three-part name catalog.schema.table of plain identifiers")
+            raise ValueError(f"{full_name!r} is not a three-part name catalog.schema.table of Unity Catalog names")
         return ".".join(p.lower() for p in parts)
 
     def path(self, full_name: str) -> Path:

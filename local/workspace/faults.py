@@ -17,6 +17,8 @@ so that the app's retry and rollback paths can be exercised on one machine:
 - ``sync_provisioning_seconds``: how long a new sync pipeline provisions its resources.
 - ``sync_fail``: online (synced) table names whose syncs fail while listed: the table ends
   ``SYNCED_TABLE_ONLINE_PIPELINE_FAILED`` (``..._OFFLINE_FAILED`` if it never synced) with a message.
+- ``statement_pending_seconds``: how long every SQL statement stays ``PENDING`` before it runs,
+  as on a warehouse that is starting (reference §4.2: "PENDING means waiting for the warehouse").
 
 The object is shared by the request threads and may be changed at any time, in code
 (``ws.faults.rate_503 = 1.0``) or over HTTP (``POST /local/faults``). Random draws come from a
@@ -33,7 +35,7 @@ from typing import Any
 from .errors import invalid_parameter
 
 FIELDS = ("latency_ms", "provisioning_seconds", "fail_load", "rate_429", "rate_503", "store_provisioning_seconds",
-          "store_unavailable", "sync_provisioning_seconds", "sync_fail")
+          "store_unavailable", "sync_provisioning_seconds", "sync_fail", "statement_pending_seconds")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Faults:
     store_unavailable: list[str] = field(default_factory=list)
     sync_provisioning_seconds: float = 0.1
     sync_fail: list[str] = field(default_factory=list)
+    statement_pending_seconds: float = 0.0
     seed: int = 0
     _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -83,6 +86,7 @@ class Faults:
             "store_unavailable": list(self.store_unavailable),
             "sync_provisioning_seconds": self.sync_provisioning_seconds,
             "sync_fail": list(self.sync_fail),
+            "statement_pending_seconds": self.statement_pending_seconds,
             "seed": self.seed,
         }
 
@@ -94,7 +98,8 @@ class Faults:
         if unknown:
             raise invalid_parameter(f"Unknown fault fields: {sorted(unknown)}. Known: {[*FIELDS, 'seed']}.")
         clean: dict[str, Any] = {}
-        for key in ("latency_ms", "provisioning_seconds", "store_provisioning_seconds", "sync_provisioning_seconds"):
+        for key in ("latency_ms", "provisioning_seconds", "store_provisioning_seconds", "sync_provisioning_seconds",
+                    "statement_pending_seconds"):
             if key in changes:
                 clean[key] = _number(key, changes[key], low=0.0)
         for key in ("rate_429", "rate_503"):

@@ -105,7 +105,7 @@ class LocalWorkspace:
         )
         self.online_store_url = online_store_url or f"sqlite:///{(self.data_dir / 'online_store.sqlite').resolve()}"
         self.catalog = UnityCatalog(self.data_dir / "uc", user=user)
-        self.statements = StatementService(self.catalog, lock=self.lock, stopping=self._stopping)
+        self.statements = StatementService(self.catalog, lock=self.lock, stopping=self._stopping, faults=self.faults)
         self.sync = SyncEngine(catalog=self.catalog, online_catalog=self.online_catalog,
                                store_url=self.online_store_url, lock=self.lock, faults=self.faults,
                                stopping=self._stopping, user=user)

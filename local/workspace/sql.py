@@ -12,7 +12,8 @@ Execution API" and "SQL language reference"):
   ``row_limit`` and ``byte_limit`` truncate the result (``manifest.truncated``).
 - ``"0s"`` answers PENDING with only ``statement_id`` and ``status`` at once; otherwise the call
   waits up to the timeout, then answers the result, or PENDING/RUNNING (CONTINUE), or CANCELED
-  (CANCEL). ``GET /api/2.0/sql/statements/{id}`` polls; ``POST .../cancel`` cancels (``{}``).
+  (CANCEL). The fault ``statement_pending_seconds`` keeps every statement PENDING that long
+  first, as a starting warehouse does. ``GET /api/2.0/sql/statements/{id}`` polls; ``POST .../cancel`` cancels (``{}``).
 - An execution error is HTTP 200 with ``state: FAILED`` and ``status.error`` ``{error_code:
   BAD_REQUEST, message: "[ERROR_CLASS] ... SQLSTATE: xxxxx"}`` plus ``status.sql_state``, and no
   manifest or result (reference §4.2 [3P]). The error classes are Databricks' (TABLE_OR_VIEW_NOT_FOUND,
@@ -35,8 +36,9 @@ The dialect is DuckDB's, with what Databricks SQL needs for the app translated: 
 identifiers, double-quoted string literals, backslash escapes, ``:name`` markers, three-part
 Unity Catalog names (each table registered as an Arrow dataset of its Delta snapshot; ``VERSION
 AS OF n`` reads an older one), ``table_changes('cat.sch.tbl', start[, end])`` (the Delta change
-data feed), ``DESCRIBE HISTORY t [LIMIT n]``, ``DESCRIBE [TABLE] t``, ``SHOW TBLPROPERTIES t`` and
-``ALTER TABLE t SET|UNSET TBLPROPERTIES (...)`` (real Delta metadata commits). Other writes and
+data feed; the name inside the string is a multi-part identifier, backquoted parts allowed),
+``DESCRIBE HISTORY t [LIMIT n]``, ``DESCRIBE [TABLE] t``, ``SHOW TBLPROPERTIES t`` and ``ALTER
+TABLE t SET|UNSET TBLPROPERTIES (...)`` (real Delta metadata commits). Other writes and
 DDL answer FAILED (``UNSUPPORTED_FEATURE``); the DuckDB connection has no file-system access.
 """
 
@@ -61,6 +63,7 @@ from databricks.sdk.service import sql as sdk
 
 from .catalog import DeltaSqlError, UnityCatalog, not_found_sql, quoted
 from .errors import ApiError, bad_request, invalid_parameter
+from .faults import Faults
 from .web import Request, Response, Router
 
 log = logging.getLogger("local.workspace.sql")
@@ -511,7 +514,11 @@ class SqlEngine:
             raise DeltaSqlError(
                 "WRONG_NUM_ARGS.WITHOUT_SUGGESTION",
                 f"The `table_changes` requires 2 or 3 parameters but the actual number is {len(args)}.", "42605")
-        parts = [p.strip("`") for p in args[0].split(".")]
+        # The name is parsed as Spark parses a multi-part identifier: backquoted parts may hold anything.
+        name_toks = [t for t in tokenize(args[0]) if t.significant]
+        parts, end = self._dotted(name_toks, 0) if name_toks and name_toks[0].ident is not None else ([], 0)
+        if not parts or end != len(name_toks):
+            raise DeltaSqlError("INVALID_IDENTIFIER", f"The identifier {args[0]} is invalid.", "42602")
         full = self._require(parts, catalog, schema)
         view = f"__cdf_{len(plan.views)}"
         rng = args[1:]
@@ -784,9 +791,10 @@ class Statement:
 class StatementService:
     """REST handlers and the warehouse: statements run in threads, a few at a time."""
 
-    def __init__(self, catalog: UnityCatalog, *, lock: threading.RLock, stopping: threading.Event):
+    def __init__(self, catalog: UnityCatalog, *, lock: threading.RLock, stopping: threading.Event, faults: Faults):
         self.engine = SqlEngine(catalog)
         self.lock = lock
+        self._faults = faults
         self._stopping = stopping
         self._statements: OrderedDict[str, Statement] = OrderedDict()
         self._slots = threading.BoundedSemaphore(WAREHOUSE_SLOTS)
@@ -887,6 +895,10 @@ class StatementService:
 
         acquired = False
         try:
+            # A warehouse that is starting (fault statement_pending_seconds): the statement waits PENDING.
+            while (left := stmt.created + self._faults.statement_pending_seconds - time.time()) > 0:
+                if stmt.canceled or self._stopping.wait(min(left, 0.05)):
+                    return
             while not (acquired := self._slots.acquire(timeout=0.2)):
                 if stmt.canceled or self._stopping.is_set():
                     return

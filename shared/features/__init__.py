@@ -11,17 +11,26 @@ Stores (reference databricks-api.md §2): a Databricks Online Feature Store
 (``database.create_synced_database_table``; sync triggered with ``pipelines.start_update``),
 or a third-party RDBMS that the app publishes to itself (``shared.features.rdbms``). Status of
 the Databricks-side online tables comes from ``database.get_synced_database_table``.
+
+A table's cursor carries what a later pass needs: the ids of statements still running on the
+warehouse (``shared.features.sql``) and, for an RDBMS store, the copy run under way.
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared.features import rdbms, sql
+from shared.features.sql import FeatureFailure
+from shared.online_store import Column
 from shared.policy import Features, FeatureTable, OnlineFeatureStore, RdbmsStore
+
+__all__ = ["FeatureFailure", "TableStatus", "check_source", "ensure"]
 
 _ONLINE = {"SYNCED_TABLE_ONLINE", "SYNCED_TABLE_ONLINE_NO_PENDING_UPDATE", "SYNCED_TABLE_ONLINE_CONTINUOUS_UPDATE",
            "SYNCED_TABLE_ONLINE_TRIGGERED_UPDATE", "SYNCED_TABLE_ONLINE_UPDATING_PIPELINE_RESOURCES"}
@@ -37,13 +46,11 @@ class TableStatus:
     cursor: dict[str, Any] | None = None
 
 
-class FeatureFailure(Exception):
-    """A table can never become ready as configured: the rollout fails with this reason."""
-
-
-def check_source(w: Any, warehouse_id: str, table: FeatureTable, mode: str) -> list[str]:
+def check_source(w: Any, warehouse_id: str, table: FeatureTable, mode: str, cursor: dict[str, Any],
+                 deadline: float) -> tuple[list[Column], list[str]]:
     """The source exists, has the primary key the policy names, and (unless SNAPSHOT) a change
-    data feed, which is turned on here if it is off. Returns what was changed."""
+    data feed, which is turned on here if it is off. Returns its columns (Unity Catalog's, in
+    table order) and what was changed."""
     from databricks.sdk.errors import NotFound
 
     try:
@@ -53,18 +60,20 @@ def check_source(w: Any, warehouse_id: str, table: FeatureTable, mode: str) -> l
     keys = [list(c.primary_key_constraint.child_columns or []) for c in info.table_constraints or []
             if c.primary_key_constraint]
     if not keys:
-        wanted = ", ".join(table.primary_keys)
+        wanted = ", ".join(sql.quote_ident(k) for k in table.primary_keys)
         raise FeatureFailure(f"feature table {table.source} has no primary key constraint; add one: "
-                             f"ALTER TABLE {table.source} ADD CONSTRAINT pk PRIMARY KEY ({wanted})")
+                             f"ALTER TABLE {sql.quote(table.source)} ADD CONSTRAINT pk PRIMARY KEY ({wanted})")
     if keys[0] != list(table.primary_keys):
         raise FeatureFailure(f"feature table {table.source}: its primary key is {keys[0]}, the policy says "
                              f"{list(table.primary_keys)}")
+    columns = [Column(c.name, sql.generic_type(c.type_name.value if c.type_name else "STRING"))
+               for c in sorted(info.columns or [], key=lambda c: c.position or 0)]
     props = info.properties or {}
     if mode != "snapshot" and str(props.get("delta.enableChangeDataFeed", "")).lower() != "true":
-        sql.execute(w, warehouse_id,
-                    f"ALTER TABLE {sql.quote(table.source)} SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
-        return [f"turned on the change data feed of {table.source}"]
-    return []
+        sql.run(w, warehouse_id, f"ALTER TABLE {sql.quote(table.source)} SET TBLPROPERTIES "
+                "(delta.enableChangeDataFeed = true)", cursor, "cdf", deadline)
+        return columns, [f"turned on the change data feed of {table.source}"]
+    return columns, []
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -97,8 +106,8 @@ def _online_status(w: Any, table: FeatureTable, source_version: int, features: F
     return TableStatus(table.source, "pending", f"{table.online_name} is {state}")
 
 
-def _databricks_table(w: Any, warehouse_id: str, features: Features, table: FeatureTable,
-                      now: float, refresh: bool) -> TableStatus:
+def _databricks_table(w: Any, warehouse_id: str, features: Features, table: FeatureTable, cursor: dict[str, Any],
+                      now: float, deadline: float, refresh: bool) -> TableStatus:
     from databricks.sdk.errors import NotFound
     from databricks.sdk.service import database, ml
 
@@ -131,7 +140,7 @@ def _databricks_table(w: Any, warehouse_id: str, features: Features, table: Feat
                     timeseries_key=table.timeseries_key,
                     scheduling_policy=database.SyncedTableSchedulingPolicy(mode))))
 
-    source_version = sql.current_version(w, warehouse_id, table.source)
+    source_version = sql.current_version(w, warehouse_id, table.source, cursor, deadline)
     status = _online_status(w, table, source_version, features, now, publish, refresh)
     if status.state == "missing":
         try:
@@ -145,21 +154,28 @@ def _databricks_table(w: Any, warehouse_id: str, features: Features, table: Feat
 def ensure(w: Any, warehouse_id: str, features: Features, settings: Mapping[str, str],
            cursors: Mapping[str, Any], *, now: float, budget_seconds: float,
            only: str | None = None, refresh: bool = False) -> list[TableStatus]:
-    """One pass over the model's feature tables (or the one named ``only``). Never waits.
+    """One pass over the model's feature tables (or the one named ``only``). Never waits: a
+    statement that has not finished within the step makes its table ``pending`` with the
+    statement's id in the cursor, and the next pass looks at it again. ``now``: wall-clock
+    time; ``budget_seconds``: how long this pass may copy rows and wait on statements.
     ``refresh``: bring every online copy to the source's latest version, however fresh it is."""
     from databricks.sdk.errors import BadRequest, InvalidParameterValue, InvalidState
 
+    deadline = time.monotonic() + budget_seconds
     out: list[TableStatus] = []
     for table in features.tables:
         if only and table.source != only:
             continue
+        cursor: dict[str, Any] = copy.deepcopy(cursors.get(table.source) or {})
+        notes: list[str] = []
         try:
-            notes = check_source(w, warehouse_id, table, features.publish_mode)
+            columns, notes = check_source(w, warehouse_id, table, features.publish_mode, cursor, deadline)
             if isinstance(features.store, RdbmsStore):
-                status = _rdbms_table(w, warehouse_id, features, table, settings, cursors.get(table.source),
-                                      budget_seconds)
+                status = _rdbms_table(w, warehouse_id, features, table, columns, settings, cursor, now, deadline)
             else:
-                status = _databricks_table(w, warehouse_id, features, table, now, refresh)
+                status = _databricks_table(w, warehouse_id, features, table, cursor, now, deadline, refresh)
+        except sql.StatementPending as exc:
+            status = TableStatus(table.source, "pending", f"{exc}: looking again later", cursor)
         except FeatureFailure as exc:
             status, notes = TableStatus(table.source, "failed", str(exc)), []
         except (BadRequest, InvalidParameterValue, InvalidState) as exc:
@@ -171,8 +187,8 @@ def ensure(w: Any, warehouse_id: str, features: Features, settings: Mapping[str,
     return out
 
 
-def _rdbms_table(w: Any, warehouse_id: str, features: Features, table: FeatureTable, settings: Mapping[str, str],
-                 cursor: dict[str, Any] | None, budget_seconds: float) -> TableStatus:
+def _rdbms_table(w: Any, warehouse_id: str, features: Features, table: FeatureTable, columns: list[Column],
+                 settings: Mapping[str, str], cursor: dict[str, Any], now: float, deadline: float) -> TableStatus:
     from shared.online_store import OnlineStore, OnlineStoreError, redact
 
     assert isinstance(features.store, RdbmsStore)
@@ -182,11 +198,9 @@ def _rdbms_table(w: Any, warehouse_id: str, features: Features, table: FeatureTa
         raise FeatureFailure(f"app setting {name} (the online store's connection) is not set")
     try:
         with OnlineStore(url) as store:
-            done, cursor, note = rdbms.sync(w, warehouse_id, store, table, features.publish_mode, cursor,
-                                            budget_seconds)
+            state, note, after = rdbms.sync(w, warehouse_id, store, table, columns, features.publish_mode, cursor,
+                                            now=now, deadline=deadline)
     except OnlineStoreError as exc:
-        return TableStatus(table.source, "pending", f"online store {redact(url)} unavailable: {exc}")
-    if done:
-        return TableStatus(table.source, "ready", note)
-    return TableStatus(table.source, "progress", note, cursor)
-
+        # A copy under way keeps its cursor (and its claim, until it expires) to resume from.
+        return TableStatus(table.source, "pending", f"online store {redact(url)} unavailable: {exc}", cursor or None)
+    return TableStatus(table.source, state, note, after)
