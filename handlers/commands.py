@@ -63,10 +63,22 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     with correlated(cid):
         if not begun.act:
             step("command.duplicate", id=env.id, status=begun.record.get("status"), state=begun.state)
-            if cmd.event and cmd.event != begun.record.get("command", {}).get("event"):
-                _close_event(deps, cmd.event, "ignored", f"same event as command {env.key}")
+            _close_duplicate_event(deps, env.key, cmd, begun)
             return
         _act(deps, env.key, begun.record, cmd, cid)
+
+
+def _close_duplicate_event(deps: Deps, key: str, cmd: Acting, begun: journal.Begun) -> None:
+    """A duplicate still answers for the event that sent it: a second event asking for the same
+    command is ignored; the same event, once its command has ended, takes its outcome (the
+    first worker may have died between ending the command and closing the event)."""
+    if not cmd.event:
+        return
+    if cmd.event != (begun.record.get("command") or {}).get("event"):
+        _close_event(deps, cmd.event, "ignored", f"same event as command {key}")
+    elif begun.state == "finished":
+        rec = begun.record
+        _close_event(deps, cmd.event, rec["status"], rec.get("reason") or "; ".join(rec.get("outcome") or []))
 
 
 def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> None:

@@ -1,0 +1,301 @@
+"""The rollout engine's invariants over the real handlers and SQLite state, without HTTP
+(tests/engine.py): a failure injected at every storage write and enqueue, the sequence that
+used to wedge an endpoint, replayable ends, crashes, poison, and a first version that fails."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from handlers import rollout
+from shared import journal, rollouts
+from shared.queues import COMMANDS_QUEUE
+from tests.engine import ENDPOINT, MODEL, Driver, Faults, StorageFault
+
+
+def deploy(d: Driver, version: str, key: str | None = None) -> None:
+    d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version,
+               **({"id": key} if key else {})})
+
+
+def reconcile(d: Driver) -> None:
+    d.command({"command": "reconcile", "model": MODEL})
+
+
+def send_webhook(d: Driver, version: str, delivery: str | None = None) -> None:
+    """As MLflow does: a 5xx answer is retried (reference mlflow-webhooks.md)."""
+    for _ in range(4):
+        if d.webhook(version, delivery).status < 500:
+            return
+    raise AssertionError("the webhook kept answering 5xx")
+
+
+def scenario(d: Driver) -> None:
+    """v1 by webhook, a broken v2 by webhook (delivered twice), v3 by an explicit deploy."""
+    v1, v2, v3 = (d.registry.register() for _ in range(3))
+    d.serving_api.bad_answers.add(v2)
+    d.registry.versions = [v1]
+    send_webhook(d, v1, "delivery-1")
+    d.run()
+    d.registry.versions = [v1, v2]
+    send_webhook(d, v2, "delivery-2")
+    send_webhook(d, v2, "delivery-2")
+    d.run()
+    d.registry.versions = [v1, v2, v3]
+    deploy(d, v3, key="ci-run-3")
+    d.run()
+
+
+def assert_healthy_end(d: Driver) -> None:
+    d.check_lease()
+    open_records = [(r["key"], r["status"]) for r in d.records() if r["status"] not in journal.TERMINAL]
+    assert not open_records, open_records
+    rows = d.rollouts()
+    assert all(r["status"] in rollouts.TERMINAL for r in rows), rows
+    lease = rollouts.lease(d.raw_tables, ENDPOINT)
+    assert not lease.get("active") and not lease.get("queued"), lease
+    done = [r["version"] for r in rows if r["status"] == "done"]
+    assert len(done) == len(set(done)), f"a version was rolled out twice: {done}"
+    # Never left serving a version that failed its gates.
+    assert not set(d.serving_api.serving(ENDPOINT)) & d.serving_api.bad_answers
+
+
+def test_the_scenario_without_faults(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    scenario(d)
+    assert_healthy_end(d)
+    assert d.serving_api.serving(ENDPOINT) == ["3"] and d.registry.aliases == {"Champion": "3"}
+    by_version = {r["version"]: r["status"] for r in d.rollouts()}
+    assert by_version == {"1": "done", "2": "failed", "3": "done"}
+    assert d.faults.count > 30
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["fails-before-write", "fails-after-write"])
+def test_a_failure_at_every_storage_write_and_enqueue_still_ends_healthy(tmp_path: Path, after: bool) -> None:
+    """Each run fails one write (insert, update, transaction, upsert, delete or enqueue), before
+    it takes effect or after (a timeout that hides a success); redelivery and the repair sweep
+    must still end every rollout and record, release the lease and serve the desired version."""
+    clean = Driver(tmp_path / "clean")
+    scenario(clean)
+    total = clean.faults.count
+    kinds: set[str] = set()
+    for at in range(1, total + 1):
+        d = Driver(tmp_path / f"{after}-{at}", Faults(at=at, after=after))
+        scenario(d)
+        d.run()
+        kinds.update(w.split(" ")[0] for w in d.faults.fired)
+        try:
+            assert_healthy_end(d)
+            # Desired state is the truth: one more reconcile brings the policy's version.
+            reconcile(d)
+            d.run()
+            assert_healthy_end(d)
+            assert d.serving_api.serving(ENDPOINT) == ["3"], d.rollouts()
+            assert d.registry.aliases.get("Champion") == "3"
+        except AssertionError as exc:
+            raise AssertionError(f"fault at write {at} ({d.faults.fired}): {exc}") from exc
+    assert {"insert", "update", "transact", "send"} <= kinds, kinds
+
+
+def test_a_superseded_reconcile_rollout_never_wedges_the_lease(tmp_path: Path) -> None:
+    """deploy v1; reconcile (latest v3); deploy v2 supersedes it; reconcile again: before, the
+    second reconcile re-created the superseded rollout's id and a finished rollout took the lease."""
+    d = Driver(tmp_path)
+    v1, v2, v3 = (d.registry.register() for _ in range(3))
+    d.serving_api.settle_reads = 50  # v1's update takes a while
+    deploy(d, v1)
+    for _ in range(8):
+        d.step()
+    assert any(r["step"] == "wait_deploy" for r in d.rollouts())
+    reconcile(d)
+    d.step()
+    deploy(d, v2)
+    d.step()
+    reconcile(d)
+    d.step()
+    d.check_lease()
+    d.serving_api.endpoints[ENDPOINT].reads_left = 0  # v1's update finishes now, later ones at once
+    d.serving_api.settle_reads = 1
+    d.run()
+    assert_healthy_end(d)
+    by_version = {}
+    for r in d.rollouts():
+        by_version.setdefault(r["version"], []).append(r["status"])
+    # The newest request takes the queued slot; the older queued ones end superseded.
+    assert by_version[v1] == ["done"] and by_version[v2] == ["superseded"]
+    assert sorted(by_version[v3]) == ["done", "superseded"]
+    reconcile(d)
+    d.run()
+    assert d.records()[-1]["outcome"] == ["prod: version 3 already serves"]
+    assert d.serving_api.serving(ENDPOINT) == [v3]
+
+
+def test_an_end_whose_after_effects_fail_is_finished_by_the_redelivery(tmp_path: Path, monkeypatch) -> None:
+    """The end commits the terminal state and the lease hand-over together; waking the next
+    holder and closing the command run again when the message comes back."""
+    d = Driver(tmp_path)
+    v1, v2 = d.registry.register(), d.registry.register()
+    d.serving_api.settle_reads = 3
+    deploy(d, v1)
+    for _ in range(4):
+        d.step()
+    deploy(d, v2)
+    real_kick, failed = rollout.kick, []
+
+    def kick_fails_once_after_an_end(deps, endpoint, rid):
+        ended = [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r["status"] == "done"]
+        if ended and not failed:
+            failed.append(rid)
+            raise RuntimeError("queue unavailable")
+        return real_kick(deps, endpoint, rid)
+
+    monkeypatch.setattr(rollout, "kick", kick_fails_once_after_an_end)
+    with pytest.raises(RuntimeError, match="queue unavailable"):
+        for _ in range(200):
+            if not d.step():
+                d.clock.now += 1
+    assert failed
+    v1_row = next(r for r in d.rollouts() if r["version"] == v1)
+    assert v1_row["status"] == "done"  # committed with the lease hand-over
+    assert rollouts.lease(d.raw_tables, ENDPOINT)["active"] == failed[0]
+    d.clock.now += 700  # the host's receive timeout for the message that raised
+    d.run()
+    assert_healthy_end(d)
+    assert d.serving_api.serving(ENDPOINT) == [v2]
+    assert [r["status"] for r in d.records() if r["kind"] == "command"] == ["done", "done"]
+
+
+def test_a_first_version_that_fails_its_gates_does_not_stay_serving(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    v1 = d.registry.register()
+    d.serving_api.bad_answers.add(v1)
+    send_webhook(d, v1)
+    d.run()
+    (row,) = d.rollouts()
+    assert row["status"] == "failed" and "the endpoint served nothing before, so it was deleted" in row["reason"]
+    assert ENDPOINT not in d.serving_api.endpoints and "Champion" not in d.registry.aliases
+    assert_healthy_end(d)
+
+
+def test_concurrent_deliveries_of_one_event_act_once(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    for n in range(30):
+        version = d.registry.register()
+        answers: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def deliver(version=version, answers=answers, barrier=barrier, n=n):
+            barrier.wait()
+            answers.append(d.webhook(version, f"delivery-{n}").payload["status"])
+
+        threads = [threading.Thread(target=deliver) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(answers) == ["accepted", "duplicate"], (n, answers)
+    assert d.raw_queues.count(COMMANDS_QUEUE) == 30
+
+
+def crash_next(d: Driver) -> None:
+    """Kill the host while it runs the next message there is, moving time on as the host would."""
+    for _ in range(100):
+        if d.step(crash=True):
+            return
+        nxt = d.next_visible()
+        d.clock.now = (nxt + 0.001) if nxt is not None else d.clock.now + 30
+        d.sweep()
+    raise AssertionError("no message to crash on")
+
+
+def test_crashed_hosts_leave_nothing_open_for_more_than_two_minutes(tmp_path: Path) -> None:
+    """20 host deaths during 6 rollouts: each drops the message it was running (it stays
+    invisible for the receive timeout, 10 minutes). With the default settings (claims of 45 s,
+    a grace of 30 s, the sweep every 30 s) everything ends within 2 minutes of the last one."""
+    import random
+
+    rng = random.Random(6)
+    d = Driver(tmp_path)
+    d.serving_api.settle_reads = 3
+    for _ in range(6):
+        v = d.registry.register()
+        send_webhook(d, v)
+        for _ in range(rng.randrange(0, 3)):
+            d.step()
+        for _ in range(3):
+            crash_next(d)
+    for _ in range(2):
+        crash_next(d)
+    assert d.crashes == 20
+    last_crash = d.clock.now
+    ended = d.run(sweep_every=30)
+    assert d.settled(), [(r["key"], r["status"]) for r in d.records() if r["status"] not in journal.TERMINAL]
+    assert ended - last_crash <= 120, f"took {ended - last_crash:.0f} s"
+    assert_healthy_end(d)
+    reconcile(d)
+    d.run()
+    assert d.serving_api.serving(ENDPOINT) == ["6"] and d.registry.aliases["Champion"] == "6"
+
+
+def test_databricks_trouble_retries_a_command_inside_the_product(tmp_path: Path) -> None:
+    """A registry outage longer than the host's retries (5 dequeues) never sends the command to
+    poison: it backs off in its record and completes once the registry is back."""
+    d = Driver(tmp_path)
+    v1 = d.registry.register()
+    real = d.registry.search_model_versions
+    outage = {"calls": 0}
+
+    def flaky(filter_string):
+        outage["calls"] += 1
+        if outage["calls"] <= 6:
+            raise ConnectionError("registry unreachable")
+        return real(filter_string)
+
+    d.registry.search_model_versions = flaky
+    reconcile(d)
+    d.run()
+    assert outage["calls"] > 6 and not d.poisoned
+    (cmd,) = [r for r in d.records() if r["kind"] == "command"]
+    assert cmd["status"] == "done" and cmd["attempts"] == 7 and "registry unreachable" in cmd["last_error"]
+    assert d.serving_api.serving(ENDPOINT) == [v1]
+
+
+def test_a_command_that_never_recovers_fails_with_its_last_error(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    d.registry.register()
+
+    def down(filter_string):
+        raise ConnectionError("registry unreachable")
+
+    d.registry.search_model_versions = down
+    reconcile(d)
+    d.run()
+    (cmd,) = [r for r in d.records() if r["kind"] == "command"]
+    assert cmd["status"] == "failed" and "gave up after 8 attempts" in cmd["reason"]
+    assert not d.poisoned
+
+
+def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
+    """Storage that fails every write of the command's handling: the host gives up after 5
+    dequeues; the poison copy (a new message id) still finds and closes the original record."""
+    d = Driver(tmp_path)
+    reconcile(d)  # nothing is registered: it would end "nothing to serve"
+    real_update = d.deps.tables.inner.update
+
+    def records_cannot_be_updated(table, entity):
+        if table == journal.TABLE and entity.partition_key == "command":
+            raise StorageFault("table service unavailable")
+        return real_update(table, entity)
+
+    d.deps.tables.inner.update = records_cannot_be_updated
+    for _ in range(6):
+        d.clock.now += 60  # past the claim, so each delivery takes the work over and fails again
+        assert d.step()
+    assert len(d.poisoned) == 1
+    d.deps.tables.inner.update = real_update
+    d.run()
+    (cmd,) = [r for r in d.records() if r["kind"] == "command"]
+    (poison,) = [r for r in d.records() if r["kind"] == "poison"]
+    assert cmd["status"] == "failed" and cmd["poison"] == poison["id"] and "gave up" in cmd["reason"]
