@@ -94,12 +94,15 @@ def _rollouts(deps: Deps, now: float) -> int:
     grace = deps.settings.repair_grace_seconds
     kicked = 0
     for endpoint in _endpoints(deps):
-        rid = rollouts.lease(deps.tables, endpoint).get("active")
+        lease = rollouts.lease(deps.tables, endpoint)
+        rid = lease.get("active")
         entity = rollouts.get(deps.tables, endpoint, rid) if rid else None
         if entity is None or entity.data["status"] in rollouts.TERMINAL:
             continue
         row = entity.data
-        due = row.get("due_at") if row["status"] == "running" else row.get("updated_at")
+        # A running rollout is late past its next message's due time; a pending one, past the
+        # moment it was handed the lease.
+        due = row.get("due_at") if row["status"] == "running" else lease.get("active_since")
         if due is not None and now - due > grace:
             kick(deps, endpoint, rid)
             step("repair.rollout", logging.WARNING, rollout=rid, endpoint=endpoint, step=row["step"],

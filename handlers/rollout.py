@@ -283,7 +283,7 @@ def start(deps: Deps, *, model: str, environment: str, version: str | None, alia
     claim = rollouts.claim(deps.tables, env.endpoint, rid, {
         "model": model, "environment": environment, "version": version,
         "requested": {"version": version, "alias": alias}, "origin": origin, "cid": cid,
-    }, join_version=version if join else None)
+    }, now=deps.clock(), join_version=version if join else None)
     row = claim.rollout
     if claim.superseded:
         _after_end(deps, claim.superseded, None)
@@ -394,7 +394,7 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
     changes.update(tr.set, status="running", due_at=now + delay)
     enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, row["seq"] + 1), delay=delay)
     try:
-        rollouts.advance(deps.tables, entity, tr.note, **changes)
+        rollouts.advance(deps.tables, entity, tr.note, now=now, **changes)
     except ConcurrencyConflict:
         step("rollout.lost_race", rollout=row["id"], step=row["step"])
         return
@@ -407,7 +407,8 @@ def _finish(deps: Deps, entity: Entity, tr: Transition) -> None:
     idempotent after-effects run (and run again on any redelivery)."""
     row = entity.data
     reason = tr.reason or tr.note
-    ended = rollouts.finish(deps.tables, entity, tr.note or reason, status=tr.status, reason=reason, **tr.set)
+    ended = rollouts.finish(deps.tables, entity, tr.note or reason, now=deps.clock(), status=tr.status,
+                            reason=reason, **tr.set)
     if ended is None:
         step("rollout.lost_race", rollout=row["id"], step=row["step"])
         return

@@ -24,7 +24,6 @@ after failures injected at every write:
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,18 +66,18 @@ def page(tables: TableService, endpoint: str | None, *, limit: int, continuation
     return rows, leases, got.continuation
 
 
-def _transition(row: dict[str, Any], note: str, changes: dict[str, Any]) -> dict[str, Any]:
+def _transition(row: dict[str, Any], note: str, changes: dict[str, Any], now: float) -> dict[str, Any]:
     data = {**row, **changes}
     data["seq"] = row["seq"] + 1
-    data["updated_at"] = time.time()
+    data["updated_at"] = now
     history = [*row.get("history", []), {"at": data["updated_at"], "step": row["step"], "note": note}]
     data["history"] = history[-_HISTORY:]
     return data
 
 
-def advance(tables: TableService, entity: Entity, note: str, **changes: Any) -> Entity:
+def advance(tables: TableService, entity: Entity, note: str, *, now: float, **changes: Any) -> Entity:
     """Conditional write of one transition; ConcurrencyConflict if someone else moved it first."""
-    data = _transition(entity.data, note, changes)
+    data = _transition(entity.data, note, changes, now)
     return tables.update(ROLLOUTS, Entity(entity.partition_key, entity.row_key, data, entity.etag))
 
 
@@ -95,14 +94,14 @@ def _live(tables: TableService, endpoint: str, rid: str | None) -> Entity | None
     return entity if entity and entity.data["status"] not in TERMINAL else None
 
 
-def _repaired(tables: TableService, endpoint: str, ls: dict[str, Any]) -> dict[str, Any]:
+def _repaired(tables: TableService, endpoint: str, ls: dict[str, Any], now: float) -> dict[str, Any]:
     """The lease with any slot that names a missing or terminal rollout cleared (invariant L1)."""
     ls = dict(ls)
     if ls.get("queued") and _live(tables, endpoint, ls["queued"]) is None:
         ls.update(queued=None, queued_version=None)
     if ls.get("active") and _live(tables, endpoint, ls["active"]) is None:
         ls.update(active=ls.get("queued"), active_version=ls.get("queued_version"), queued=None,
-                  queued_version=None, active_since=time.time())
+                  queued_version=None, active_since=now)
     return ls
 
 
@@ -117,7 +116,7 @@ def _version_of(tables: TableService, endpoint: str, rid: str | None, known: str
     return entity.data.get("version") if entity else None
 
 
-def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *,
+def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *, now: float,
           join_version: str | None = None) -> Claim:
     """Create rollout ``rid`` and take the lease, or queue behind the active rollout (ending an
     older queued one as superseded), in one transaction. Idempotent per ``rid``.
@@ -127,7 +126,7 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
     """
     for _ in range(_RETRIES):
         lease_entity = tables.get(ROLLOUTS, endpoint, LEASE)
-        ls = _repaired(tables, endpoint, lease_entity.data if lease_entity else {})
+        ls = _repaired(tables, endpoint, lease_entity.data if lease_entity else {}, now)
         existing = get(tables, endpoint, rid)
         if existing is not None:
             return Claim(existing.data, ls.get("active") == rid, False)
@@ -137,7 +136,6 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                     other = get(tables, endpoint, ls[slot])
                     if other is not None:
                         return Claim(other.data, slot == "active", False)
-        now = time.time()
         row = {"id": rid, "endpoint": endpoint, "step": "resolve", "seq": 0, "status": "pending", "attempt": 0,
                "created_at": now, "updated_at": now, "history": [], **data}
         ops = [Op.insert(rid, row)]
@@ -151,7 +149,7 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                 reason = f"superseded by newer rollout {rid}"
                 ops.append(Op.update(displaced, _transition(
                     displaced.data, reason, {"status": "superseded", "reason": reason, "step": "end",
-                                             "finished_at": now})))
+                                             "finished_at": now}, now)))
             ls.update(queued=rid, queued_version=version)
         ops.append(_lease_op(lease_entity, ls))
         try:
@@ -169,7 +167,7 @@ class Ended:
     holder: str | None  # who holds the lease now
 
 
-def finish(tables: TableService, entity: Entity, note: str, *, status: str, reason: str,
+def finish(tables: TableService, entity: Entity, note: str, *, now: float, status: str, reason: str,
            **changes: Any) -> Ended | None:
     """End a rollout and release or drop its place in the lease, in one transaction.
 
@@ -182,13 +180,12 @@ def finish(tables: TableService, entity: Entity, note: str, *, status: str, reas
     for _ in range(_RETRIES):
         lease_entity = tables.get(ROLLOUTS, endpoint, LEASE)
         ls = dict(lease_entity.data) if lease_entity else {}
-        now = time.time()
         if ls.get("active") == rid:
             ls.update(active=ls.get("queued"), active_version=ls.get("queued_version"), queued=None,
                       queued_version=None, active_since=now)
         elif ls.get("queued") == rid:
             ls.update(queued=None, queued_version=None)
-        ls = _repaired(tables, endpoint, ls)
+        ls = _repaired(tables, endpoint, ls, now)
         version = row.get("version")
         failed = dict(ls.get("failed") or {})
         if status == "done":
@@ -199,7 +196,7 @@ def finish(tables: TableService, entity: Entity, note: str, *, status: str, reas
             failed[str(version)] = reason
         ls["failed"] = dict(list(failed.items())[-_FAILED_KEPT:])
         new = _transition(row, note or reason, {"status": status, "reason": reason, "step": "end",
-                                                "finished_at": now, **changes})
+                                                "finished_at": now, **changes}, now)
         try:
             written = tables.transact(ROLLOUTS, endpoint, [Op.update(entity, new), _lease_op(lease_entity, ls)])
         except (ConcurrencyConflict, EntityExists):
