@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.redaction import redact_value
 from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
 
 TABLE = "records"
@@ -57,8 +58,9 @@ def excerpt(body: bytes) -> str:
 def record(tables: TableService, kind: str, record_key: str, status: str, **fields: Any) -> tuple[dict[str, Any], bool]:
     """Insert a record; returns (record, created). An existing record is returned unchanged."""
     now = time.time()
-    data = {"kind": kind, "id": record_key, "status": status, "received_at": now, "updated_at": now, **fields,
-            "key": record_key}
+    # What operators read never carries a credential (shared.redaction), whatever a sender put in.
+    data = {"kind": kind, "id": record_key, "status": status, "received_at": now, "updated_at": now,
+            **redact_value(fields), "key": record_key}
     try:
         tables.insert(TABLE, kind, record_key, data)
         return data, True
@@ -131,7 +133,7 @@ def update(tables: TableService, kind: str, record_key: str, status: str, **fiel
             return record(tables, kind, record_key, status, **fields)[0]
         if entity.data.get("status") in TERMINAL:
             return entity.data
-        entity.data.update(fields, status=status, updated_at=time.time())
+        entity.data.update(redact_value(fields), status=status, updated_at=time.time())
         try:
             tables.update(TABLE, entity)
             return entity.data

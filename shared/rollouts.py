@@ -27,6 +27,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from shared.redaction import redact, redact_value
 from shared.tables import ConcurrencyConflict, Entity, EntityExists, Op, Page, TableService
 
 ROLLOUTS = "rollouts"
@@ -35,6 +36,7 @@ TERMINAL = frozenset({"done", "failed", "superseded"})
 _HISTORY = 40
 _FAILED_KEPT = 20
 _RETRIES = 50
+_TEXT = frozenset({"reason", "failure", "smoke"})
 
 
 def rollout_id(origin_kind: str, origin_id: str, environment: str) -> str:
@@ -67,6 +69,11 @@ def page(tables: TableService, endpoint: str | None, *, limit: int, continuation
 
 
 def _transition(row: dict[str, Any], note: str, changes: dict[str, Any], now: float) -> dict[str, Any]:
+    # Reasons and notes quote errors, which may quote a connection string: never store a secret.
+    # The configs (``target``, ``previous``) are written back to the endpoint, so they are kept as
+    # they are: the policy admits secrets there only as {{secrets/...}} references.
+    changes = {k: redact_value(v) if k in _TEXT else v for k, v in changes.items()}
+    note = redact(note)
     data = {**row, **changes}
     data["seq"] = row["seq"] + 1
     data["updated_at"] = now
@@ -177,6 +184,7 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
     """
     endpoint, rid = entity.partition_key, entity.row_key
     row = entity.data
+    reason = redact(reason)
     for _ in range(_RETRIES):
         lease_entity = tables.get(ROLLOUTS, endpoint, LEASE)
         ls = dict(lease_entity.data) if lease_entity else {}

@@ -4,6 +4,7 @@ used to wedge an endpoint, replayable ends, crashes, poison, and a first version
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -299,3 +300,23 @@ def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
     (cmd,) = [r for r in d.records() if r["kind"] == "command"]
     (poison,) = [r for r in d.records() if r["kind"] == "poison"]
     assert cmd["status"] == "failed" and cmd["poison"] == poison["id"] and "gave up" in cmd["reason"]
+
+
+def test_no_secret_in_an_error_reaches_a_rollout_or_a_record(tmp_path: Path) -> None:
+    """Errors quote what they were given; a connection string's password must not be stored."""
+    from databricks.sdk.errors import DatabricksError
+
+    d = Driver(tmp_path)
+    v1 = d.registry.register()
+    secret = "s3cr3t-Pa55"
+
+    def leaky(name, dataframe_records):
+        raise DatabricksError(f"lookup failed: postgresql://app@db.example/features?password={secret}&sslmode=require")
+
+    d.serving_api.query = leaky
+    send_webhook(d, v1)
+    d.run()
+    (row,) = d.rollouts()
+    assert row["status"] == "failed" and "lookup failed: postgresql://app@db.example/features" in row["reason"]
+    stored = json.dumps([d.rollouts(), d.records(), rollouts.lease(d.raw_tables, ENDPOINT)])
+    assert secret not in stored and "password=***" in stored
