@@ -94,12 +94,7 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
                 _close_event(deps, cmd.event, "done", "; ".join(outcome))
             step(f"command.{status}", id=key, outcome=outcome)
             return
-        if isinstance(cmd, Deploy):
-            row, _ = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
-                                   alias=cmd.alias, origin=origin, cid=cid)
-            outcomes = [Outcome(f"rollout {row['id']} for {cmd.environment}", (row["endpoint"], row["id"]))]
-        else:
-            outcomes = reconcile(deps, cmd, origin, cid)
+        outcomes = [deploy(deps, cmd, origin, cid)] if isinstance(cmd, Deploy) else reconcile(deps, cmd, origin, cid)
     except PolicyError as exc:
         journal.update(deps.tables, "command", key, "rejected", reason=str(exc))
         step("command.rejected", logging.WARNING, id=key, reason=str(exc))
@@ -166,6 +161,24 @@ def _close_event(deps: Deps, event_key: str | None, status: str, outcome: str) -
 class Outcome(NamedTuple):
     text: str
     rollout: tuple[str, str] | None = None  # (endpoint, id) it started: the command ends when that rollout does
+
+
+def deploy(deps: Deps, cmd: Deploy, origin: dict[str, str], cid: str) -> Outcome:
+    """An explicit rollout, which retries a version that failed. A version that already serves
+    with nothing in flight needs none, and one already rolling out is joined, not repeated."""
+    mp = deps.policy().model(cmd.model)
+    env = mp.environments.get(cmd.environment) if mp else None
+    if env is not None and cmd.version:
+        lease = rollouts.lease(deps.tables, env.endpoint)
+        view = serving.read(deps.workspace(), env.endpoint)
+        if not lease.get("active") and view.serves(serving.single_version_config(mp.name, cmd.version,
+                                                                                   env.served_entity)):
+            return Outcome(f"{cmd.environment}: version {cmd.version} already serves")
+    row, ours = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
+                              alias=cmd.alias, origin=origin, cid=cid, join=True)
+    if not ours:
+        return Outcome(f"{cmd.environment}: version {cmd.version} is already rolling out ({row['id']})")
+    return Outcome(f"rollout {row['id']} for {cmd.environment}", (row["endpoint"], row["id"]))
 
 
 def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
