@@ -102,3 +102,52 @@ def test_insert_conflicts_and_etag_concurrency(tables):
     assert [x.row_key for x in tables.query("t", "p")] == ["r", "r2"]
     assert [x.row_key for x in tables.query("t", "p", k="x")] == ["r2"]
     assert tables.get("t", "p", "missing") is None
+
+
+def test_a_transaction_is_all_or_nothing(tables):
+    from shared.tables import Op
+
+    a = tables.insert("t", "p", "a", {"n": 1})
+    written = tables.transact("t", "p", [Op.update(a, {"n": 2}), Op.insert("b", {"n": 1})])
+    assert written["a"].data == {"n": 2} and written["a"].etag != a.etag
+    # A stale ETag in one op: nothing of the transaction is written.
+    with pytest.raises(ConcurrencyConflict):
+        tables.transact("t", "p", [Op.insert("c", {"n": 1}), Op.update(a, {"n": 3})])
+    assert tables.get("t", "p", "c") is None and tables.get("t", "p", "a").data == {"n": 2}
+    with pytest.raises(EntityExists):
+        tables.transact("t", "p", [Op("upsert", "d", {"n": 1}),
+                                   Op.insert("b", {"n": 2})])
+    assert tables.get("t", "p", "d") is None
+    with pytest.raises(ValueError, match="more than once"):
+        tables.transact("t", "p", [Op.insert("e", {}), Op.insert("e", {})])
+    with pytest.raises(ValueError, match=r"1\.\.100"):
+        tables.transact("t", "p", [Op.insert(f"x{i}", {}) for i in range(101)])
+    tables.transact("t", "p", [Op.delete(tables.get("t", "p", "b"))])
+    assert tables.get("t", "p", "b") is None
+
+
+def test_delete_is_conditional_on_the_etag(tables):
+    e = tables.insert("t", "p", "r", {"n": 1})
+    tables.update("t", e)
+    with pytest.raises(ConcurrencyConflict):
+        tables.delete("t", e)
+    tables.delete("t", tables.get("t", "p", "r"))
+    assert tables.get("t", "p", "r") is None
+
+
+def test_paging_with_continuation_tokens_visits_each_entity_once(tables):
+    for pk in ("p1", "p2"):
+        for i in range(25):
+            tables.insert("t", pk, f"r{i:02d}", {"i": i})
+    seen, token, pages = [], None, 0
+    while True:
+        page = tables.query_page("t", limit=10, continuation=token)
+        seen += [(e.partition_key, e.row_key) for e in page.entities]
+        pages += 1
+        token = page.continuation
+        if token is None:
+            break
+    assert pages == 5 and len(seen) == 50 and len(set(seen)) == 50 and seen == sorted(seen)
+    assert [e.row_key for e in tables.query_page("t", "p2", row_prefix="r1").entities] == [f"r1{i}" for i in range(10)]
+    with pytest.raises(ValueError, match="continuation token"):
+        tables.query_page("t", continuation="not-a-token")
