@@ -21,5 +21,5 @@ def test_importing_the_app_pulls_in_no_heavy_library():
     assert loaded == []
     assert sorted(data["functions"]) == sorted([
         "registry_webhook", "records", "rollouts", "commands", "rollout", "commands_poison", "rollout_poison",
-        "registry_watcher",
+        "registry_watcher", "repair",
     ])
