@@ -229,6 +229,43 @@ def test_failed_statement_is_http_200_with_state_failed(ws: LocalWorkspace, w: W
         w.statement_execution.execute_statement("SELECT 1", WAREHOUSE, wait_timeout="51s")
 
 
+def test_a_starting_warehouse_keeps_statements_pending(ws: LocalWorkspace, w: WorkspaceClient) -> None:
+    """Fault ``statement_pending_seconds``: "0s" answers PENDING at once and polling shows PENDING
+    until the warehouse is up; a short wait_timeout answers PENDING with only the id when it
+    passes first; a statement canceled while PENDING never runs."""
+    ws.faults.statement_pending_seconds = 1.5
+    try:
+        started = time.monotonic()
+        queued = w.statement_execution.execute_statement("SELECT 42 AS n", WAREHOUSE, wait_timeout="0s")
+        assert queued.status.state == StatementState.PENDING and queued.manifest is None
+        assert w.statement_execution.get_statement(queued.statement_id).status.state == StatementState.PENDING
+        canceled = w.statement_execution.execute_statement("SELECT 1", WAREHOUSE, wait_timeout="0s")
+        w.statement_execution.cancel_execution(canceled.statement_id)
+        waited = w.statement_execution.execute_statement("SELECT 7 AS n", WAREHOUSE, wait_timeout="5s")
+        assert waited.status.state == StatementState.SUCCEEDED and waited.result.data_array == [["7"]]
+        assert 1.4 <= time.monotonic() - started < 5
+        done = w.statement_execution.get_statement(queued.statement_id)
+        assert done.status.state == StatementState.SUCCEEDED and done.result.data_array == [["42"]]
+        assert done.manifest.truncated is False
+        assert w.statement_execution.get_statement(canceled.statement_id).status.state == StatementState.CANCELED
+    finally:
+        ws.faults.statement_pending_seconds = 0.0
+
+
+def test_table_changes_takes_a_quoted_multi_part_name(ws: LocalWorkspace, w: WorkspaceClient) -> None:
+    name = f"main.{unique('q')}-s.t`x'y"
+    ws.catalog.create_table(name, pd.DataFrame({"id": [1]}), primary_keys=["id"], change_data_feed=True)
+    ws.catalog.upsert_rows(name, [{"id": 2}])
+    quoted = ".".join("`" + p.replace("`", "``") + "`" for p in name.split("."))
+    literal = "'" + quoted.replace("'", "\\'") + "'"
+    resp = run_sql(w, f"SELECT id, _change_type FROM table_changes({literal}, 1, 1)")
+    assert resp.status.state == StatementState.SUCCEEDED, resp.status
+    assert resp.result.data_array == [["2", "insert"]]
+    assert run_sql(w, f"SELECT id FROM {quoted} ORDER BY id").result.data_array == [["1"], ["2"]]
+    bad = run_sql(w, "SELECT * FROM table_changes('`main`.`s` x', 1)")
+    assert bad.status.error.message.startswith("[INVALID_IDENTIFIER]")
+
+
 def test_table_changes_after_upsert_shows_update_postimage(ws: LocalWorkspace, w: WorkspaceClient) -> None:
     name = f"main.{unique('cdf')}.accounts"
     ws.catalog.create_table(name, pd.DataFrame({"id": [1, 2], "balance": [10.0, 20.0]}), primary_keys=["id"],

@@ -577,7 +577,12 @@ def _missing_change_data(start: Any, end: Any, version: int) -> DeltaSqlError:
 
 
 def _match(keys: Sequence[str]) -> str:
-    return " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    """The MERGE predicate on the key columns, names in backticks as deltalake quotes its own
+    update and insert clauses (which leave a backtick inside a name unescaped: such names fail)."""
+    def q(name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    return " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys)
 
 
 def _arrow(data: Any) -> Any:
