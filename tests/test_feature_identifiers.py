@@ -47,23 +47,24 @@ def test_key_column_names_may_hold_special_characters_but_not_control_characters
     if ok:
         parse_policy(text)
     else:
-        with pytest.raises(PolicyError, match="primary_keys|timeseries_key|primary key"):
+        with pytest.raises(PolicyError, match=r"primary_keys|timeseries_key|primary key"):
             parse_policy(text)
 
 
 def test_two_feature_tables_of_one_model_cannot_share_an_online_table() -> None:
     with pytest.raises(PolicyError, match=r"online table used by more than one feature table: \['main.s.t_online'\]"):
-        parse_policy(policy_with({}, [{"source": "main.s.t", "primary_keys": ["id"]},
-                                      {"source": "main.s.u", "primary_keys": ["id"], "online_table": "Main.S.T_online"}]))
+        parse_policy(policy_with({}, [
+            {"source": "main.s.t", "primary_keys": ["id"]},
+            {"source": "main.s.u", "primary_keys": ["id"], "online_table": "Main.S.T_online"}]))
 
 
 def test_online_table_names_map_to_distinct_store_names_of_at_most_63_characters() -> None:
     # Plain names keep the readable mapping they always had.
     assert physical_name("main.fs.zones_online") == "main__fs__zones_online"
     assert physical_name("Main.FS.Zones_Online") == "main__fs__zones_online"  # Unity Catalog folds case
-    names = ["a.b__c.d", "a__b.c.d", "a.b_.c", "a._b.c", "a-b.c.d", "a_b.c.d", "main.s.t`x", "main.s.t\"x", "main.s.t'x",
-             "main.s.日本", "main.s.日本語", "main.s." + "t" * 60, "main.s." + "t" * 61, "main.s." + "t" * 255,
-             "main.s." + "t" * 254 + "u", "a.b.c___1234567890abcdef"]
+    names = ["a.b__c.d", "a__b.c.d", "a.b_.c", "a._b.c", "a-b.c.d", "a_b.c.d", "main.s.t`x", "main.s.t\"x",
+             "main.s.t'x", "main.s.日本", "main.s.日本語", "main.s." + "t" * 60, "main.s." + "t" * 61,
+             "main.s." + "t" * 255, "main.s." + "t" * 254 + "u", "a.b.c___1234567890abcdef"]
     mapped = [physical_name(n) for n in names]
     assert len(set(mapped)) == len(names), dict(zip(names, mapped, strict=True))
     for original, name in zip(names, mapped, strict=True):
