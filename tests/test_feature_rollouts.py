@@ -230,6 +230,43 @@ def test_the_titanic_model_reads_a_third_party_store_the_app_publishes_to(make_a
             store.drop_table(physical_name(online))
 
 
+def test_a_starting_warehouse_makes_the_features_step_wait_by_re_enqueueing(make_app):
+    """Statements stay PENDING for 2 s and a step's budget leaves no time to wait on them: each
+    features step submits or polls a statement and returns at once; the rollout waits by
+    re-enqueueing and goes on when the statements finish."""
+    url = ensure_mariadb()
+    holder: dict[str, str] = {}
+
+    def fields(tag):
+        holder["table"] = f"main.c{tag}.passengers"
+        return {"features": {"store": {"kind": "rdbms", "connection_setting": "TITANIC_FEATURES_URL"},
+                             "tables": [{"source": holder["table"], "primary_keys": ["PassengerId"]}]}}
+
+    app = make_app(model_fields=fields,
+                   extra_settings={"TITANIC_FEATURES_URL": url, "FEATURE_STEP_BUDGET_SECONDS": "0"},
+                   served_entity={"environment_vars": {"TITANIC_FEATURES_URL": url}},
+                   smoke=[{"name": "ids only", "records": [{"PassengerId": 1}],
+                           "expect": {"prediction_type": "number", "min": 0, "max": 1}}])
+    ws = app.plat.workspace
+    passengers = titanic.make_passengers(n=100, seed=4)
+    ws.catalog.create_table(holder["table"], titanic.feature_table(passengers), primary_keys=["PassengerId"])
+    online = f"{holder['table']}_online"
+    ws.faults.statement_pending_seconds = 2.0
+    try:
+        v = titanic.train_and_register(app.plat.mlflow.url, app.model, holder["table"], "TITANIC_FEATURES_URL",
+                                       online, n=100)
+        deploy(app, v)
+        row = app.wait_rollout_end(v, timeout=120)
+    finally:
+        ws.faults.statement_pending_seconds = 0.0
+        with OnlineStore(url) as store:
+            store.drop_table(physical_name(online))
+    assert row["status"] == "done", row
+    notes = [h["note"] for h in row["history"] if h["step"] == "features"]
+    assert any("is PENDING: looking again later" in n for n in notes), notes
+    assert "full copy of 100 rows" in " ".join(notes)
+
+
 @pytest.mark.parametrize("store_url", ["sqlite", "postgresql", "mariadb"])
 def test_the_rdbms_publisher_copies_in_time_bounded_steps_and_then_applies_changes(plat, tmp_path, store_url):
     """Publishing to each kind of store: a first copy larger than one result chunk, resumed from
