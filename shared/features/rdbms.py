@@ -69,7 +69,7 @@ def sync(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, col
     try:
         wanted = store.schema_of(columns, table.primary_keys)
     except InvalidIdentifier as exc:
-        raise FeatureFailure(f"{table.source}: the online store cannot hold {exc}") from exc
+        raise FeatureFailure(f"{table.source}: {exc}, so the online store cannot hold it") from exc
     run = cursor.get("run")
     if run is None:
         version = sql.current_version(w, warehouse_id, table.source, cursor, deadline)
@@ -85,39 +85,42 @@ def sync(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, col
         if other:
             store.drop_staging(other)  # the expired run's half-loaded table
         full = state is None or current is None or mode == "snapshot" or bool(drift)
+        # The run keeps the columns it started with, whatever the source does meanwhile.
         cursor.update(run=run, version=version, full=full, start=None if full else state["source_version"] + 1,
-                      next=0, copied=0, why=f"{target} has {'; '.join(drift)}: " if drift else "")
+                      columns=[[c.name, c.type] for c in columns], next=0, copied=0,
+                      why=f"{target} has {'; '.join(drift)}: " if drift else "")
     elif not store.renew(target, run, now, CLAIM_SECONDS):
         # The claim expired and another run took over (and removed this run's staging table).
         return "pending", f"sync run {run} of {target} lost its claim: starting again", None
     try:
-        return _copy(w, warehouse_id, store, table, target, columns, mode, cursor, deadline)
+        return _copy(w, warehouse_id, store, table, target, mode, cursor, deadline)
     except FeatureFailure:
         store.drop_staging(run)
         store.release(target, run)
         raise
 
 
-def _copy(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, target: str, columns: list[Column],
-          mode: str, cursor: dict[str, Any], deadline: float) -> tuple[str, str, dict[str, Any] | None]:
+def _copy(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, target: str, mode: str,
+          cursor: dict[str, Any], deadline: float) -> tuple[str, str, dict[str, Any] | None]:
     from databricks.sdk.errors import NotFound
 
+    columns = [Column(n, t) for n, t in cursor["columns"]]
     names = [c.name for c in columns]
     full, version, run = cursor["full"], cursor["version"], cursor["run"]
     staging = store.staging_table(run)
+    expected = names if full else [*names, *_META]
     if "copy" in cursor:
-        c = cursor["copy"]
-        result = sql.Result(c["statement_id"], [tuple(x) for x in c["columns"]], c["chunks"], c["rows"], None)
+        c = cursor["copy"]  # the names are the run's; only the result's types are kept (cursors stay small)
+        result = sql.Result(c["statement_id"], list(zip(expected, c["types"], strict=True)), c["chunks"], c["rows"],
+                            None)
     else:
-        if full:
-            stmt, expected = snapshot_statement(table, names, version), names
-        else:
-            stmt, expected = changes_statement(table, names, cursor["start"], version), [*names, *_META]
+        stmt = (snapshot_statement(table, names, version) if full else
+                changes_statement(table, names, cursor["start"], version))
         result = sql.run(w, warehouse_id, stmt, cursor, "copy", deadline)
         got = [n for n, _ in result.columns]
         if got != expected:
             raise sql.StatementFailed(f"{table.source}: the warehouse answered columns {got}, not {expected}")
-        cursor["copy"] = {"statement_id": result.statement_id, "columns": result.columns,
+        cursor["copy"] = {"statement_id": result.statement_id, "types": [t for _, t in result.columns],
                           "chunks": result.chunk_count, "rows": result.row_count}
         if full:
             store.drop_table(staging)
