@@ -66,7 +66,7 @@ class Timeline:
             outcome = rec.get("outcome")
             detail = rec.get("reason") or ("; ".join(outcome) if isinstance(outcome, list) else outcome or "")
             self.say(rec["kind"], f"{what} {rec['status']}" + (f": {detail}" if detail else ""))
-        for row in rollouts.all_rollouts(self.tables):
+        for row in rollouts.for_endpoint(self.tables, ENDPOINT):
             for h in row.get("history", []):
                 key = ("step", row["id"], h["at"])
                 if key in self.seen:
@@ -218,7 +218,7 @@ def run(data_dir: Path) -> int:
 
     elapsed = time.monotonic() - started
     print("\nSummary")
-    for row in rollouts.all_rollouts(tables):
+    for row in rollouts.for_endpoint(tables, ENDPOINT):
         took = (row.get("finished_at") or row["updated_at"]) - row["created_at"]
         print(f"  v{row.get('version')}: {row['status']:<10} {took:5.1f}s  {row.get('reason') or ''}")
     by_status: dict[str, int] = {}
