@@ -86,13 +86,7 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
     step("command.received", command=cmd.command, model=cmd.model, id=rec.get("id"), attempt=rec.get("attempts"))
     try:
         if isinstance(cmd, PublishFeatures):
-            outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
-            if status == "running":  # more rows than one step may copy: the next message goes on
-                _redrive(deps, key, delay=0.0, status="running", outcome=outcome, cursors=cursors, attempts=0)
-            else:
-                journal.update(deps.tables, "command", key, status, outcome=outcome, cursors=None)
-                _close_event(deps, cmd.event, "done", "; ".join(outcome))
-            step(f"command.{status}", id=key, outcome=outcome)
+            _publish(deps, key, rec, cmd)
             return
         outcomes = [deploy(deps, cmd, origin, cid)] if isinstance(cmd, Deploy) else reconcile(deps, cmd, origin, cid)
     except PolicyError as exc:
@@ -109,6 +103,29 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
                    started=started)
     step("command.done", id=key, outcome=outcome)
     _close_event(deps, cmd.event, "done", "; ".join(outcome))
+
+
+def _publish(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures) -> None:
+    """One step of ``publish_features``: more rows to copy go on at once; a table that must wait
+    (a statement still running, another writer's claim) is looked at again with backoff, up to
+    ``ROLLOUT_WAIT_TIMEOUT_SECONDS``; no function waits (DESIGN.md principle 3)."""
+    outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
+    s, now = deps.settings, deps.clock()
+    if status == "progress":
+        _redrive(deps, key, delay=0.0, status="running", outcome=outcome, cursors=cursors, attempts=0, waits=0,
+                 waiting_since=None)
+    elif status == "wait" and now - (rec.get("waiting_since") or now) <= s.wait_timeout_seconds:
+        waits = int(rec.get("waits") or 0) + 1
+        delay = min(s.backoff_cap_seconds, s.backoff_base_seconds * 2 ** (waits - 1))
+        _redrive(deps, key, delay=delay, status="running", outcome=outcome, cursors=cursors, attempts=0, waits=waits,
+                 waiting_since=rec.get("waiting_since") or now)
+    else:
+        if status == "wait":
+            status = "failed"
+            outcome = [*outcome, f"gave up waiting after {s.wait_timeout_seconds:.0f} s"]
+        journal.update(deps.tables, "command", key, status, outcome=outcome, cursors=None)
+        _close_event(deps, cmd.event, "done", "; ".join(outcome))
+    step(f"command.{status}", id=key, outcome=outcome)
 
 
 def _retry(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, exc: Exception) -> None:
@@ -223,7 +240,8 @@ def publish_features(deps: Deps, cmd: PublishFeatures, cursors: dict[str, Any],
                      ) -> tuple[list[str], str, dict[str, Any]]:
     """Refresh online copies now: Databricks-side tables get a sync triggered; a third-party
     store is copied to here, one time-bounded message after another (the cursors go on in the
-    record). Returns the outcome, the record's status and the cursors to resume from."""
+    record). Returns the outcome, ``progress`` / ``wait`` / ``done`` / ``failed``, and the
+    cursors to resume from."""
     mp = deps.policy().model(cmd.model)
     if mp is None or mp.features is None:
         raise PolicyError(f"model {cmd.model!r} has no feature tables in the policy")
@@ -237,6 +255,11 @@ def publish_features(deps: Deps, cmd: PublishFeatures, cursors: dict[str, Any],
                                      refresh=True)
     outcome = [f"{st.source}: {st.state}: {st.note}" for st in statuses]
     nxt = {st.source: st.cursor for st in statuses if st.cursor}
-    if nxt:
-        return outcome, "running", nxt
+    if any(st.state == "progress" for st in statuses):
+        return outcome, "progress", nxt
+    # A Databricks-side table is pending once its sync was triggered: that is the refresh asked for.
+    # A third-party copy or a statement still running must be looked at again.
+    own_copy = mp.features.store.kind == "rdbms"
+    if any(st.state == "pending" and (st.cursor or own_copy) for st in statuses):
+        return outcome, "wait", nxt
     return outcome, "failed" if any(st.state == "failed" for st in statuses) else "done", {}

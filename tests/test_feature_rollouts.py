@@ -5,6 +5,8 @@ tables), MariaDB as the third-party online store."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from local import taxi, titanic
@@ -219,9 +221,18 @@ def test_the_titanic_model_reads_a_third_party_store_the_app_publishes_to(make_a
         ws.catalog.delete_rows(holder["table"], [1])
         ws.catalog.upsert_rows(holder["table"], [{**titanic.feature_table(passengers).iloc[1].to_dict(),
                                                   "Fare": 512.0}])
+        # Another writer holds the table for 3 s: the command waits by re-enqueueing, then copies.
+        with OnlineStore(url) as store:
+            assert store.claim(physical_name(online), "abcdef0123", time.time(), 3)[0]
         enqueue(app.queues, COMMANDS_QUEUE, {"command": "publish_features", "model": app.model})
-        app.wait(lambda: any(c.get("command", {}).get("command") == "publish_features" and c["status"] == "done"
-                             for c in app.records("command")), 30, "publish_features to finish")
+
+        def publish_record(status):
+            return next((c for c in app.records("command") if c.get("command", {}).get("command") ==
+                         "publish_features" and c["status"] == status), None)
+
+        waiting = app.wait(lambda: publish_record("running"), 15, "publish_features to wait for the other writer")
+        assert "being written by sync run abcdef0123" in " ".join(waiting["outcome"])
+        app.wait(lambda: publish_record("done"), 30, "publish_features to finish")
         with OnlineStore(url) as store:
             got = store.lookup(physical_name(online), ["PassengerId"], [(1,), (2,)])
         assert got[0] is None and got[1]["Fare"] == 512.0
