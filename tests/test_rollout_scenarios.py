@@ -174,3 +174,45 @@ def test_concurrent_reconciles_for_one_version_start_one_rollout(app):
     assert len(app.rollouts()) == 1
     cmds = app.records("command")
     assert len(cmds) == 4 and all(c["status"] == "done" for c in cmds), cmds
+
+
+def test_a_first_version_that_fails_its_smoke_query_is_not_left_serving(app):
+    from databricks.sdk.errors import NotFound
+
+    v1 = app.register(broken=True)
+    assert app.post_webhook(app.webhook_body(v1)).status_code == 202
+    row = app.wait_rollout_end(v1)
+    assert row["status"] == "failed" and "smoke query 'one trip' failed" in row["reason"]
+    assert "the endpoint served nothing before, so it was deleted" in row["reason"]
+    try:
+        app.w.serving_endpoints.get(app.endpoint)
+        raise AssertionError("the endpoint still exists")
+    except NotFound:
+        pass
+    assert app.champion() is None
+
+
+def test_concurrent_deliveries_with_one_delivery_id_act_once_over_http(app):
+    import threading
+
+    v = app.register()
+    body = app.webhook_body(v)
+    for n in range(30):
+        answers: list[str] = []
+        barrier = threading.Barrier(2)
+
+        event = body.replace(b"Z", f"{n}Z".encode())  # a distinct event per pair
+
+        def deliver(n=n, answers=answers, barrier=barrier, event=event):
+            barrier.wait()
+            answers.append(app.post_webhook(event, delivery=f"pair-{n}").json()["status"])
+
+        threads = [threading.Thread(target=deliver) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(answers) == ["accepted", "duplicate"], (n, answers)
+    app.host.wait_idle(30)
+    cmds = [c for c in app.records("command") if c.get("command", {}).get("command") == "reconcile"]
+    assert len(cmds) == 30 and len(app.rollouts()) == 1
