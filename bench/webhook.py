@@ -52,14 +52,14 @@ def run(n: int) -> str:
             "MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET, "REGISTRY_WATCH_SCHEDULE": "0 0 0 1 1 *",
             "REACTOR_REPAIR_SCHEDULE": "0 0 0 1 1 *",
             **{f"AzureWebJobs.{f}.Disabled": "true" for f in ("commands", "rollout", "commands_poison",
-                                                               "rollout_poison", "registry_watcher")},
+                                                               "rollout_poison", "registry_watcher", "repair")},
         }
         with function_host(settings) as host, requests.Session() as session:
             url = f"{host.url}/api/registry/webhook"
 
             def body(model: str, version: int) -> bytes:
                 return json.dumps({"entity": "model_version", "action": "created", "timestamp": str(uuid.uuid4()),
-                                   "data": {"name": model, "version": str(version)}}).encode()
+                                   "data": {"name": model, "version": str(version + 1)}}).encode()
 
             for i in range(20):  # warm-up
                 _post(session, url, body("bench_model", i), str(uuid.uuid4()), WEBHOOK_SECRET)

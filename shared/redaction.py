@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 MASK = "***"
@@ -48,6 +49,7 @@ _SECRET_PARAMS = frozenset({"key", "sig", "sas", "signature", "pass", "auth"})
 _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
+@lru_cache(maxsize=4096)  # field names repeat; this runs for every field logged or stored
 def is_secret_name(name: str) -> bool:
     """True when a field, parameter or variable named ``name`` holds a secret.
 
@@ -96,6 +98,10 @@ _DATABRICKS_PAT = re.compile(r"\bdapi[0-9a-f]{32}(?:-\d+)?\b")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
+# Every pattern above needs one of these: most text (ids, states, versions) skips the rest.
+_MAYBE = re.compile(r"[=:]|bearer|dapi|eyJ", re.IGNORECASE)
+
+
 def _mask_secret(match: re.Match[str]) -> str:
     return match.group("head") + MASK
 
@@ -120,7 +126,7 @@ _mask_param = _masker(_is_secret_param)
 def redact(text: str) -> str:
     """``text`` with every credential it carries replaced by ``***`` (see the module doc for
     what is recognised). Anything that is not a ``str`` is returned unchanged."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or not _MAYBE.search(text):
         return text
     text = _URL_USERINFO.sub(_mask_secret, text)
     text = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group("secret") == MASK else _mask_secret(m), text)
