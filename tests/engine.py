@@ -433,6 +433,23 @@ class Driver:
         open_rollouts = [r for r in self.rollouts() if r["status"] not in rollouts.TERMINAL]
         return not open_records and not open_rollouts
 
+    def check_quiet(self, reruns: dict[str, int] | None = None) -> None:
+        """Once nothing is left to do: every record and rollout terminal, the lease free, no
+        version that failed its gates serving, and no version rolled out twice (or, with
+        ``reruns``, more than once plus the explicit deploys sent for it)."""
+        self.check_lease()
+        open_records = [(r["key"], r["status"]) for r in self.records() if r["status"] not in journal.TERMINAL]
+        assert not open_records, open_records
+        rows = self.rollouts()
+        assert all(r["status"] in rollouts.TERMINAL for r in rows), rows
+        lease = rollouts.lease(self.raw_tables, ENDPOINT)
+        assert not lease.get("active") and not lease.get("queued"), lease
+        broken = self.serving_api.bad_answers | self.serving_api.fails_load
+        assert not set(self.serving_api.serving(ENDPOINT)) & broken
+        for version in {r.get("version") for r in rows}:
+            done = [r["id"] for r in rows if r.get("version") == version and r["status"] == "done"]
+            assert len(done) <= 1 + (reruns or {}).get(version, 0), f"version {version} rolled out as {done}"
+
     def check_lease(self) -> None:
         """L1: the lease names only live rollouts; L2: only its active rollout wrote the endpoint."""
         assert not self.serving_api.violations, self.serving_api.violations
