@@ -11,9 +11,11 @@ databricks-sdk and the real database servers (PostgreSQL and MariaDB on loopback
    - the workspace's Online Feature Store pipeline (``feature_store.publish_table``, TRIGGERED;
      timed from the publish call until ``database.get_synced_database_table`` shows the source's
      version), into SQLite and PostgreSQL (one local workspace per ``online_store_url``);
-   - the app's own third-party publisher (``shared.features.rdbms.sync``, looped with the app's
-     default 20 s step budget until done; it reads the source through the SQL Statement Execution
-     API in chunks) into SQLite, PostgreSQL and MariaDB.
+   - the app's own third-party publisher (``shared.features.ensure`` with an ``rdbms`` store, one
+     pass per step as the rollout's features step makes them, with the app's default 20 s step
+     budget, until the table is ready; it reads the source through the SQL Statement Execution
+     API in chunks, and a statement still running is polled again on the next pass) into SQLite,
+     PostgreSQL and MariaDB.
 
    Reported: seconds, rows/s and the ratio to the fastest case; for the app publisher also the share
    of its time spent reading the source (the statement and its result chunks, over HTTP) and writing
@@ -26,7 +28,8 @@ databricks-sdk and the real database servers (PostgreSQL and MariaDB on loopback
    features) reading MariaDB. Cases take turns request by request after a warm-up.
 
 Models live in a ``sqlite:///`` MLflow registry in a temporary directory. Every table created in
-PostgreSQL and MariaDB is dropped at the end, with the sync watermarks written there.
+PostgreSQL and MariaDB is dropped at the end (staging tables of every copy run included), with
+the sync watermarks and writer claims written there.
 Prints Markdown tables; ``--write`` appends them to docs/benchmarks.md.
 """
 
@@ -57,14 +60,17 @@ from local.services import ensure_mariadb, ensure_postgres
 from local.stack import WORKSPACE_TOKEN
 from local.workspace import LocalWorkspace
 from local.workspace.online_catalog import OnlineTableRef
-from shared.features import rdbms
-from shared.online_store import SYNC_STATE, OnlineStore, physical_name
-from shared.policy import FeatureTable
+from shared.features import ensure
+from shared.online_store import CLAIMS, SYNC_STATE, OnlineStore, physical_name
+from shared.policy import Features, FeatureTable, RdbmsStore
 from shared.workspace import _workspace_client
 
 WAREHOUSE = "local-warehouse"
 STORE = "bench-online"
 STEP_BUDGET_SECONDS = 20.0  # the app's default FEATURE_STEP_BUDGET_SECONDS
+PENDING_POLL_SECONDS = 0.1  # pause before the pass after one that found a statement still running
+PENDING_TIMEOUT_SECONDS = 600.0  # an app publisher pending this long in a row fails the run
+STORE_SETTING = "BENCH_FEATURES_URL"  # the app setting the rdbms store's connection_setting names
 KEY = "customer_id"
 TITANIC_ENV = "TITANIC_FEATURES_URL"
 
@@ -108,7 +114,7 @@ class Publish:
     incr_s: float
     read_s: float | None = None  # app publisher: statement + result chunks (full copy)
     write_s: float | None = None  # app publisher: store upserts + replace (full copy)
-    steps: int | None = None  # app publisher: rdbms.sync calls for the full copy
+    steps: int | None = None  # app publisher: ensure passes for the full copy
 
 
 def _wait(what: str, cond: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
@@ -155,8 +161,11 @@ class _Clock:
     def __init__(self) -> None:
         self.spent = 0.0
 
-    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, fn: Callable[..., Any], when: Callable[..., bool] | None = None) -> Callable[..., Any]:
+        """``fn`` timed (only the calls whose arguments ``when`` accepts, if given)."""
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if when is not None and not when(*args):
+                return fn(*args, **kwargs)
             started = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -166,23 +175,51 @@ class _Clock:
 
 
 def app_publish(w: Any, url: str, table: FeatureTable) -> tuple[float, float, float, int]:
-    """One ``rdbms.sync`` run to completion: (seconds, of which reading the source, of which
-    writing the store, steps)."""
+    """One sync of ``table`` to the store at ``url`` through ``shared.features.ensure``, pass after
+    pass until it is ready: (seconds, of which reading the source, of which writing the store,
+    passes). ``ensure`` opens the store itself at every pass, so the store's upserts and replace are
+    timed on the class, for the stores at ``url`` only."""
+    features = Features(store=RdbmsStore(kind="rdbms", connection_setting=STORE_SETTING), publish_mode="triggered",
+                        tables=[table])
+    settings = {STORE_SETTING: url}
     read, write = _Clock(), _Clock()
     api = w.statement_execution
     saved = api.execute_statement, api.get_statement, api.get_statement_result_chunk_n
+    saved_store = OnlineStore.upsert, OnlineStore.replace
     api.execute_statement, api.get_statement, api.get_statement_result_chunk_n = (read.wrap(f) for f in saved)
+    OnlineStore.upsert, OnlineStore.replace = (write.wrap(f, lambda store, *_: store.url == url)
+                                               for f in saved_store)
+    runs: set[str] = set()  # copy runs seen, whose staging tables go if a run stops half-way
     try:
-        with OnlineStore(url) as store:
-            store.upsert, store.replace = write.wrap(store.upsert), write.wrap(store.replace)
-            started = time.perf_counter()
-            cursor, steps, done = None, 0, False
-            while not done:
-                done, cursor, _ = rdbms.sync(w, WAREHOUSE, store, table, "triggered", cursor, STEP_BUDGET_SECONDS)
-                steps += 1
-            return time.perf_counter() - started, read.spent, write.spent, steps
+        started = time.perf_counter()
+        cursors: dict[str, Any] = {}
+        steps, pending_since = 0, None
+        while True:
+            (status,) = ensure(w, WAREHOUSE, features, settings, cursors, now=time.time(),
+                               budget_seconds=STEP_BUDGET_SECONDS)
+            steps += 1
+            if status.state == "ready":
+                return time.perf_counter() - started, read.spent, write.spent, steps
+            if status.state == "failed" or status.cursor is None:  # no cursor: another writer's claim
+                raise RuntimeError(f"{table.source} to {url}: {status.state}: {status.note}")
+            runs.update([status.cursor["run"]] if "run" in status.cursor else [])
+            cursors = {table.source: status.cursor}
+            if status.state != "pending":
+                pending_since = None
+                continue
+            # A statement still running (polled again on the next pass), or the store unreachable.
+            pending_since = pending_since or time.monotonic()
+            if time.monotonic() - pending_since > PENDING_TIMEOUT_SECONDS:
+                raise TimeoutError(f"{table.source} to {url}: pending for {PENDING_TIMEOUT_SECONDS:.0f} s: "
+                                   f"{status.note}")
+            time.sleep(PENDING_POLL_SECONDS)
     finally:
         api.execute_statement, api.get_statement, api.get_statement_result_chunk_n = saved
+        OnlineStore.upsert, OnlineStore.replace = saved_store
+        if runs:
+            with contextlib.suppress(Exception), OnlineStore(url) as store:
+                for run in runs:
+                    store.drop_staging(run)
 
 
 def _check(url: str, physical: str, expected: int, changed: dict[str, Any] | None = None) -> None:
@@ -223,7 +260,6 @@ def run_publishing(tmp: Path, registry: str, n: int, k: int, urls: dict[str, str
             if store_name == "SQLite":  # this workspace is also the source of the app publisher's copies
                 for name, url in urls.items():
                     cleanup.callback(_drop, url, physical_name(table.online_name))
-                    cleanup.callback(_drop, url, physical_name(table.online_name) + "__staging")
                     seconds, read_s, write_s, steps = app_publish(w, url, table)
                     _check(url, physical_name(table.online_name), n)
                     app.append((name, seconds, read_s, write_s, steps))
@@ -380,8 +416,9 @@ def run_serving(tmp: Path, registry: str, requests_per_case: int, urls: dict[str
 def _drop(url: str, physical: str) -> None:
     with OnlineStore(url) as store:
         store.drop_table(physical)
-        with contextlib.suppress(Exception):
-            store.delete(SYNC_STATE, ["online_table"], [(physical,)])
+        for internal in (SYNC_STATE, CLAIMS):  # its watermark, and a claim a run that stopped left
+            with contextlib.suppress(Exception):
+                store.delete(internal, ["online_table"], [(physical,)])
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -419,7 +456,8 @@ def report(publishes: list[Publish], cases: list[Case], n: int, k: int, requests
     steps = ", ".join(f"{p.store} {p.steps}" for p in publishes if p.steps is not None)
     lines += [
         "",
-        f"App publisher steps for the full copy ({STEP_BUDGET_SECONDS:.0f} s budget each): {steps}. Reading source / "
+        f"App publisher steps for the full copy (`features.ensure` passes, {STEP_BUDGET_SECONDS:.0f} s budget each, "
+        f"counting passes that found a statement still running): {steps}. Reading source / "
         "writing store: shares of the full copy's time in the Statement Execution calls (the local warehouse runs "
         "in-process, so its JSON encoding counts here) and in the store's upserts and final replace.",
         "",
@@ -443,19 +481,20 @@ def report(publishes: list[Publish], cases: list[Case], n: int, k: int, requests
 
 @contextlib.contextmanager
 def _state_table_kept(urls: dict[str, str]) -> Iterator[None]:
-    """Drop the stores' sync watermark table at the end if this run created it and left it empty."""
+    """Drop the stores' sync watermark and writer claim tables at the end if this run created them
+    and left them empty."""
     existed = {}
     for name, url in urls.items():
         with OnlineStore(url) as store:
-            existed[name] = _has_table(store, SYNC_STATE)
+            existed[name] = {t for t in (SYNC_STATE, CLAIMS) if _has_table(store, t)}
     try:
         yield
     finally:
         for name, url in urls.items():
-            if not existed[name]:
+            for internal in {SYNC_STATE, CLAIMS} - existed[name]:
                 with OnlineStore(url) as store, contextlib.suppress(Exception):
-                    if _has_table(store, SYNC_STATE) and store.count(SYNC_STATE) == 0:
-                        store.drop_table(SYNC_STATE)
+                    if _has_table(store, internal) and store.count(internal) == 0:
+                        store.drop_table(internal)
 
 
 def _has_table(store: OnlineStore, table: str) -> bool:
