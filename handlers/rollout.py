@@ -38,8 +38,10 @@ from shared.queues import ROLLOUT_QUEUE, enqueue
 from shared.registry import VersionNotFound, get_version, resolve, set_aliases
 from shared.tables import ConcurrencyConflict, Entity
 
-# Before ``deploy`` writes the endpoint, a newer rollout may take over (supersede) this one.
-_SUPERSEDABLE = frozenset({"resolve", "validate", "features", "deploy"})
+# Until it reaches ``deploy`` a newer rollout may take over (supersede) this one. Not in
+# ``deploy`` itself: its write may have reached the endpoint while its commit failed, and a
+# version written but never smoke-tested must be seen through to its smoke or its rollback.
+_SUPERSEDABLE = frozenset({"resolve", "validate", "features"})
 _MAX_STEP_ERRORS = 5
 _MAX_EARLY = 30
 

@@ -433,10 +433,9 @@ class Driver:
         open_rollouts = [r for r in self.rollouts() if r["status"] not in rollouts.TERMINAL]
         return not open_records and not open_rollouts
 
-    def check_quiet(self, reruns: dict[str, int] | None = None) -> None:
+    def check_quiet(self) -> None:
         """Once nothing is left to do: every record and rollout terminal, the lease free, no
-        version that failed its gates serving, and no version rolled out twice (or, with
-        ``reruns``, more than once plus the explicit deploys sent for it)."""
+        version that failed its gates serving, and no version rolled out twice in a row."""
         self.check_lease()
         open_records = [(r["key"], r["status"]) for r in self.records() if r["status"] not in journal.TERMINAL]
         assert not open_records, open_records
@@ -446,9 +445,18 @@ class Driver:
         assert not lease.get("active") and not lease.get("queued"), lease
         broken = self.serving_api.bad_answers | self.serving_api.fails_load
         assert not set(self.serving_api.serving(ENDPOINT)) & broken
-        for version in {r.get("version") for r in rows}:
-            done = [r["id"] for r in rows if r.get("version") == version and r["status"] == "done"]
-            assert len(done) <= 1 + (reruns or {}).get(version, 0), f"version {version} rolled out as {done}"
+        # A version is rolled out again only after another rollout changed the endpoint, or when
+        # an operator deployed it again.
+        last_done, touched = None, False
+        for row in sorted((r for r in rows if r.get("finished_at")), key=lambda r: r["finished_at"]):
+            if row["status"] == "done":
+                if last_done and last_done["version"] == row["version"] and not touched:
+                    origin = journal.get(self.raw_tables, "command", row["origin"]["id"]) or {}
+                    assert origin.get("command", {}).get("command") == "deploy", \
+                        f"version {row['version']} rolled out twice in a row: {last_done['id']}, {row['id']}"
+                last_done, touched = row, False
+            elif any(h["step"] == "deploy" for h in row.get("history", [])):
+                touched = True
 
     def check_lease(self) -> None:
         """L1: the lease names only live rollouts; L2: only its active rollout wrote the endpoint."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers import rollout
+from handlers import commands, rollout
 from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE
 from tests.engine import ENDPOINT, MODEL, Driver, Faults, StorageFault
@@ -310,3 +310,38 @@ def test_no_secret_in_an_error_reaches_a_rollout_or_a_record(tmp_path: Path) -> 
     assert row["status"] == "failed" and "lookup failed: postgresql://app@db.example/features" in row["reason"]
     stored = json.dumps([d.rollouts(), d.records(), rollouts.lease(d.raw_tables, ENDPOINT)])
     assert secret not in stored and "password=***" in stored
+
+
+def test_a_rollout_whose_endpoint_write_landed_is_never_superseded_unsmoked(tmp_path: Path, monkeypatch) -> None:
+    """Found by the property test: the deploy step wrote the endpoint, its commit failed, and a
+    newer rollout queued meanwhile. Superseding it then left an untested version serving, which
+    the next rollout took as the config to restore."""
+    d = Driver(tmp_path)
+    v1 = d.registry.register()
+    deploy(d, v1)
+    d.run()
+    v2, v3 = d.registry.register(), d.registry.register()
+    d.serving_api.bad_answers.add(v2)
+    real_advance, failed = rollouts.advance, []
+
+    def commit_fails_after_the_write(tables, entity, note, **changes):
+        if entity.data["step"] == "deploy" and entity.data["version"] == v2 and not failed:
+            failed.append(entity.row_key)
+            raise StorageFault("commit lost after the endpoint was written")
+        return real_advance(tables, entity, note, **changes)
+
+    monkeypatch.setattr(rollouts, "advance", commit_fails_after_the_write)
+    deploy(d, v2)
+    while not failed:
+        assert d.step() or d.run(limit=1) is not None
+    assert d.serving_api.endpoints[ENDPOINT].pending is not None  # v2's update is on its way
+    # v3's deploy is handled before v2's step comes back, so v3 waits in the queued slot.
+    commands.handle_message(d.deps, json.dumps({"command": "deploy", "model": MODEL, "environment": "prod",
+                                                "version": v3}).encode(), "deploy-v3")
+    assert rollouts.lease(d.raw_tables, ENDPOINT)["queued_version"] == v3
+    d.run()
+    by_version = {r["version"]: r for r in d.rollouts()}
+    assert by_version[v2]["status"] == "failed" and "rolled back to versions ['1']" in by_version[v2]["reason"]
+    assert by_version[v3]["status"] == "done"
+    assert_healthy_end(d)
+    assert d.serving_api.serving(ENDPOINT) == [v3]
