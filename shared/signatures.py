@@ -106,6 +106,23 @@ def _shaped(value: str, pattern: re.Pattern[str], name: str, shape: str) -> str:
     return value
 
 
+def _signatures(headers: Mapping[str, str], name: str, shape: re.Pattern[str], entry: re.Pattern[str],
+                what: str) -> list[str]:
+    """The signatures a header presents (a repeated header arrives comma-joined), at most
+    ``MAX_SIGNATURES`` of them."""
+    entries = entry.findall(_shaped(_header(headers, name), shape, name, what))
+    if len(entries) > MAX_SIGNATURES:
+        raise SignatureError(MALFORMED_HEADER, f"{name} has {len(entries)} entries; at most {MAX_SIGNATURES} are read")
+    return entries
+
+
+def _match(expected: str, entries: list[str], name: str) -> None:
+    # Every entry is compared, so the time taken does not depend on which one matched.
+    matches = [hmac.compare_digest(expected.encode(), e.encode()) for e in entries]
+    if not any(matches):
+        raise SignatureError(MISMATCH, f"{name} does not match")
+
+
 def verify_mlflow(headers: Mapping[str, str], body: bytes, secret: str, *, now: float, tolerance: float) -> str:
     """Check an MLflow 3 delivery; returns its delivery id. ``headers`` keys are lower case."""
     if not secret:
@@ -114,21 +131,12 @@ def verify_mlflow(headers: Mapping[str, str], body: bytes, secret: str, *, now: 
                           "1 to 128 letters, digits and _.:- (a repeated header?)")
     timestamp = _shaped(_header(headers, "X-MLflow-Timestamp"), _TIMESTAMP, "X-MLflow-Timestamp",
                         "Unix seconds, 1 to 12 ASCII digits")
-    presented = _shaped(_header(headers, "X-MLflow-Signature"), _SIG_LIST, "X-MLflow-Signature",
-                        "a list of v1,<base64> entries")
-    entries = _SIG_ENTRIES.findall(presented)
-    if len(entries) > MAX_SIGNATURES:
-        raise SignatureError(MALFORMED_HEADER, f"X-MLflow-Signature has {len(entries)} entries; "
-                                               f"at most {MAX_SIGNATURES} are read")
+    entries = _signatures(headers, "X-MLflow-Signature", _SIG_LIST, _SIG_ENTRIES, "a list of v1,<base64> entries")
     sent_at = int(timestamp)
     if abs(now - sent_at) > tolerance:
         raise SignatureError(OUTSIDE_WINDOW,
                              f"timestamp {sent_at} is outside the {int(tolerance)} s window (now {int(now)})")
-    expected = mlflow_signature(secret, delivery_id, timestamp, body).encode()
-    # Every entry is compared, so the time taken does not depend on which one matched.
-    matches = [hmac.compare_digest(expected, e.encode()) for e in entries]
-    if not any(matches):
-        raise SignatureError(MISMATCH, "X-MLflow-Signature does not match")
+    _match(mlflow_signature(secret, delivery_id, timestamp, body), entries, "X-MLflow-Signature")
     return delivery_id
 
 
@@ -139,16 +147,9 @@ def verify_databricks(headers: Mapping[str, str], body: bytes, secret: str) -> s
     """
     if not secret:
         raise SignatureError(NO_SECRET, "no Databricks webhook secret is configured (DATABRICKS_WEBHOOK_SECRET)")
-    presented = _shaped(_header(headers, "X-Databricks-Signature"), _HEX_LIST, "X-Databricks-Signature",
-                        "lowercase hex HMAC-SHA256 (64 hex digits)")
-    entries = _HEX_ENTRIES.findall(presented)
-    if len(entries) > MAX_SIGNATURES:
-        raise SignatureError(MALFORMED_HEADER, f"X-Databricks-Signature has {len(entries)} entries; "
-                                               f"at most {MAX_SIGNATURES} are read")
-    expected = databricks_signature(secret, body).encode()
-    matches = [hmac.compare_digest(expected, e.lower().encode()) for e in entries]
-    if not any(matches):
-        raise SignatureError(MISMATCH, "X-Databricks-Signature does not match")
+    entries = _signatures(headers, "X-Databricks-Signature", _HEX_LIST, _HEX_ENTRIES,
+                          "lowercase hex HMAC-SHA256 (64 hex digits)")
+    _match(databricks_signature(secret, body), [e.lower() for e in entries], "X-Databricks-Signature")
     return "dbx-" + hashlib.sha256(body).hexdigest()[:32]
 
 

@@ -102,9 +102,8 @@ class FaultyTables(TableService):
     def transact(self, table, partition_key, ops: list[Op]):
         return self._write(f"transact {table}", self.inner.transact, table, partition_key, ops)
 
-    def query_page(self, table, partition_key=None, *, limit=1000, continuation=None, row_prefix=None) -> Page:
-        return self.inner.query_page(table, partition_key, limit=limit, continuation=continuation,
-                                     row_prefix=row_prefix)
+    def query_page(self, table, partition_key=None, *, limit=1000, continuation=None) -> Page:
+        return self.inner.query_page(table, partition_key, limit=limit, continuation=continuation)
 
 
 class FaultyQueues(QueueService):

@@ -148,6 +148,6 @@ def test_paging_with_continuation_tokens_visits_each_entity_once(tables):
         if token is None:
             break
     assert pages == 5 and len(seen) == 50 and len(set(seen)) == 50 and seen == sorted(seen)
-    assert [e.row_key for e in tables.query_page("t", "p2", row_prefix="r1").entities] == [f"r1{i}" for i in range(10)]
+    assert [e.row_key for e in tables.query_page("t", "p2", limit=3).entities] == ["r00", "r01", "r02"]
     with pytest.raises(ValueError, match="continuation token"):
         tables.query_page("t", continuation="not-a-token")

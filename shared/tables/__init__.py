@@ -95,18 +95,17 @@ class TableService(ABC):
 
     @abstractmethod
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
-                   continuation: str | None = None, row_prefix: str | None = None) -> Page:
-        """Up to ``limit`` entities in key order (partition, then row), from ``continuation`` on.
-        ``row_prefix`` keeps rows whose key starts with it (a key-range scan in Azure)."""
+                   continuation: str | None = None) -> Page:
+        """Up to ``limit`` entities in key order (partition, then row), from ``continuation`` on."""
 
-    def query(self, table: str, partition_key: str | None = None, *, row_prefix: str | None = None,
+    def query(self, table: str, partition_key: str | None = None, *,
               where: Callable[[dict[str, Any]], bool] | None = None, **equals: Any) -> list[Entity]:
         """Every entity of a partition (or of the table) whose fields equal ``equals``, by keys.
         Reads page after page: use it where the set is bounded by design."""
         out: list[Entity] = []
         token: str | None = None
         while True:
-            page = self.query_page(table, partition_key, continuation=token, row_prefix=row_prefix)
+            page = self.query_page(table, partition_key, continuation=token)
             out.extend(e for e in page.entities
                        if all(e.data.get(k) == v for k, v in equals.items()) and (where is None or where(e.data)))
             token = page.continuation

@@ -89,17 +89,13 @@ class SqliteTableService(TableService):
         return out
 
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
-                   continuation: str | None = None, row_prefix: str | None = None) -> Page:
+                   continuation: str | None = None) -> Page:
         limit = max(1, min(limit, MAX_PAGE))
         sql = "SELECT pk, rk, data, etag FROM table_entities WHERE tbl = ?"
         args: list[Any] = [table]
         if partition_key is not None:
             sql += " AND pk = ?"
             args.append(partition_key)
-        if row_prefix:
-            # A key range, as Azure filters RowKey ge prefix and lt the prefix's successor.
-            sql += " AND rk >= ? AND rk < ?"
-            args += [row_prefix, row_prefix[:-1] + chr(ord(row_prefix[-1]) + 1)]
         if continuation:
             pk, rk = _after(continuation)
             sql += " AND (pk > ? OR (pk = ? AND rk > ?))"
