@@ -244,7 +244,13 @@ def test_a_starting_warehouse_keeps_statements_pending(ws: LocalWorkspace, w: Wo
         waited = w.statement_execution.execute_statement("SELECT 7 AS n", WAREHOUSE, wait_timeout="5s")
         assert waited.status.state == StatementState.SUCCEEDED and waited.result.data_array == [["7"]]
         assert 1.4 <= time.monotonic() - started < 5
-        done = w.statement_execution.get_statement(queued.statement_id)
+        # The queued statement left PENDING with the waited one; the two run side by side, so it may
+        # still be RUNNING here: a client polls until it ends, as the product does on its next pass.
+        deadline = time.monotonic() + 5
+        while (done := w.statement_execution.get_statement(queued.statement_id)).status.state in (
+                StatementState.PENDING, StatementState.RUNNING) and time.monotonic() < deadline:
+            assert done.status.state == StatementState.RUNNING
+            time.sleep(0.02)
         assert done.status.state == StatementState.SUCCEEDED and done.result.data_array == [["42"]]
         assert done.manifest.truncated is False
         assert w.statement_execution.get_statement(canceled.statement_id).status.state == StatementState.CANCELED
