@@ -1,13 +1,18 @@
-"""HTTP triggers: the registry webhook and the operators' read-only views."""
+"""HTTP triggers: the registry webhook and the operators' read-only views.
+
+The handlers are imported inside each function, on its first call: the worker imports this
+module to index the app, and module-level work is paid at every cold start ("initialize
+lazily on first function execution", reference azure-functions.md §6). The handlers pull in
+pydantic and YAML for the policy.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 import azure.functions as func
 
-from handlers import deps as app_deps
-from handlers import operators, webhook
 from handlers.http_types import Request, Response
 
 bp = func.Blueprint()
@@ -27,8 +32,12 @@ def _answer(resp: Response) -> func.HttpResponse:
 
 
 def _unavailable(exc: Exception) -> func.HttpResponse:
-    # Our own storage or settings failed, not the caller: 503 tells the sender to retry.
-    logging.getLogger("reactor").exception("request failed")
+    from shared.log import step
+
+    # Our own storage or settings failed, not the caller: 503 tells the sender to retry. The
+    # traceback goes through step's redaction: an error may quote a connection string.
+    step("request.failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}",
+         traceback="".join(traceback.format_exception(exc)))
     return _answer(Response(503, {"error": f"temporarily unavailable: {type(exc).__name__}"}))
 
 
@@ -36,8 +45,10 @@ def _unavailable(exc: Exception) -> func.HttpResponse:
 @bp.function_name("registry_webhook")
 @bp.route(route="registry/webhook", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, webhook
+
     try:
-        return _answer(webhook.handle(app_deps.current(), _request(req)))
+        return _answer(webhook.handle(deps.current(), _request(req)))
     except Exception as exc:
         return _unavailable(exc)
 
@@ -45,8 +56,10 @@ def registry_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("records")
 @bp.route(route="records", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def records(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, operators
+
     try:
-        return _answer(operators.list_records(app_deps.current(), _request(req)))
+        return _answer(operators.list_records(deps.current(), _request(req)))
     except Exception as exc:
         return _unavailable(exc)
 
@@ -54,7 +67,9 @@ def records(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("rollouts")
 @bp.route(route="rollouts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def rollouts(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, operators
+
     try:
-        return _answer(operators.list_rollouts(app_deps.current(), _request(req)))
+        return _answer(operators.list_rollouts(deps.current(), _request(req)))
     except Exception as exc:
         return _unavailable(exc)

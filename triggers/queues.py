@@ -2,14 +2,15 @@
 
 An exception here makes the host retry the message (host.json ``maxDequeueCount``) and
 then move it to ``<queue>-poison``; handlers raise only for trouble worth a retry.
+
+The handlers are imported inside each function, on its first call, not when the worker
+indexes the app (cold start, reference azure-functions.md §6).
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from handlers import commands, operators, rollout
-from handlers import deps as app_deps
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX, ROLLOUT_QUEUE
 
 bp = func.Blueprint()
@@ -19,22 +20,30 @@ CONNECTION = "AzureWebJobsStorage"
 @bp.function_name("commands")
 @bp.queue_trigger(arg_name="msg", queue_name=COMMANDS_QUEUE, connection=CONNECTION)
 def on_command(msg: func.QueueMessage) -> None:
-    commands.handle_message(app_deps.current(), msg.get_body(), msg.id)
+    from handlers import commands, deps
+
+    commands.handle_message(deps.current(), msg.get_body(), msg.id)
 
 
 @bp.function_name("rollout")
 @bp.queue_trigger(arg_name="msg", queue_name=ROLLOUT_QUEUE, connection=CONNECTION)
 def on_rollout_step(msg: func.QueueMessage) -> None:
-    rollout.handle_message(app_deps.current(), msg.get_body(), msg.id)
+    from handlers import deps, rollout
+
+    rollout.handle_message(deps.current(), msg.get_body(), msg.id)
 
 
 @bp.function_name("commands_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=COMMANDS_QUEUE + POISON_SUFFIX, connection=CONNECTION)
 def on_command_poison(msg: func.QueueMessage) -> None:
-    operators.record_poison(app_deps.current(), COMMANDS_QUEUE + POISON_SUFFIX, msg.get_body(), msg.id)
+    from handlers import deps, operators
+
+    operators.record_poison(deps.current(), COMMANDS_QUEUE + POISON_SUFFIX, msg.get_body(), msg.id)
 
 
 @bp.function_name("rollout_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=ROLLOUT_QUEUE + POISON_SUFFIX, connection=CONNECTION)
 def on_rollout_poison(msg: func.QueueMessage) -> None:
-    operators.record_poison(app_deps.current(), ROLLOUT_QUEUE + POISON_SUFFIX, msg.get_body(), msg.id)
+    from handlers import deps, operators
+
+    operators.record_poison(deps.current(), ROLLOUT_QUEUE + POISON_SUFFIX, msg.get_body(), msg.id)

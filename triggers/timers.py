@@ -1,11 +1,12 @@
-"""Timer triggers. Schedules come from app settings (``%NAME%``), NCRONTAB with seconds first."""
+"""Timer triggers. Schedules come from app settings (``%NAME%``), NCRONTAB with seconds first.
+
+The handlers are imported inside each function, on its first call, not when the worker
+indexes the app (cold start, reference azure-functions.md §6).
+"""
 
 from __future__ import annotations
 
 import azure.functions as func
-
-from handlers import deps as app_deps
-from handlers import repair, watcher
 
 bp = func.Blueprint()
 
@@ -13,7 +14,9 @@ bp = func.Blueprint()
 @bp.function_name("registry_watcher")
 @bp.timer_trigger(arg_name="timer", schedule="%REGISTRY_WATCH_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def registry_watcher(timer: func.TimerRequest) -> None:
-    watcher.tick(app_deps.current())
+    from handlers import deps, watcher
+
+    watcher.tick(deps.current())
 
 
 # Not run_on_startup (reference azure-functions.md §2: not for production); a short schedule
@@ -21,4 +24,6 @@ def registry_watcher(timer: func.TimerRequest) -> None:
 @bp.function_name("repair")
 @bp.timer_trigger(arg_name="timer", schedule="%REACTOR_REPAIR_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def repair_sweep(timer: func.TimerRequest) -> None:
-    repair.tick(app_deps.current())
+    from handlers import deps, repair
+
+    repair.tick(deps.current())
