@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Static checks of infra/*.bicep with checkov (the Bicep CLI is a downloaded binary and does not run in CI).
+# checkov lives in its own virtual environment, .local/checkov-venv, apart from the app's .venv: it has many
+# dependencies that must not mix with the app's. The environment is made again only when it is missing or
+# infra/requirements-checkov.txt changed.
+# Exit status: non-zero when a check fails or a template cannot be parsed (CKV_PARSE_ERROR_FAIL: by default
+# checkov reports a parsing error and still exits 0). Skips are inline `//checkov:skip=CKV_...: reason`
+# comments in the templates.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+venv=.local/checkov-venv
+stamp=$venv/.requirements.sha
+want=$(sha256sum infra/requirements-checkov.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[infra] installing checkov into $venv" >&2
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q -r infra/requirements-checkov.txt 2>&1 | { grep -v "is ignored: it is neither" || true; } >&2
+  echo "$want" > "$stamp"
+fi
+
+# --skip-download: no calls to the vendor's platform (guidelines, custom policies); the checks are built in.
+CKV_PARSE_ERROR_FAIL=true exec "$venv/bin/checkov" -d infra --framework bicep --skip-download --compact --quiet "$@"
