@@ -31,7 +31,7 @@ from typing import Any
 
 from handlers.deps import Deps
 from shared import features as feature_tables
-from shared import journal, rollouts, serving, smoke
+from shared import journal, rollouts, serving, smoke, telemetry
 from shared.log import correlated, step
 from shared.policy import Environment, ModelPolicy, PolicyError
 from shared.queues import ROLLOUT_QUEUE, enqueue
@@ -354,7 +354,12 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
     if row["step"] in _SUPERSEDABLE and lease.get("queued"):
         _finish(deps, entity, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
         return
-    _apply(deps, entity, _execute(deps, row))
+    # One span per step run: the step's Databricks and registry calls, then its commit.
+    with telemetry.span(f"rollout.{row['step']}", rollout=rid, endpoint=endpoint, model=row["model"],
+                        environment=row["environment"], version=row.get("version"), seq=seq) as span:
+        tr = _execute(deps, row)
+        span.set(status=tr.status, next=tr.step, wait=tr.wait, note=tr.note)
+        _apply(deps, entity, tr)
 
 
 def _execute(deps: Deps, row: dict[str, Any]) -> Transition:

@@ -27,6 +27,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from shared import telemetry
 from shared.redaction import redact, redact_value
 from shared.tables import ConcurrencyConflict, Entity, EntityExists, Op, Page, TableService
 
@@ -164,6 +165,8 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
         except (ConcurrencyConflict, EntityExists):
             continue
         gone = written[displaced.row_key].data if displaced is not None else None
+        if gone is not None:
+            telemetry.rollout_ended(gone)
         return Claim(written[rid].data, ls["active"] == rid, True, gone)
     raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 
@@ -212,6 +215,8 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
             if current is None or current.etag != entity.etag:
                 return None
             continue
+        # Here, once: the commit that ended it (a lost answer to that commit goes unrecorded).
+        telemetry.rollout_ended(written[rid].data)
         return Ended(written[rid].data, ls.get("active"))
     raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 

@@ -2,6 +2,8 @@
 
 We never use the SDK's waiters: they block, and ``wait_get_serving_endpoint_not_updating``
 ignores ``ready`` (§0.4, Appendix A.5). A rollout step reads the endpoint once and decides.
+Each SDK call is a span (shared.telemetry) named for the SDK method, with the endpoint; the
+HTTP calls under it get theirs from the distro's ``requests`` instrumentation.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import telemetry
 from shared.policy import ServedEntity
+
+_SPAN = "databricks.serving_endpoints."
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,12 @@ def read(w: Any, endpoint: str) -> EndpointView:
     from databricks.sdk.errors import NotFound
     from databricks.sdk.service.serving import ServedEntityInput
 
-    try:
-        ep = w.serving_endpoints.get(endpoint)
-    except NotFound:
-        return EndpointView(exists=False)
+    with telemetry.span(_SPAN + "get", endpoint=endpoint) as span:
+        try:
+            ep = w.serving_endpoints.get(endpoint)
+        except NotFound:  # an answer, not a failure: the endpoint does not exist
+            span.set(exists=False)
+            return EndpointView(exists=False)
     state = ep.state
     active = None
     if ep.config and ep.config.served_entities:
@@ -103,20 +110,23 @@ def write(w: Any, endpoint: str, config: dict[str, Any], exists: bool) -> None:
 
     cfg = EndpointCoreConfigInput.from_dict({"name": endpoint, **config})
     if exists:
-        w.serving_endpoints.update_config(endpoint, served_entities=cfg.served_entities,
-                                          traffic_config=cfg.traffic_config)
+        with telemetry.span(_SPAN + "update_config", endpoint=endpoint, versions=served_versions(config)):
+            w.serving_endpoints.update_config(endpoint, served_entities=cfg.served_entities,
+                                              traffic_config=cfg.traffic_config)
     else:
-        w.serving_endpoints.create(endpoint, config=cfg)
+        with telemetry.span(_SPAN + "create", endpoint=endpoint, versions=served_versions(config)):
+            w.serving_endpoints.create(endpoint, config=cfg)
 
 
 def delete(w: Any, endpoint: str) -> None:
     """DELETE /serving-endpoints/{name} (§1.1); an endpoint already gone is not an error."""
     from databricks.sdk.errors import NotFound
 
-    try:
-        w.serving_endpoints.delete(endpoint)
-    except NotFound:
-        return
+    with telemetry.span(_SPAN + "delete", endpoint=endpoint) as span:
+        try:
+            w.serving_endpoints.delete(endpoint)
+        except NotFound:
+            span.set(exists=False)
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,8 @@ def query(w: Any, endpoint: str, records: list[dict[str, Any]]) -> QueryResult:
 
     started = time.perf_counter()
     try:
-        resp = w.serving_endpoints.query(endpoint, dataframe_records=records)
+        with telemetry.span(_SPAN + "query", endpoint=endpoint, records=len(records)):
+            resp = w.serving_endpoints.query(endpoint, dataframe_records=records)
     except DatabricksError as exc:
         elapsed = (time.perf_counter() - started) * 1000
         text = str(exc)
