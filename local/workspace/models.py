@@ -35,7 +35,9 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from .errors import does_not_exist, invalid_parameter
 from .feature_lookup import FeatureSpec, FeatureSpecError
+from .web import Request, Response, Router
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -228,3 +230,151 @@ def input_fields() -> set[str]:
     from mlflow.pyfunc import scoring_server
 
     return set(scoring_server.SUPPORTED_FORMATS)
+
+
+class UnityCatalogModels:
+    """The Unity Catalog model-registry API (reference §6.1) over the MLflow registry the workspace
+    loads models from.
+
+    A UC model ``catalog.schema.model`` is the MLflow registered model of that exact name, so a
+    version registered there is what serving loads and what these endpoints describe. Routes, the
+    ones ``w.model_versions`` / ``w.registered_models`` call and MLflow's native UC store
+    (``/api/2.1/unity-catalog/*``) reads, with the fields of ``ModelVersionInfo`` /
+    ``RegisteredModelInfo`` / ``RegisteredModelAlias``:
+
+    - ``GET  /models/{full_name}`` (``include_aliases``)
+    - ``GET  /models/{full_name}/versions`` (``max_results``, ``page_token``)
+    - ``GET  /models/{full_name}/versions/{version}`` (``include_aliases``)
+    - ``GET  /models/{full_name}/aliases/{alias}`` (``include_aliases``)
+    - ``PUT  /models/{full_name}/aliases/{alias}`` with ``{"version_num": n}``
+
+    Version tags come as ``tags: [{key, value}]`` (MLflow's ``unity_catalog_messages``
+    ``ModelVersionInfo``; the SDK's dataclass has no such field). A name that is not three-level
+    is ``400 INVALID_PARAMETER_VALUE``; a missing model, version or alias ``404
+    RESOURCE_DOES_NOT_EXIST`` [INF: the exact production messages were not recorded].
+    """
+
+    PREFIX = "/api/2.1/unity-catalog/models/{full_name}"
+    PAGE = 100
+
+    def __init__(self, registry_uri: str, user: str):
+        self.registry_uri = registry_uri
+        self.user = user
+        self._client: Any = None
+
+    def register(self, router: Router) -> None:
+        p = self.PREFIX
+        router.add("GET", p, self._get_model)
+        router.add("GET", p + "/versions", self._list_versions)
+        router.add("GET", p + "/versions/{version}", self._get_version)
+        router.add("GET", p + "/aliases/{alias}", self._get_by_alias)
+        router.add("PUT", p + "/aliases/{alias}", self._set_alias)
+
+    # ------------------------------------------------------------------ routes
+    def _get_model(self, req: Request, full_name: str) -> Response:
+        catalog, schema, name = _names(full_name)
+        model = self._call(lambda c: c.get_registered_model(full_name))
+        body = {"full_name": full_name, "name": name, "catalog_name": catalog, "schema_name": schema,
+                "comment": model.description or "", "owner": self.user, "created_at": model.creation_timestamp,
+                "updated_at": model.last_updated_timestamp,
+                "tags": [{"key": k, "value": v} for k, v in sorted((model.tags or {}).items())]}
+        if _flag(req, "include_aliases"):
+            body["aliases"] = [_alias(full_name, a, v) for a, v in sorted((model.aliases or {}).items())]
+        return Response(body=body)
+
+    def _list_versions(self, req: Request, full_name: str) -> Response:
+        _names(full_name)
+        versions = self._call(lambda c: c.search_model_versions(f"name='{full_name}'"))
+        ordered = sorted(versions, key=lambda mv: int(mv.version))
+        try:
+            size = min(int(_param(req, "max_results") or self.PAGE), 1000)
+            start = int(_param(req, "page_token") or 0)
+        except ValueError as exc:
+            raise invalid_parameter(f"max_results and page_token must be integers: {exc}") from exc
+        page = ordered[start:start + max(size, 1)]
+        body: dict[str, Any] = {"model_versions": [self._version_info(full_name, mv, None) for mv in page]}
+        if start + len(page) < len(ordered):
+            body["next_page_token"] = str(start + len(page))
+        return Response(body=body)
+
+    def _get_version(self, req: Request, full_name: str, version: str) -> Response:
+        _names(full_name)
+        if not version.isdigit():
+            raise invalid_parameter(f"version must be an integer, got {version!r}.")
+        mv = self._call(lambda c: c.get_model_version(full_name, version))
+        return Response(body=self._version_info(full_name, mv, self._aliases(req, full_name)))
+
+    def _get_by_alias(self, req: Request, full_name: str, alias: str) -> Response:
+        _names(full_name)
+        model = self._call(lambda c: c.get_registered_model(full_name))
+        version = (model.aliases or {}).get(alias)
+        if version is None:
+            raise does_not_exist(f"Alias {alias} does not exist on model {full_name}.")
+        mv = self._call(lambda c: c.get_model_version(full_name, str(version)))
+        return Response(body=self._version_info(full_name, mv, self._aliases(req, full_name)))
+
+    def _set_alias(self, req: Request, full_name: str, alias: str) -> Response:
+        _names(full_name)
+        version = req.json().get("version_num")
+        if isinstance(version, bool) or not isinstance(version, int | str) or not str(version).isdigit():
+            raise invalid_parameter("version_num must be an integer.")
+        self._call(lambda c: c.get_model_version(full_name, str(version)))
+        self._call(lambda c: c.set_registered_model_alias(full_name, alias, str(version)))
+        return Response(body=_alias(full_name, alias, str(version)))
+
+    # ------------------------------------------------------------------ helpers
+    def _aliases(self, req: Request, full_name: str) -> dict[str, str] | None:
+        if not _flag(req, "include_aliases"):
+            return None
+        model = self._call(lambda c: c.get_registered_model(full_name))
+        return dict(model.aliases or {})
+
+    def _version_info(self, full_name: str, mv: Any, aliases: dict[str, str] | None) -> dict[str, Any]:
+        catalog, schema, name = _names(full_name)
+        body: dict[str, Any] = {
+            "model_name": name, "catalog_name": catalog, "schema_name": schema, "version": int(mv.version),
+            "status": str(mv.status), "source": mv.source, "run_id": mv.run_id, "comment": mv.description or "",
+            "storage_location": mv.source, "created_at": mv.creation_timestamp, "created_by": self.user,
+            "updated_at": mv.last_updated_timestamp, "updated_by": self.user, "id": f"{full_name}/{mv.version}",
+            "tags": [{"key": k, "value": v} for k, v in sorted((mv.tags or {}).items())],
+        }
+        if aliases is not None:
+            body["aliases"] = [_alias(full_name, a, v) for a, v in sorted(aliases.items()) if str(v) == str(mv.version)]
+        return body
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn`` on the MLflow registry; its not-found answers become UC's 404."""
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.registry_uri, registry_uri=self.registry_uri)
+        try:
+            return fn(self._client)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise does_not_exist(exc.message) from exc
+            raise invalid_parameter(exc.message) from exc
+
+
+def _names(full_name: str) -> tuple[str, str, str]:
+    parts = full_name.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise invalid_parameter(f"Model name {full_name!r} is not a three-level name catalog.schema.model.")
+    return parts[0], parts[1], parts[2]
+
+
+def _alias(full_name: str, alias: str, version: str) -> dict[str, Any]:
+    catalog, schema, name = _names(full_name)
+    return {"alias_name": alias, "version_num": int(version), "catalog_name": catalog, "schema_name": schema,
+            "model_name": name, "id": f"{full_name}@{alias}"}
+
+
+def _param(req: Request, name: str) -> str | None:
+    values = req.query.get(name)
+    return values[-1] if values else None
+
+
+def _flag(req: Request, name: str) -> bool:
+    # The SDK sends query-string booleans as "true"/"false" (reference §0.1).
+    return (_param(req, name) or "").lower() == "true"

@@ -7,6 +7,9 @@ Cross-cutting behaviour (reference §0, §7.5, §8):
   metadata lookup at construction returns at once and sets nothing (reference §7.5).
 - Every ``/api/...``, ``/serving-endpoints/...`` and ``/local/...`` request needs
   ``Authorization: Bearer <token>``; otherwise ``401 UNAUTHENTICATED`` (-> SDK ``Unauthenticated``).
+  The token is the workspace's PAT, or, in identity mode (``identity=``), only an Entra ID token
+  for the Azure Databricks resource (reference §7.3) that the identity stand-in issued and that
+  has not expired; a PAT is then refused, as a workspace that only trusts Entra ID would.
   ``X-Databricks-Workspace-Id`` is accepted and ignored (reference §0.1).
 - Errors are ``{"error_code", "message"}`` with the status paired to each code (reference §0.3).
   An unknown path is ``404 ENDPOINT_NOT_FOUND``. Bad input never yields a 500.
@@ -18,6 +21,7 @@ Not imported by the app; only by local tooling and tests.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -25,7 +29,7 @@ import traceback
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .catalog import UnityCatalog
@@ -34,7 +38,7 @@ from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, u
 from .faults import Faults
 from .feature_store import FeatureStoreService
 from .inference_table import InferenceLog
-from .models import ModelStore
+from .models import ModelStore, UnityCatalogModels
 from .online_catalog import OnlineCatalog
 from .serving import ServingService
 from .sql import StatementService
@@ -46,6 +50,14 @@ log = logging.getLogger("local.workspace")
 WELL_KNOWN = "/.well-known/databricks-config"
 _AUTH_PREFIXES = ("/api/", "/serving-endpoints/", "/local/")
 _FAULT_PREFIXES = ("/api/", "/serving-endpoints/")
+# Entra ID application of Azure Databricks: the resource its tokens are issued for (reference §7.3).
+AZURE_DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+
+
+class TokenVerifier(Protocol):
+    """What identity mode needs of an issuer (``local.identity.ManagedIdentityEndpoint``)."""
+
+    def verify(self, token: str, resource: str) -> bool: ...
 
 
 class LocalWorkspace:
@@ -59,6 +71,11 @@ class LocalWorkspace:
     is also the local tooling API that creates and changes them); SQL statements run on DuckDB
     over them; online stores and synced tables live in the database at ``online_store_url``
     (default ``sqlite:///<data_dir>/online_store.sqlite``; ``postgresql://...`` for Lakebase).
+    Unity Catalog models (``/api/2.1/unity-catalog/models/...``) are the registered models of
+    that same registry (``models.UnityCatalogModels``).
+
+    ``identity`` switches to identity mode: bearer tokens are checked with ``identity.verify``
+    and ``token`` is not accepted.
     """
 
     INFERENCE_DB = "inference_tables.sqlite"
@@ -74,10 +91,12 @@ class LocalWorkspace:
         user: str = "local-user@localhost",
         seed: int = 0,
         online_store_url: str | None = None,
+        identity: TokenVerifier | None = None,
     ):
         self.host = host
         self.port = port
         self.token = token
+        self.identity = identity
         self.registry_uri = registry_uri
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,9 +131,10 @@ class LocalWorkspace:
         self.feature_store = FeatureStoreService(lock=self.lock, faults=self.faults, catalog=self.catalog,
                                                  engine=self.sync, user=user)
         self.database = DatabaseService(catalog=self.catalog, engine=self.sync)
+        self.uc_models = UnityCatalogModels(registry_uri, user)
         self.router = Router()
         self.serving.register(self.router)
-        for service in (self.catalog, self.statements, self.sync, self.feature_store, self.database):
+        for service in (self.catalog, self.statements, self.sync, self.feature_store, self.database, self.uc_models):
             service.register(self.router)
         self.router.add("GET", "/local/faults", self._get_faults)
         self.router.add("POST", "/local/faults", self._post_faults)
@@ -202,7 +222,12 @@ class LocalWorkspace:
         scheme, _, credential = header.partition(" ")
         if scheme.lower() != "bearer" or not credential:
             raise unauthenticated("Credential was not sent or was of an unsupported type for this API.")
-        if credential.strip() != self.token:
+        credential = credential.strip()
+        if self.identity is not None:
+            accepted = self.identity.verify(credential, AZURE_DATABRICKS_RESOURCE)
+        else:
+            accepted = hmac.compare_digest(credential.encode(), self.token.encode())
+        if not accepted:
             raise unauthenticated("Invalid access token.")
 
     def _inject_faults(self) -> None:
