@@ -28,9 +28,30 @@ HTTP (§1.2, §1.8)
     ``func.HttpRequest(method, url, headers, params, route_params, body)`` with the query
     string parsed (repeated keys joined with ``,``, [I] as the host's ``StringValues``). An
     exception in the function gives 500 with a short body. Request bodies are read from
-    ``Content-Length`` or chunked transfer, capped at 100 MB (413). Auth levels are not
-    enforced (Core Tools does not enforce them either). ``GET /admin/host/status`` answers
-    ``{"state": "Running", ...}`` for readiness checks.
+    ``Content-Length`` or chunked transfer, capped at 100 MB (413). ``GET /admin/host/status``
+    answers ``{"state": "Running", ...}`` for readiness checks, without a key ([I] Azure wants
+    the master key there; this host keeps it open for readiness probes).
+
+Keys and auth levels (§1.1)
+    Each HTTP function's ``auth_level`` is enforced as in Azure, after routing and before the
+    invocation ([V-src] azure-functions-host ``AuthenticationLevelHandler``): ANONYMOUS needs
+    no key; FUNCTION takes a key of that function, a host key or the master key; ADMIN takes
+    only the master key. The key is the ``x-functions-key`` header or, when that header is
+    absent, the ``code`` query parameter. A request without a valid key gets 401 with an empty
+    body. Keys are compared in constant time (``hmac.compare_digest``), and never logged: the
+    request line is logged with ``code`` redacted. (Core Tools does not enforce auth levels
+    locally; this host does, so that tests see what Azure does.)
+
+    Azure keeps keys in the host's key store (``AzureWebJobsSecretStorageType``: blob storage
+    by default, or files, Key Vault, Kubernetes secrets), never in app settings. Locally the
+    key store is read from settings (``local.settings.json`` ``Values`` or the environment)
+    named ``LocalKeyStore.<entry>``, where ``<entry>`` is the entry name the host reads from
+    its Kubernetes/Container Apps key store ([V-src] ``ContainerAppsSecretsRepository``):
+    ``host.master`` (the master key), ``host.function.<keyName>`` (host keys) and
+    ``functions.<function>.<keyName>`` (keys of one function; the name is case-insensitive).
+    As the host does when its key store is empty, a missing master key and a missing
+    ``default`` host key are generated at start (random, never printed):
+    :attr:`LocalHost.function_key` and :attr:`LocalHost.master_key` give them to callers.
 
 Timers (§1.3, §7.7, §7.8, §2.4)
     NCRONTAB, six fields with seconds first (five-field accepted), via croniter with
@@ -89,6 +110,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hmac
 import importlib.util
 import inspect
 import itertools
@@ -97,6 +119,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -258,6 +281,108 @@ def resolve_setting_expressions(value: str, what: str, env: Mapping[str, str] | 
         return env[name]
 
     return _SETTING_EXPR.sub(lookup, value)
+
+
+# ----------------------------------------------------------------------------------------
+# Keys and auth levels (module doc: "Keys and auth levels")
+# ----------------------------------------------------------------------------------------
+
+KEY_SETTING_PREFIX = "LocalKeyStore."
+KEY_HEADER = "x-functions-key"
+KEY_QUERY_PARAMETER = "code"
+DEFAULT_KEY_NAME = "default"
+_AUTH_RANKS = {"anonymous": 0, "function": 1, "admin": 2}
+
+
+def _auth_level_name(level: Any, function: str) -> str:
+    """``anonymous``, ``function`` or ``admin`` from the trigger's ``auth_level`` (enum or any case)."""
+    name = str(level.value if isinstance(level, Enum) else level or "function").lower()
+    if name not in _AUTH_RANKS:
+        raise HostStartError(f"function {function!r}: auth level {level!r} is not anonymous, function or admin")
+    return name
+
+
+@dataclass(frozen=True)
+class HostKeys:
+    """The local key store: master key, host keys and function keys, by key name.
+
+    Values stay out of ``repr`` so that an assertion message or a log of this object shows
+    no key.
+    """
+
+    master: str = field(repr=False)
+    host: Mapping[str, str] = field(repr=False)
+    functions: Mapping[str, Mapping[str, str]] = field(repr=False)  # lower-cased function name -> keys
+
+    @classmethod
+    def from_settings(cls, env: Mapping[str, str]) -> HostKeys:
+        """Read ``LocalKeyStore.*`` settings; generate the master and ``default`` host key if absent."""
+        master = ""
+        host: dict[str, str] = {}
+        functions: dict[str, dict[str, str]] = {}
+        for setting, value in env.items():
+            if not setting.lower().startswith(KEY_SETTING_PREFIX.lower()):
+                continue
+            entry = setting[len(KEY_SETTING_PREFIX) :]
+            kind, _, rest = entry.partition(".")
+            owner, _, key_name = rest.partition(".")
+            if not value:
+                # An empty key could never be presented (an empty key counts as none).
+                raise HostStartError(f"key setting {setting!r} is empty")
+            if entry.lower() == "host.master":
+                master = value
+            elif kind.lower() == "host" and owner.lower() == "function" and key_name:
+                host[key_name] = value
+            elif kind.lower() == "functions" and owner and key_name:
+                functions.setdefault(owner.lower(), {})[key_name] = value
+            else:
+                raise HostStartError(
+                    f"key setting {setting!r}: expected {KEY_SETTING_PREFIX}host.master,"
+                    f" {KEY_SETTING_PREFIX}host.function.<keyName>"
+                    f" or {KEY_SETTING_PREFIX}functions.<function>.<keyName>"
+                )
+        # The host creates the master key and a "default" host key when its store has none.
+        master = master or secrets.token_urlsafe(40)
+        host.setdefault(DEFAULT_KEY_NAME, secrets.token_urlsafe(40))
+        return cls(master=master, host=host, functions=functions)
+
+    def level_of(self, presented: str, function: str) -> str:
+        """The auth level ``presented`` grants for ``function``: admin, function or anonymous."""
+        given = presented.encode("utf-8")
+
+        def matches(keys: list[str]) -> bool:
+            # Every key is compared (a list, not a short-circuiting generator), each in
+            # constant time, so the answer time says nothing about which key came close.
+            return any([hmac.compare_digest(given, key.encode("utf-8")) for key in keys])
+
+        if matches([self.master]):
+            return "admin"
+        if matches([*self.host.values(), *self.functions.get(function.lower(), {}).values()]):
+            return "function"
+        return "anonymous"
+
+    def allows(self, required: str, presented: str | None, function: str) -> bool:
+        """Whether a request presenting ``presented`` (None: no key) may call ``function``."""
+        if required == "anonymous":
+            return True
+        granted = self.level_of(presented, function) if presented else "anonymous"
+        return _AUTH_RANKS[granted] >= _AUTH_RANKS[required]
+
+
+def presented_key(header: str | None, query: str) -> str | None:
+    """The key a request presents: its (first) ``x-functions-key`` header, else its first ``code``."""
+    if header is not None:  # the header wins even when the query also has a code, as in the host
+        return header
+    codes = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == KEY_QUERY_PARAMETER]
+    return codes[0] if codes else None
+
+
+_CODE_IN_QUERY = re.compile(r"([?&]code=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact_code(text: str) -> str:
+    """``text`` with the value of any ``code`` query parameter replaced, for logging."""
+    return _CODE_IN_QUERY.sub(r"\1<redacted>", text)
 
 
 # ----------------------------------------------------------------------------------------
@@ -500,6 +625,7 @@ class FunctionPlan:
     # HTTP
     route: RouteTemplate | None = None
     methods: frozenset[str] | None = None
+    auth_level: str = "anonymous"
     # timer
     schedule: str = ""
     run_on_startup: bool = False
@@ -578,6 +704,8 @@ def _plan_function(fn: Any) -> FunctionPlan:
         except ValueError as exc:
             raise HostStartError(f"function {name!r}: {exc}") from exc
         plan.methods = frozenset(_method_name(m) for m in trigger.methods) if trigger.methods else None
+        # get_functions() has applied the app's http_auth_level to routes that set none (§1.1).
+        plan.auth_level = _auth_level_name(trigger.auth_level, name)
     elif trigger.type == TIMER_TRIGGER:
         plan.schedule = _validate_schedule(
             resolve_setting_expressions(str(trigger.schedule), f"function {name!r} schedule"), name
@@ -641,6 +769,7 @@ class LocalHost:
         self.module: ModuleType | None = None
         self.app: func.FunctionRegister | None = None
         self.plans: list[FunctionPlan] = []
+        self.keys: HostKeys | None = None
         self._started = False
         self._stopped = False
         self._stopping = threading.Event()
@@ -671,6 +800,7 @@ class LocalHost:
             self.config = HostConfig.load(self.app_dir / "host.json")
             self._load_app()
             functions = self._index()
+            self.keys = HostKeys.from_settings(os.environ)
             if any(p.trigger_type == QUEUE_TRIGGER or p.queue_outputs for p in self.plans):
                 self._queues = self._queue_service()
             self._start_http()
@@ -740,6 +870,21 @@ class LocalHost:
             raise RuntimeError("the host is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def function_key(self) -> str:
+        """The ``default`` host key: what a caller sends to call any FUNCTION-level function."""
+        return self._started_keys().host[DEFAULT_KEY_NAME]
+
+    @property
+    def master_key(self) -> str:
+        """The master key: the only key an ADMIN-level function takes."""
+        return self._started_keys().master
+
+    def _started_keys(self) -> HostKeys:
+        if self.keys is None:
+            raise RuntimeError("the host is not started")
+        return self.keys
 
     @property
     def route_prefix(self) -> str:
@@ -1090,7 +1235,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("http %s - %s", self.address_string(), format % args)
+        # The request line carries the query string, and a ``code`` there is a key.
+        logger.debug("http %s - %s", self.address_string(), redact_code(format % args))
 
     def _dispatch(self) -> None:
         host = self.server.local_host
@@ -1120,6 +1266,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(405, b"Method Not Allowed.", extra=[("Allow", ", ".join(allowed))])
             return
         assert plan is not None
+        keys = host._started_keys()
+        if not keys.allows(plan.auth_level, presented_key(self.headers.get(KEY_HEADER), split.query), plan.name):
+            logger.info(
+                "Unauthorized: %s %s needs a valid key for 'Functions.%s' (auth level %s)",
+                method, split.path, plan.name, plan.auth_level,
+            )
+            self._reply(401, b"")
+            return
         headers: dict[str, str] = {}
         for name, value in self.headers.items():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value

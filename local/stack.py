@@ -18,6 +18,8 @@ from shared.settings import APP_ROOT
 
 WEBHOOK_SECRET = "local-webhook-secret"
 WORKSPACE_TOKEN = "local-token"
+HOST_KEY = "local-host-key"
+"""The local host's ``default`` host key: callers of FUNCTION-level views send it as ``x-functions-key``."""
 
 
 def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url: str,
@@ -38,6 +40,8 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         "REACTOR_REPAIR_SCHEDULE": repair_schedule,
         "ROLLOUT_BACKOFF_BASE_SECONDS": "0.25",
         "ROLLOUT_BACKOFF_CAP_SECONDS": "2",
+        # The key store of the local host (local/host.py, "Keys and auth levels"), not an Azure app setting.
+        "LocalKeyStore.host.function.default": HOST_KEY,
     }
 
 

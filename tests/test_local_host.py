@@ -8,12 +8,14 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +26,10 @@ import requests
 
 import local.host as host_module
 from local.host import HostStartError, LocalHost, RouteTemplate, parse_timespan
+from local.stack import HOST_KEY as HOST_KEY_OF_THE_STACK
+from local.stack import WEBHOOK_SECRET, app_settings, function_host
 from shared.queues import decode_content, encode_json
+from shared.signatures import mlflow_signature
 from shared.storage import open_queues
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,6 +163,135 @@ def test_http_answers_a_burst_of_simultaneous_new_connections(http_host: LocalHo
     assert answers == [(200, str(i)) for i in range(clients)]
 
 
+# -- Keys and auth levels -----------------------------------------------------------------
+
+MASTER, HOST_KEY, GUARDED_KEY, OTHER_KEY = "test-master-key", "test-host-key", "test-guarded-key", "test-other-key"
+
+
+@pytest.fixture
+def auth_host(storage: str) -> Iterator[LocalHost]:
+    host = LocalHost(app_dir=APPS / "auth_app", port=0).start()  # keys from its local.settings.json
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+def _get(host: LocalHost, route: str, key: str | None = None, code: str | None = None) -> requests.Response:
+    headers = {"x-functions-key": key} if key is not None else {}
+    params = {"code": code} if code is not None else {}
+    return requests.get(f"{host.url}/api/{route}", headers=headers, params=params, timeout=5)
+
+
+def test_function_level_needs_a_key_of_the_function_or_the_host(auth_host: LocalHost) -> None:
+    refused = [_get(auth_host, "guarded"), _get(auth_host, "guarded", key="wrong"), _get(auth_host, "guarded", code="")]
+    assert [(r.status_code, r.content) for r in refused] == [(401, b"")] * 3
+    # The host key, in the header or as ?code=, the function's own key, and the master key.
+    for key, code in [(HOST_KEY, None), (None, HOST_KEY), (GUARDED_KEY, None), (None, MASTER)]:
+        resp = _get(auth_host, "guarded", key=key, code=code)
+        assert (resp.status_code, resp.text) == (200, "guarded GET"), (key, code)
+    # Another function's key is no key here; it opens only its own function.
+    assert _get(auth_host, "guarded", key=OTHER_KEY).status_code == 401
+    assert _get(auth_host, "other", key=OTHER_KEY).status_code == 200
+    assert _get(auth_host, "other", key=GUARDED_KEY).status_code == 401
+    # Every method the function takes is guarded, not only GET.
+    assert requests.post(f"{auth_host.url}/api/guarded", data=b"x", timeout=5).status_code == 401
+    assert auth_host.function_key == HOST_KEY and auth_host.master_key == MASTER
+
+
+def test_the_header_wins_over_code_as_in_the_host(auth_host: LocalHost) -> None:
+    assert _get(auth_host, "guarded", key="wrong", code=HOST_KEY).status_code == 401
+    assert _get(auth_host, "guarded", key=HOST_KEY, code="wrong").status_code == 200
+
+
+def test_admin_level_takes_only_the_master_key(auth_host: LocalHost) -> None:
+    for key in (None, HOST_KEY, "wrong"):
+        assert _get(auth_host, "admin-only", key=key).status_code == 401, key
+    assert _get(auth_host, "admin-only", key=MASTER).text == "admin_only GET"
+    assert _get(auth_host, "admin-only", code=MASTER).status_code == 200
+
+
+def test_anonymous_level_is_open_with_or_without_a_key(auth_host: LocalHost) -> None:
+    assert _get(auth_host, "open").text == "open_door GET"
+    assert _get(auth_host, "open", key="wrong").status_code == 200
+    assert _get(auth_host, "nothing-here").status_code == 404  # routing first: no key question for 404s
+
+
+def test_keys_never_reach_the_log_or_a_refusal(auth_host: LocalHost, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="local.host")
+    assert _get(auth_host, "guarded", code=HOST_KEY).status_code == 200
+    assert _get(auth_host, "guarded", key=GUARDED_KEY).status_code == 200
+    refused = _get(auth_host, "admin-only", code=HOST_KEY)
+    assert refused.status_code == 401 and refused.content == b""
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "code=<redacted>" in logged  # the request line was logged, with its key taken out
+    assert "Unauthorized: GET /api/admin-only needs a valid key for 'Functions.admin_only'" in logged
+    for key in (MASTER, HOST_KEY, GUARDED_KEY, OTHER_KEY):
+        assert key not in logged
+        assert key not in repr(auth_host.keys)
+
+
+def test_without_configured_keys_the_host_makes_its_own(
+    storage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    shutil.copy(APPS / "auth_app" / "function_app.py", app_dir)  # without its local.settings.json
+    caplog.set_level(logging.DEBUG, logger="local.host")
+    with LocalHost(app_dir=app_dir, port=0) as host:
+        assert _get(host, "guarded").status_code == 401  # enforced as in Azure, not open as in Core Tools
+        assert _get(host, "guarded", key=host.function_key).status_code == 200
+        assert _get(host, "admin-only", key=host.function_key).status_code == 401
+        assert _get(host, "admin-only", code=host.master_key).status_code == 200
+        generated = (host.function_key, host.master_key)
+    assert len(set(generated)) == 2 and all(len(key) >= 40 for key in generated)
+    with LocalHost(app_dir=app_dir, port=0) as again:
+        assert again.function_key not in generated  # random per start
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert not any(key in logged for key in generated)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("LocalKeyStore.host.function.default", "'LocalKeyStore.host.function.default' is empty"),
+        ("LocalKeyStore.functions.guarded", "expected LocalKeyStore.host.master"),
+        ("LocalKeyStore.host.systemKey.x", "expected LocalKeyStore.host.master"),
+    ],
+)
+def test_a_malformed_key_setting_stops_the_start(
+    storage: str, monkeypatch: pytest.MonkeyPatch, setting: str, message: str
+) -> None:
+    monkeypatch.setenv(setting, "" if message.endswith("is empty") else "some-key")
+    with pytest.raises(HostStartError, match=message):
+        LocalHost(app_dir=APPS / "auth_app", port=0).start()
+
+
+def test_the_apps_operators_views_need_a_key_and_its_webhook_does_not(tmp_path: Path) -> None:
+    """The real function_app through the local stack's settings: ``records`` and ``rollouts``
+    (FUNCTION level) refuse a caller without a key; ``registry_webhook`` (ANONYMOUS, the
+    signature is its authentication) is reached without one."""
+    never = "0 0 0 1 1 *"
+    settings = app_settings(data_dir=tmp_path, policy=ROOT / "policy.yaml", mlflow_url="http://127.0.0.1:9",
+                            workspace_url="http://127.0.0.1:9", watch_schedule=never, repair_schedule=never)
+    with function_host(settings) as host:
+        for view in ("records", "rollouts"):
+            assert _get(host, view).status_code == 401, view
+            assert _get(host, view, key="wrong").status_code == 401, view
+            assert _get(host, view, key=host.function_key).status_code == 200, view
+        # A signed delivery with a body that is not JSON: the function itself answers (400, with
+        # its reason), and records the rejection, which the operators' view then shows.
+        body, delivery, stamp = b"{", str(uuid.uuid4()), str(int(time.time()))
+        headers = {"X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
+                   "X-MLflow-Signature": mlflow_signature(WEBHOOK_SECRET, delivery, stamp, body)}
+        resp = requests.post(f"{host.url}/api/registry/webhook", data=body, headers=headers, timeout=10)
+        assert resp.status_code == 400 and "not JSON" in resp.json()["error"]
+        rejected = requests.get(f"{host.url}/api/records", params={"status": "rejected", "code": host.function_key},
+                                timeout=10)
+        assert [r["kind"] for r in rejected.json()["records"]] == ["event"]
+    assert host.function_key == HOST_KEY_OF_THE_STACK
+
+
 # -- Timers --------------------------------------------------------------------------------
 
 
@@ -227,7 +361,7 @@ def test_queue_message_delivered_with_output_binding(queue_host: LocalHost, reco
         "has_pop_receipt": True,
     }
     assert queues.count("jobs") == 0
-    [result] = queues.peek_all("results")
+    [result] = queues.peek("results")
     assert json.loads(decode_content(result.content)) == {"done": {"a": 1}}  # written base64, as the host does
 
 
@@ -243,7 +377,7 @@ def test_failing_message_retried_then_poisoned(
     assert [a["dequeue_count"] for a in attempts] == [1, 2, 3]
     assert {a["id"] for a in attempts} == {message_id}
     assert queues.count("fails") == 0
-    [poisoned] = queues.peek_all("fails-poison")
+    [poisoned] = queues.peek("fails-poison")
     assert poisoned.content == wire  # the original wire text, as a new message
     assert poisoned.id != message_id
     assert any(
@@ -260,7 +394,7 @@ def test_undecodable_message_goes_to_poison_at_once(
     queues.send("jobs", '{"not": "base64"}')
     assert queue_host.wait_idle(timeout=10)
     assert records(record_file, "work") == []  # never invoked
-    [poisoned] = queues.peek_all("jobs-poison")
+    [poisoned] = queues.peek("jobs-poison")
     assert poisoned.content == '{"not": "base64"}'
     assert poisoned.dequeue_count == 0
     assert any("Message decoding has failed!" in r.message for r in caplog.records)
@@ -282,7 +416,7 @@ def test_message_over_max_dequeue_count_is_poisoned_without_invocation(
     finally:
         host.stop()
     assert records(record_file, "work") == []
-    assert [m.content for m in queues.peek_all("jobs-poison")] == [wire]
+    assert [m.content for m in queues.peek("jobs-poison")] == [wire]
 
 
 def test_poison_queue_trigger_has_no_poison_queue(
