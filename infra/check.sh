@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Static checks of infra/*.bicep with checkov (the Bicep CLI is a downloaded binary and does not run in CI).
+# Static checks of infra/*.bicep (and .github/workflows) with checkov; the Bicep CLI is a downloaded binary
+# and does not run in CI.
 # checkov lives in its own virtual environment, .local/checkov-venv, apart from the app's .venv: it has many
 # dependencies that must not mix with the app's. The environment is made again only when it is missing or
 # infra/requirements-checkov.txt changed.
@@ -24,4 +25,7 @@ if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
 fi
 
 # --skip-download: no calls to the vendor's platform (guidelines, custom policies); the checks are built in.
-CKV_PARSE_ERROR_FAIL=true exec "$venv/bin/checkov" -d infra --framework bicep --skip-download --compact --quiet "$@"
+export CKV_PARSE_ERROR_FAIL=true
+"$venv/bin/checkov" -d infra --framework bicep --skip-download --compact --quiet "$@"
+# The deployment workflow too (permissions, untrusted input in scripts).
+"$venv/bin/checkov" -d .github --framework github_actions --skip-download --compact --quiet "$@"

@@ -102,7 +102,7 @@ param repairSchedule string = '*/30 * * * * *'
 @description('Per-call retry budget of databricks-sdk, in seconds (DATABRICKS_RETRY_TIMEOUT_SECONDS).')
 param databricksRetryTimeoutSeconds string = '60'
 
-@description('REACTOR_STORAGE: the backend of the app\'s state and queues. Empty: the setting is not written (see docs/deploy.md, "State backend").')
+@description('REACTOR_STORAGE: the backend of the app\'s state and queues, azure or azure:<connection>. Empty: not written, and on a Function App the app then uses azure (the queues and tables of the AzureWebJobsStorage account).')
 param reactorStorage string = ''
 
 @description('Secret of the MLflow 3 registry webhook (X-MLflow-Signature). Stored in Key Vault; the app reads it through a Key Vault reference.')
