@@ -101,7 +101,8 @@ def test_unproven_or_oversized_webhooks_are_refused_counted_and_change_nothing(a
     public = PUBLIC_MESSAGE if status == 401 else "the body is larger than 1048576 bytes"
     assert resp.json() == {"error": public}
     assert app.records("event") == []
-    view = requests.get(f"{app.url}/api/records", params={"kind": "rejections"}, timeout=10).json()
+    view = requests.get(f"{app.url}/api/records", params={"kind": "rejections"},
+                        headers={"x-functions-key": app.host.function_key}, timeout=10).json()
     counted = view["rejections"][str(status)]
     assert counted["counts"]["by_code"] == {code: 1}
     (sample,) = counted["samples"]
@@ -203,8 +204,9 @@ def test_a_garbage_rollout_message_is_rejected_without_retries(app):
 
 def test_operators_can_list_what_was_rejected(app):
     app.post_webhook(b"{")
-    resp = requests.get(f"{app.url}/api/records", params={"status": "rejected"}, timeout=10)
+    key = {"x-functions-key": app.host.function_key}
+    resp = requests.get(f"{app.url}/api/records", params={"status": "rejected"}, headers=key, timeout=10)
     assert resp.status_code == 200
     (reason,) = [r["reason"] for r in resp.json()["records"]]
     assert "body is not JSON" in reason
-    assert requests.get(f"{app.url}/api/records", params={"kind": "bogus"}, timeout=10).status_code == 400
+    assert requests.get(f"{app.url}/api/records", params={"kind": "bogus"}, headers=key, timeout=10).status_code == 400
