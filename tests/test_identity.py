@@ -3,7 +3,8 @@ authenticates with azure-identity's real ``ManagedIdentityCredential`` against t
 identity stand-in (``local.identity``), and the local workspace in identity mode accepts only
 the tokens that stand-in issued. A full rollout with online features (Unity Catalog registry
 ``databricks-uc`` served by the workspace, so the registry goes through the identity too) runs
-that way; no token value reaches a log or a stored record.
+that way; no token value reaches a log or a stored record. The workspace registry
+(``databricks``, MLflow's REST store) and ``python -m local.workspace`` in identity mode too.
 """
 
 from __future__ import annotations
@@ -209,3 +210,63 @@ def test_a_full_rollout_with_features_runs_on_the_managed_identity(no_tokens, id
     secrets_ = [*idp.tokens(), idp.header]
     assert not [s for s in secrets_ if s in caplog.text]
     assert not [s for s in secrets_ if s in stored]
+
+
+def test_the_workspace_registry_goes_through_mlflow_on_the_identity(no_tokens, idp, iplat, monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from shared.registry import VersionNotFound, get_version, resolve, set_aliases
+    from shared.workspace import registry_client
+
+    name = f"legacy_{uuid.uuid4().hex[:8]}"
+    behind = MlflowClient(iplat.mlflow.url)
+    behind.create_registered_model(name)
+    for _ in range(2):
+        behind.create_model_version(name, source="dbfs:/models/legacy", tags={"validated": "yes"})
+    for k, v in {"DATABRICKS_HOST": iplat.workspace.url, **idp.env()}.items():
+        monkeypatch.setenv(k, v)
+    seen = len(iplat.workspace.request_log)
+    client = registry_client("databricks")
+    latest = resolve(client, name)
+    assert (latest.version, latest.tags) == ("2", {"validated": "yes"})
+    assert set_aliases(client, name, "1", ["Champion"]) == ["Champion"]
+    assert resolve(client, name, alias="Champion").version == "1"
+    assert behind.get_registered_model(name).aliases == {"Champion": "1"}
+    with pytest.raises(VersionNotFound):
+        get_version(client, name, "9")
+    calls = list(iplat.workspace.request_log)[seen:]
+    assert ("GET", "/api/2.0/mlflow/model-versions/search", 200) in calls
+    assert ("POST", "/api/2.0/mlflow/registered-models/alias", 200) in calls
+
+    monkeypatch.setenv("DATABRICKS_TOKEN", WORKSPACE_TOKEN)  # a PAT instead of the identity: refused
+    with pytest.raises(MlflowException, match="Invalid access token"):
+        get_version(registry_client("databricks"), name, "1")
+
+
+def test_the_command_line_workspace_runs_in_identity_mode(no_tokens, tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    from databricks.sdk.errors import Unauthenticated
+
+    from shared.workspace import _workspace_client
+
+    args = ["--port", "0", "--registry-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--data-dir", str(tmp_path / "ws"),
+            "--identity-header", "cli-identity-header", "--log-level", "WARNING"]
+    proc = subprocess.Popen([sys.executable, "-m", "local.workspace", *args], cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        endpoint = proc.stdout.readline().strip().removeprefix("IDENTITY_ENDPOINT=")
+        cred = credential(monkeypatch, {"IDENTITY_ENDPOINT": endpoint, "IDENTITY_HEADER": "cli-identity-header"})
+        assert list(_workspace_client(url, None, 5.0, cred).serving_endpoints.list()) == []
+        with pytest.raises(Unauthenticated):
+            list(_workspace_client(url, WORKSPACE_TOKEN, 5.0).serving_endpoints.list())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -35,7 +35,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from .errors import does_not_exist, invalid_parameter
+from .errors import ApiError, does_not_exist, invalid_parameter, temporarily_unavailable
 from .feature_lookup import FeatureSpec, FeatureSpecError
 from .web import Request, Response, Router
 
@@ -378,3 +378,36 @@ def _param(req: Request, name: str) -> str | None:
 def _flag(req: Request, name: str) -> bool:
     # The SDK sends query-string booleans as "true"/"false" (reference §0.1).
     return (_param(req, name) or "").lower() == "true"
+
+
+class WorkspaceRegistry:
+    """The workspace model registry API (``/api/2.0/mlflow/registered-models/*`` and
+    ``/api/2.0/mlflow/model-versions/*``): Databricks serves MLflow's own REST API there, so a
+    request is passed on, as it came, to the MLflow server the workspace loads models from. A
+    registry that is not an ``http(s)://`` server has no such API here (``404 ENDPOINT_NOT_FOUND``).
+    """
+
+    GROUPS = ("registered-models", "model-versions")
+
+    def __init__(self, registry_uri: str, timeout_seconds: float = 30.0):
+        self.registry_uri = registry_uri.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+
+    def register(self, router: Router) -> None:
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            for template in ("/api/2.0/mlflow/{group}/{action}", "/api/2.0/mlflow/{group}/{action}/{detail}"):
+                router.add(method, template, self._forward)
+
+    def _forward(self, req: Request, group: str, **_: str) -> Response:
+        import requests
+
+        if group not in self.GROUPS or not self.registry_uri.startswith(("http://", "https://")):
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{req.method} {req.path}'")
+        try:
+            answer = requests.request(req.method, self.registry_uri + req.path, params=req.query, data=req.body,
+                                      headers={"Content-Type": req.headers.get("content-type", "application/json")},
+                                      timeout=self.timeout_seconds)
+        except requests.RequestException as exc:
+            raise temporarily_unavailable(f"The model registry is not reachable: {type(exc).__name__}") from exc
+        return Response(answer.status_code, answer.content,
+                        content_type=answer.headers.get("Content-Type", "application/json"))

@@ -38,7 +38,7 @@ from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, u
 from .faults import Faults
 from .feature_store import FeatureStoreService
 from .inference_table import InferenceLog
-from .models import ModelStore, UnityCatalogModels
+from .models import ModelStore, UnityCatalogModels, WorkspaceRegistry
 from .online_catalog import OnlineCatalog
 from .serving import ServingService
 from .sql import StatementService
@@ -72,7 +72,8 @@ class LocalWorkspace:
     over them; online stores and synced tables live in the database at ``online_store_url``
     (default ``sqlite:///<data_dir>/online_store.sqlite``; ``postgresql://...`` for Lakebase).
     Unity Catalog models (``/api/2.1/unity-catalog/models/...``) are the registered models of
-    that same registry (``models.UnityCatalogModels``).
+    that same registry (``models.UnityCatalogModels``); so is the workspace registry
+    (``/api/2.0/mlflow/...``, passed on to an ``http://`` registry: ``models.WorkspaceRegistry``).
 
     ``identity`` switches to identity mode: bearer tokens are checked with ``identity.verify``
     and ``token`` is not accepted.
@@ -132,9 +133,11 @@ class LocalWorkspace:
                                                  engine=self.sync, user=user)
         self.database = DatabaseService(catalog=self.catalog, engine=self.sync)
         self.uc_models = UnityCatalogModels(registry_uri, user)
+        self.workspace_registry = WorkspaceRegistry(registry_uri)
         self.router = Router()
         self.serving.register(self.router)
-        for service in (self.catalog, self.statements, self.sync, self.feature_store, self.database, self.uc_models):
+        for service in (self.catalog, self.statements, self.sync, self.feature_store, self.database, self.uc_models,
+                        self.workspace_registry):
             service.register(self.router)
         self.router.add("GET", "/local/faults", self._get_faults)
         self.router.add("POST", "/local/faults", self._post_faults)
