@@ -1,7 +1,13 @@
 """App settings, read from the environment as Azure Functions provides them.
 
-Settings are read when a handler runs, never at import: an exception at import time would
-stop the host from indexing every function (reference azure-functions.md §7.1).
+Settings are read when a handler runs; shared.startup checks them once when the app starts,
+so a bad one stops the app with one clear error naming it instead of failing message by
+message (reference azure-functions.md §7.1: an exception at import stops indexing).
+
+Storage: ``REACTOR_STORAGE`` (shared.storage). Unset, it is ``azure`` when the app runs in Azure
+and an SQLite file in the user's state folder otherwise, never inside the app folder (read-only
+when the app runs from a package). In Azure, SQLite is refused: each instance would keep its
+own state and the queue triggers listen on Azure Storage, so accepted work would be lost.
 """
 
 from __future__ import annotations
@@ -14,6 +20,43 @@ from pathlib import Path
 APP_ROOT = Path(__file__).resolve().parent.parent
 
 
+class SettingError(ValueError):
+    """An app setting that is missing or malformed; ``setting`` names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"app setting {setting}: {problem}")
+        self.setting = setting
+
+
+def in_azure(env: Mapping[str, str]) -> bool:
+    """Running on a Function App: App Service sets WEBSITE_INSTANCE_ID; the Functions host sets
+    FUNCTIONS_WORKER_RUNTIME, which with a storage connection means a real host, not our tests."""
+    if env.get("WEBSITE_INSTANCE_ID"):
+        return True
+    return bool(env.get("FUNCTIONS_WORKER_RUNTIME")) and any(
+        k == "AzureWebJobsStorage" or k.startswith("AzureWebJobsStorage__") for k, v in env.items() if v)
+
+
+def default_sqlite_path(env: Mapping[str, str]) -> Path:
+    """``$REACTOR_DATA_DIR/reactor.db``, else under ``$XDG_STATE_HOME`` (``~/.local/state``)."""
+    if env.get("REACTOR_DATA_DIR"):
+        return Path(env["REACTOR_DATA_DIR"]) / "reactor.db"
+    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "modelops-reactor" / "reactor.db"
+
+
+def _storage(env: Mapping[str, str]) -> str:
+    url = env.get("REACTOR_STORAGE", "").strip()
+    azure = in_azure(env)
+    if not url:
+        return "azure" if azure else f"sqlite:///{default_sqlite_path(env)}"
+    if azure and url.startswith("sqlite:"):
+        raise SettingError("REACTOR_STORAGE", "SQLite cannot work on a Function App (each instance would keep its "
+                                              "own state, and the triggers listen on Azure Storage): set it to azure "
+                                              "or remove it")
+    return url
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
@@ -21,7 +64,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError as exc:
-        raise ValueError(f"app setting {name}={raw!r} is not a number") from exc
+        raise SettingError(name, f"{raw!r} is not a number") from exc
 
 
 @dataclass(frozen=True)
@@ -50,7 +93,7 @@ class Settings:
         if not policy.is_absolute():
             policy = APP_ROOT / policy
         return cls(
-            storage=env.get("REACTOR_STORAGE") or f"sqlite:///{APP_ROOT / '.local' / 'reactor.db'}",
+            storage=_storage(env),
             policy_file=policy,
             mlflow_webhook_secret=env.get("MLFLOW_WEBHOOK_SECRET", ""),
             databricks_webhook_secret=env.get("DATABRICKS_WEBHOOK_SECRET", ""),

@@ -1,34 +1,80 @@
 """Opens the queue and table backends named by the ``REACTOR_STORAGE`` setting.
 
-``sqlite:///path`` is the embedded default. Azure Storage (queues and tables of one
-account) is the production backend; it plugs in here behind the same two interfaces.
+- ``azure`` or ``azure:<connection>``: Azure Storage queues and tables of the account that the
+  connection names (default ``AzureWebJobsStorage``, the one the queue triggers listen on),
+  resolved as the Functions host resolves it (shared.connections);
+- ``sqlite:///<path>``: the embedded default, one file for queues and tables
+  (``sqlite:////abs/path`` is absolute, ``sqlite:///rel/path`` relative).
+
+Clients are built once per process and setting values, and connect on first use.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
+from shared.connections import DEFAULT_CONNECTION, StorageConnection, resolve
 from shared.queues import QueueService
 from shared.tables import TableService
 
 
-def _sqlite_path(url: str) -> str:
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
-        raise ValueError(f"REACTOR_STORAGE={url!r}: expected sqlite:///<path>")
-    # sqlite:////abs/path names an absolute path, sqlite:///rel/path a relative one.
-    return url[len(prefix):]
+@dataclass(frozen=True)
+class StorageSpec:
+    kind: str  # "sqlite" or "azure"
+    target: str  # the SQLite path, or the connection name
+
+
+def parse(url: str) -> StorageSpec:
+    """``REACTOR_STORAGE``'s value; ValueError names the setting when it is neither form."""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return StorageSpec("sqlite", url[len("sqlite:///"):])
+    if url == "azure" or url.startswith("azure:"):
+        return StorageSpec("azure", url.partition(":")[2] or DEFAULT_CONNECTION)
+    raise ValueError(f"app setting REACTOR_STORAGE={url!r}: expected azure, azure:<connection> or sqlite:///<path>")
+
+
+def connection_of(url: str, env: Mapping[str, str] | None = None) -> StorageConnection | None:
+    """The storage account behind ``url`` (None for SQLite); raises ConnectionSettingError."""
+    spec = parse(url)
+    return resolve(spec.target, os.environ if env is None else env) if spec.kind == "azure" else None
+
+
+def open_queues(url: str, env: Mapping[str, str] | None = None) -> QueueService:
+    account = connection_of(url, env)
+    return _azure_queues(account) if account else _sqlite_queues(parse(url).target)
+
+
+def open_tables(url: str, env: Mapping[str, str] | None = None) -> TableService:
+    account = connection_of(url, env)
+    return _azure_tables(account) if account else _sqlite_tables(parse(url).target)
 
 
 @lru_cache(maxsize=8)
-def open_queues(url: str) -> QueueService:
+def _sqlite_queues(path: str) -> QueueService:
     from shared.queues.sqlite import SqliteQueueService
 
-    return SqliteQueueService(_sqlite_path(url))
+    return SqliteQueueService(path)
 
 
 @lru_cache(maxsize=8)
-def open_tables(url: str) -> TableService:
+def _sqlite_tables(path: str) -> TableService:
     from shared.tables.sqlite import SqliteTableService
 
-    return SqliteTableService(_sqlite_path(url))
+    return SqliteTableService(path)
+
+
+@lru_cache(maxsize=8)
+def _azure_queues(account: StorageConnection) -> QueueService:
+    from shared.queues.azure import AzureQueueService
+
+    return AzureQueueService(account.queue_service())
+
+
+@lru_cache(maxsize=8)
+def _azure_tables(account: StorageConnection) -> TableService:
+    from shared.tables.azure import AzureTableService
+
+    return AzureTableService(account.table_service())

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.azurite import Azurite
 from local.stack import WEBHOOK_SECRET, Platform, app_settings, function_host, platform
 from shared import journal, rollouts
 from shared.queues import QueueService
@@ -26,6 +27,13 @@ from shared.storage import open_queues, open_tables
 from shared.tables import TableService
 
 NEVER = "0 0 0 1 1 *"  # a schedule that does not fire during a test
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """One Azurite (the real Azure Storage protocol) for the session; tests use unique names."""
+    with Azurite() as az:
+        yield az
 
 
 @pytest.fixture(scope="session")

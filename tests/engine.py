@@ -131,8 +131,8 @@ class FaultyQueues(QueueService):
     def count(self, queue):
         return self.inner.count(queue)
 
-    def peek_all(self, queue):
-        return self.inner.peek_all(queue)
+    def peek(self, queue, max_messages=32):
+        return self.inner.peek(queue, max_messages)
 
 
 @dataclass
@@ -389,7 +389,7 @@ class Driver:
         self.raw_queues.delete(queue, msg.id, msg.pop_receipt)
 
     def next_visible(self) -> float | None:
-        times = [m.next_visible_time.timestamp() for q in QUEUES for m in self.raw_queues.peek_all(q)]
+        times = [m.next_visible_time.timestamp() for q in QUEUES for m in self.raw_queues.all_messages(q)]
         return min(times) if times else None
 
     def sweep(self) -> dict[str, int]:

@@ -79,7 +79,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 50))
     def a_message_is_delivered_twice(self, pick: int) -> None:
-        pending = [(q, m) for q in (COMMANDS_QUEUE, ROLLOUT_QUEUE) for m in self.d.raw_queues.peek_all(q)]
+        pending = [(q, m) for q in (COMMANDS_QUEUE, ROLLOUT_QUEUE) for m in self.d.raw_queues.all_messages(q)]
         if pending:
             queue, msg = pending[pick % len(pending)]
             self.d.raw_queues.send(queue, msg.content)

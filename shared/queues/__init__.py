@@ -21,6 +21,7 @@ from typing import Any
 COMMANDS_QUEUE = "reactor-commands"
 ROLLOUT_QUEUE = "reactor-rollout"
 POISON_SUFFIX = "-poison"
+MAX_PEEK = 32  # Azure's limit for one receive or peek
 
 
 class PopReceiptMismatch(LookupError):
@@ -62,8 +63,9 @@ class QueueService(ABC):
         """Messages in the queue, visible or not (Azure: approximate_message_count)."""
 
     @abstractmethod
-    def peek_all(self, queue: str) -> list[ReceivedMessage]:
-        """Every message, visible or not, without receiving it (an operator's view)."""
+    def peek(self, queue: str, max_messages: int = MAX_PEEK) -> list[ReceivedMessage]:
+        """Up to 32 messages visible now, oldest first, without receiving them (Azure's Peek
+        Messages: hidden messages are not shown, and the pop receipt is empty)."""
 
 
 def encode_json(payload: Any) -> str:

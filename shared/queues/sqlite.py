@@ -2,7 +2,8 @@
 
 Semantics follow Azure Storage Queues (see shared.queues): receive hides a message and
 increments its dequeue count, delete needs the latest pop receipt, messages expire after
-seven days as they do by default in Azure.
+seven days as they do by default in Azure. Azure's name, size and visibility limits
+(shared.azure_limits) hold here too.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from shared.queues import PopReceiptMismatch, QueueService, ReceivedMessage
+from shared.azure_limits import MESSAGE_TTL_SECONDS, check_message, check_queue_name, check_visibility
+from shared.queues import MAX_PEEK, PopReceiptMismatch, QueueService, ReceivedMessage
 from shared.sqlite_db import SqliteDb
-
-_TTL_SECONDS = 7 * 24 * 3600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue_messages (
@@ -45,17 +45,23 @@ class SqliteQueueService(QueueService):
         self._clock = clock
 
     def send(self, queue: str, content: str, *, visibility_delay: float = 0.0) -> str:
+        check_queue_name(queue)
+        check_message(content)
+        check_visibility(visibility_delay, "visibility delay")
         now = self._clock()
         message_id = str(uuid.uuid4())
         with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO queue_messages (queue, id, content, inserted, expires, visible_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (queue, message_id, content, now, now + _TTL_SECONDS, now + max(0.0, visibility_delay)),
+                (queue, message_id, content, now, now + MESSAGE_TTL_SECONDS, now + max(0.0, visibility_delay)),
             )
         return message_id
 
     def receive(self, queue: str, *, max_messages: int, visibility_timeout: float) -> list[ReceivedMessage]:
+        check_visibility(visibility_timeout)
+        if not 1 <= max_messages <= MAX_PEEK:
+            raise ValueError(f"max_messages is 1..{MAX_PEEK}, not {max_messages}")
         now = self._clock()
         out: list[ReceivedMessage] = []
         with self._db.transaction() as conn:
@@ -96,6 +102,7 @@ class SqliteQueueService(QueueService):
                 raise PopReceiptMismatch(f"{queue}/{message_id}")
 
     def update_visibility(self, queue: str, message_id: str, pop_receipt: str, visibility_timeout: float) -> str:
+        check_visibility(visibility_timeout)
         receipt = uuid.uuid4().hex
         with self._db.transaction() as conn:
             cur = conn.execute(
@@ -112,12 +119,21 @@ class SqliteQueueService(QueueService):
             (n,) = conn.execute("SELECT COUNT(*) FROM queue_messages WHERE queue = ?", (queue,)).fetchone()
         return int(n)
 
-    def peek_all(self, queue: str) -> list[ReceivedMessage]:
+    def peek(self, queue: str, max_messages: int = MAX_PEEK) -> list[ReceivedMessage]:
+        now = self._clock()
+        return self._select("queue = ? AND visible_at <= ? AND expires > ? ORDER BY visible_at, seq LIMIT ?",
+                            (queue, now, now, max(1, min(max_messages, MAX_PEEK))))
+
+    def all_messages(self, queue: str) -> list[ReceivedMessage]:
+        """Every message, hidden ones too: only the embedded backend can show them (the test
+        engine moves its clock to the next one that becomes visible)."""
+        return self._select("queue = ? ORDER BY seq", (queue,))
+
+    def _select(self, where: str, args: tuple[object, ...]) -> list[ReceivedMessage]:
         with self._db.transaction() as conn:
             rows = conn.execute(
-                "SELECT id, content, inserted, expires, visible_at, dequeue_count FROM queue_messages"
-                " WHERE queue = ? ORDER BY seq",
-                (queue,),
+                f"SELECT id, content, inserted, expires, visible_at, dequeue_count FROM queue_messages WHERE {where}",
+                args,
             ).fetchall()
         return [
             ReceivedMessage(mid, "", dq, content, _ts(ins), _ts(exp), _ts(vis))

@@ -1,4 +1,8 @@
-"""SQLite table backend: the embedded default. Semantics as in shared.tables (Azure Tables)."""
+"""SQLite table backend: the embedded default. Semantics as in shared.tables (Azure Tables).
+
+Entities are stored as the properties Azure would store (shared.azure_limits), so every key,
+property and size limit of Azure Tables holds here too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+from shared.azure_limits import check_table_name, encode_entity, from_properties
 from shared.sqlite_db import SqliteDb
 from shared.tables import (
     MAX_PAGE,
@@ -36,6 +41,15 @@ def _token(pk: str, rk: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([pk, rk]).encode()).decode("ascii")
 
 
+def _encode(table: str, pk: str, rk: str, data: dict[str, Any]) -> str:
+    check_table_name(table)
+    return json.dumps(encode_entity(pk, rk, data))
+
+
+def _decode(text: str) -> dict[str, Any]:
+    return from_properties(json.loads(text))
+
+
 def _after(token: str) -> tuple[str, str]:
     try:
         pk, rk = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
@@ -58,7 +72,7 @@ class SqliteTableService(TableService):
                 "SELECT data, etag FROM table_entities WHERE tbl = ? AND pk = ? AND rk = ?",
                 (table, partition_key, row_key),
             ).fetchone()
-        return None if row is None else Entity(partition_key, row_key, json.loads(row[0]), row[1])
+        return None if row is None else Entity(partition_key, row_key, _decode(row[0]), row[1])
 
     def upsert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
         with self._db.transaction() as conn:
@@ -104,7 +118,7 @@ class SqliteTableService(TableService):
             rows = conn.execute(sql + " ORDER BY pk, rk LIMIT ?", [*args, limit + 1]).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        entities = [Entity(pk, rk, json.loads(data), etag) for pk, rk, data, etag in rows]
+        entities = [Entity(pk, rk, _decode(data), etag) for pk, rk, data, etag in rows]
         token = _token(rows[-1][0], rows[-1][1]) if more else None
         return Page(entities, token)
 
@@ -113,7 +127,7 @@ class SqliteTableService(TableService):
         etag = uuid.uuid4().hex
         cur = conn.execute(
             "INSERT OR IGNORE INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)",
-            (table, pk, rk, json.dumps(data), etag),
+            (table, pk, rk, _encode(table, pk, rk, data), etag),
         )
         if cur.rowcount != 1:
             raise EntityExists(f"{table}/{pk}/{rk}")
@@ -125,7 +139,7 @@ class SqliteTableService(TableService):
         conn.execute(
             "INSERT INTO table_entities (tbl, pk, rk, data, etag) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (tbl, pk, rk) DO UPDATE SET data = excluded.data, etag = excluded.etag",
-            (table, pk, rk, json.dumps(data), etag),
+            (table, pk, rk, _encode(table, pk, rk, data), etag),
         )
         return Entity(pk, rk, dict(data), etag)
 
@@ -133,7 +147,7 @@ class SqliteTableService(TableService):
     def _update(conn: sqlite3.Connection, table: str, pk: str, rk: str, data: dict[str, Any], etag: str) -> Entity:
         new = uuid.uuid4().hex
         sql = "UPDATE table_entities SET data = ?, etag = ? WHERE tbl = ? AND pk = ? AND rk = ?"
-        args: list[Any] = [json.dumps(data), new, table, pk, rk]
+        args: list[Any] = [_encode(table, pk, rk, data), new, table, pk, rk]
         if etag != "*":
             sql += " AND etag = ?"
             args.append(etag)

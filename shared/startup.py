@@ -1,0 +1,39 @@
+"""The app's start-up check: every setting the functions will need, read once at import.
+
+``function_app`` calls :func:`check` while the worker indexes it, so a missing or malformed
+setting stops the app at start with one error naming it (the worker reports an exception at
+import as an indexing failure, reference azure-functions.md §7.1), rather than every message
+failing later and filling the poison queues. Only the standard library loads here (cold start).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+from shared.connections import DEFAULT_CONNECTION, resolve
+from shared.settings import SettingError, Settings, in_azure
+from shared.storage import connection_of
+
+SCHEDULES = ("REGISTRY_WATCH_SCHEDULE", "REACTOR_REPAIR_SCHEDULE")
+# NCRONTAB: six fields, seconds first (five are accepted too); each a list of numbers, ranges,
+# steps or names. The host validates the details; this catches an unset or mangled setting.
+_CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"
+_NCRONTAB = re.compile(rf"{_CRON_FIELD}(?:\s+{_CRON_FIELD}){{4,5}}")
+
+
+def check(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings, or SettingError naming the first one that cannot work."""
+    env = os.environ if env is None else env
+    settings = Settings.from_env(env)
+    connection_of(settings.storage, env)  # the account the app's state and producers use
+    if in_azure(env):
+        resolve(DEFAULT_CONNECTION, env)  # the account the queue triggers listen on
+    for name in SCHEDULES:
+        value = env.get(name, "").strip()
+        if not value:
+            raise SettingError(name, f"is not set: a timer's schedule is %{name}% (NCRONTAB, e.g. 0 */5 * * * *)")
+        if not _NCRONTAB.fullmatch(value):
+            raise SettingError(name, f"{value!r} is not an NCRONTAB expression (six fields, seconds first)")
+    return settings
