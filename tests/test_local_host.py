@@ -361,7 +361,7 @@ def test_queue_message_delivered_with_output_binding(queue_host: LocalHost, reco
         "has_pop_receipt": True,
     }
     assert queues.count("jobs") == 0
-    [result] = queues.peek_all("results")
+    [result] = queues.peek("results")
     assert json.loads(decode_content(result.content)) == {"done": {"a": 1}}  # written base64, as the host does
 
 
@@ -377,7 +377,7 @@ def test_failing_message_retried_then_poisoned(
     assert [a["dequeue_count"] for a in attempts] == [1, 2, 3]
     assert {a["id"] for a in attempts} == {message_id}
     assert queues.count("fails") == 0
-    [poisoned] = queues.peek_all("fails-poison")
+    [poisoned] = queues.peek("fails-poison")
     assert poisoned.content == wire  # the original wire text, as a new message
     assert poisoned.id != message_id
     assert any(
@@ -394,7 +394,7 @@ def test_undecodable_message_goes_to_poison_at_once(
     queues.send("jobs", '{"not": "base64"}')
     assert queue_host.wait_idle(timeout=10)
     assert records(record_file, "work") == []  # never invoked
-    [poisoned] = queues.peek_all("jobs-poison")
+    [poisoned] = queues.peek("jobs-poison")
     assert poisoned.content == '{"not": "base64"}'
     assert poisoned.dequeue_count == 0
     assert any("Message decoding has failed!" in r.message for r in caplog.records)
@@ -416,7 +416,7 @@ def test_message_over_max_dequeue_count_is_poisoned_without_invocation(
     finally:
         host.stop()
     assert records(record_file, "work") == []
-    assert [m.content for m in queues.peek_all("jobs-poison")] == [wire]
+    assert [m.content for m in queues.peek("jobs-poison")] == [wire]
 
 
 def test_poison_queue_trigger_has_no_poison_queue(
