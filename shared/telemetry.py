@@ -209,6 +209,6 @@ def rollout_ended(row: Mapping[str, Any]) -> None:
     pipeline = _current()
     if pipeline is None:
         return
-    took = max(0.0, float(row.get("finished_at") or row["updated_at"]) - float(row["created_at"]))
+    took = max(0.0, float(row["finished_at"]) - float(row["created_at"]))
     pipeline.rollout_duration.record(took, attributes(
         {"outcome": row["status"], "model": row.get("model"), "environment": row.get("environment")}, prefix=""))
