@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local.host import LocalHost
+from local.identity import ManagedIdentityEndpoint
 from local.mlflow_server import MlflowServer
 from local.workspace import LocalWorkspace
 from shared.settings import APP_ROOT
@@ -23,9 +24,19 @@ HOST_KEY = "local-host-key"
 
 
 def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url: str,
-                 watch_schedule: str = "0 */5 * * * *", repair_schedule: str = "*/5 * * * * *") -> dict[str, str]:
-    """The app settings a Function App would have, pointing at the local parts."""
-    return {
+                 watch_schedule: str = "0 */5 * * * *", repair_schedule: str = "*/5 * * * * *",
+                 identity: ManagedIdentityEndpoint | None = None, client_id: str | None = None,
+                 azure_storage: str | None = None) -> dict[str, str]:
+    """The app settings a Function App would have, pointing at the local parts.
+
+    With ``azure_storage`` (a connection string: Azurite's) state and queues live in Azure
+    Storage, reached as in Azure: ``REACTOR_STORAGE=azure`` and the ``AzureWebJobsStorage``
+    connection the triggers listen on; otherwise in an SQLite file in ``data_dir``.
+
+    With ``identity`` the app has no ``DATABRICKS_TOKEN``: it gets the App Service identity
+    variables of that stand-in instead (``client_id``: a user-assigned identity's).
+    """
+    settings = {
         "REACTOR_STORAGE": f"sqlite:///{data_dir / 'reactor.db'}",
         "REACTOR_POLICY_FILE": str(policy),
         "MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -43,6 +54,12 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         # The key store of the local host (local/host.py, "Keys and auth levels"), not an Azure app setting.
         "LocalKeyStore.host.function.default": HOST_KEY,
     }
+    if azure_storage is not None:
+        settings.update(REACTOR_STORAGE="azure", AzureWebJobsStorage=azure_storage)
+    if identity is not None:
+        del settings["DATABRICKS_TOKEN"]
+        settings.update(identity.env(client_id))
+    return settings
 
 
 @dataclass
@@ -54,10 +71,12 @@ class Platform:
 
 
 @contextmanager
-def platform(data_dir: Path) -> Iterator[Platform]:
+def platform(data_dir: Path, identity: ManagedIdentityEndpoint | None = None) -> Iterator[Platform]:
+    """The MLflow server and the workspace; with ``identity`` the workspace accepts only its tokens."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with MlflowServer(data_dir=data_dir / "mlflow", port=0) as srv:
-        ws = LocalWorkspace(port=0, token=WORKSPACE_TOKEN, registry_uri=srv.url, data_dir=data_dir / "workspace")
+        ws = LocalWorkspace(port=0, token=WORKSPACE_TOKEN, registry_uri=srv.url, data_dir=data_dir / "workspace",
+                            identity=identity)
         ws.start()
         try:
             yield Platform(srv, ws)

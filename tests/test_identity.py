@@ -21,9 +21,7 @@ import requests
 
 from local import taxi
 from local.identity import ManagedIdentityEndpoint
-from local.mlflow_server import MlflowServer
-from local.stack import WORKSPACE_TOKEN, Platform, app_settings, function_host
-from local.workspace import LocalWorkspace
+from local.stack import WORKSPACE_TOKEN, Platform, app_settings, function_host, platform
 from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.storage import open_queues, open_tables
@@ -63,13 +61,9 @@ def idp(clock: Clock) -> Iterator[ManagedIdentityEndpoint]:
 
 @pytest.fixture(scope="module")
 def iplat(idp: ManagedIdentityEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """An MLflow server and a local workspace in identity mode (a PAT is set but must be refused)."""
-    root = tmp_path_factory.mktemp("identity")
-    with MlflowServer(data_dir=root / "mlflow", port=0) as srv:
-        ws = LocalWorkspace(port=0, token=WORKSPACE_TOKEN, registry_uri=srv.url, data_dir=root / "workspace",
-                            identity=idp)
-        with ws:
-            yield Platform(srv, ws)
+    """An MLflow server and a local workspace in identity mode (it has a PAT, which it must refuse)."""
+    with platform(tmp_path_factory.mktemp("identity"), identity=idp) as p:
+        yield p
 
 
 @pytest.fixture
@@ -162,11 +156,12 @@ def identity_app(plat: Platform, idp: ManagedIdentityEndpoint, tmp: Path) -> tup
     smoke = [{"name": "ids only", "records": taxi.request_records(2),
               "expect": {"prediction_type": "number", "min": 0}}]
     policy.write_text(policy_yaml(model, endpoint, zone_policy(tag), smoke=smoke))
-    settings = app_settings(data_dir=tmp, policy=policy, mlflow_url=plat.mlflow.url,
-                            workspace_url=plat.workspace.url, watch_schedule=NEVER)
-    for name in ("DATABRICKS_TOKEN", "MLFLOW_TRACKING_URI"):
-        settings.pop(name)
-    settings.update(idp.env(client_id=USER_ASSIGNED), MLFLOW_REGISTRY_URI="databricks-uc")
+    settings = app_settings(data_dir=tmp, policy=policy, mlflow_url=plat.mlflow.url, workspace_url=plat.workspace.url,
+                            watch_schedule=NEVER, identity=idp, client_id=USER_ASSIGNED)
+    # The app reaches the registry only through the workspace: Unity Catalog, no MLflow server.
+    del settings["MLFLOW_TRACKING_URI"]
+    settings["MLFLOW_REGISTRY_URI"] = "databricks-uc"
+    assert "DATABRICKS_TOKEN" not in settings
     return settings, model, endpoint, tag
 
 
