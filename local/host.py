@@ -69,11 +69,11 @@ Queues (§2.2, §2.3, §3, §4.1)
     host.json ``extensions.queues``: batchSize (16, 1..32), newBatchThreshold (batchSize/2:
     the Consumption value, one "processor"), maxDequeueCount (5), visibilityTimeout (0),
     maxPollingInterval (1 min, as in the table; set it in host.json for fast local runs),
-    messageEncoding (base64 | none). The trigger's ``connection`` names an app setting; in
-    Azure it selects the storage account (§4.1). Locally every connection resolves to the
-    one queue backend named by ``REACTOR_STORAGE`` (``shared.storage.open_queues``): the
-    local stand-in for the storage account. Resolving connections to real Azure accounts
-    comes later and plugs in at :meth:`LocalHost._queue_service`.
+    messageEncoding (base64 | none). The trigger's ``connection`` names an app setting that
+    selects the storage account (§4.1). With ``REACTOR_STORAGE=sqlite:///...`` every
+    connection resolves to that one embedded backend, the local stand-in for an account;
+    otherwise each connection is resolved as the Functions host resolves it
+    (``shared.connections``) and served by Azure Storage, Azurite on this machine.
 
     One poller thread per queue function receives up to batchSize messages with a 10-minute
     visibility timeout and hands them to a thread pool; it fetches the next batch once no
@@ -143,6 +143,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from croniter import croniter
 
+from shared.connections import DEFAULT_CONNECTION
 from shared.queues import POISON_SUFFIX, PopReceiptMismatch, QueueService, ReceivedMessage, decode_content
 
 logger = logging.getLogger("local.host")
@@ -713,7 +714,7 @@ def _plan_function(fn: Any) -> FunctionPlan:
         plan.run_on_startup = bool(trigger.run_on_startup)
     else:
         plan.queue_name = resolve_setting_expressions(str(trigger.queue_name), f"function {name!r} queueName")
-        plan.connection = str(trigger.connection or "AzureWebJobsStorage")
+        plan.connection = str(trigger.connection or DEFAULT_CONNECTION)
     return plan
 
 
@@ -779,7 +780,7 @@ class LocalHost:
         self._generation = 0
         self._added_env: list[str] = []
         self._added_sys_path = False
-        self._queues: QueueService | None = None
+        self._queue_services: dict[str, QueueService] = {}
         self._storage_url = ""
         self._server: _HttpServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -801,8 +802,9 @@ class LocalHost:
             self._load_app()
             functions = self._index()
             self.keys = HostKeys.from_settings(os.environ)
-            if any(p.trigger_type == QUEUE_TRIGGER or p.queue_outputs for p in self.plans):
-                self._queues = self._queue_service()
+            for plan in self.plans:
+                if plan.trigger_type == QUEUE_TRIGGER or plan.queue_outputs:
+                    self._queue_service(plan.connection or DEFAULT_CONNECTION)
             self._start_http()
             for plan in self.plans:
                 if plan.trigger_type == TIMER_TRIGGER:
@@ -898,13 +900,13 @@ class LocalHost:
         later do not count. False when ``timeout`` seconds pass first.
         """
         deadline = time.monotonic() + timeout
-        queue_names = sorted({p.queue_name for p in self.plans if p.trigger_type == QUEUE_TRIGGER})
+        watched = sorted({(p.connection, p.queue_name) for p in self.plans if p.trigger_type == QUEUE_TRIGGER})
         while True:
             with self._lock:
                 generation, running = self._generation, self._in_flight
             busy = running > 0
-            if not busy and self._queues is not None:
-                busy = any(self._queues.count(name) for name in queue_names)
+            if not busy:
+                busy = any(self._queue_services[conn].count(name) for conn, name in watched)
             with self._lock:
                 if not busy and self._in_flight == 0 and self._generation == generation:
                     return True
@@ -970,21 +972,33 @@ class LocalHost:
         self.plans = plans
         return functions
 
-    def _queue_service(self) -> QueueService:
-        """The queue backend behind every ``connection`` (see module doc: REACTOR_STORAGE).
+    def _queue_service(self, connection: str) -> QueueService:
+        """The queues behind a binding's ``connection`` (module doc, Queues).
 
-        In Azure ``connection`` resolves to a storage account: the setting itself, then
-        ``AzureWebJobs<name>``, then ``<name>__queueServiceUri`` (§4.1). Locally every
-        connection maps to the embedded backend; account resolution plugs in here later.
+        With ``REACTOR_STORAGE=sqlite:///...`` every connection maps to that file, the local
+        stand-in for a storage account. Otherwise the connection is resolved exactly as the
+        Functions host resolves it (shared.connections: ``AzureWebJobs<name>``, ``<name>``, then
+        identity-based ``<name>__queueServiceUri`` / ``__accountName``) and served by Azure
+        Storage (Azurite locally); a bad setting stops the start, as it stops the real host.
         """
+        from shared.connections import resolve
         from shared.settings import Settings
-        from shared.storage import open_queues
+        from shared.storage import open_queues, parse
 
-        self._storage_url = Settings.from_env().storage
+        service = self._queue_services.get(connection)
+        if service is not None:
+            return service
         try:
-            return open_queues(self._storage_url)
+            url = Settings.from_env().storage
+            if parse(url).kind == "sqlite":
+                self._storage_url = url
+            else:
+                account = resolve(connection, os.environ)
+                self._storage_url, url = repr(account), f"azure:{connection}"
+            service = self._queue_services[connection] = open_queues(url)
         except ValueError as exc:
             raise HostStartError(str(exc)) from exc
+        return service
 
     def _start_http(self) -> None:
         try:
@@ -1111,9 +1125,9 @@ class LocalHost:
             bodies = _queue_output_bodies(value, plan.name, name)
             if not bodies:
                 continue
-            assert self._queues is not None
+            queues = self._queue_service(plan.connection or DEFAULT_CONNECTION)
             for body in bodies:
-                self._queues.send(queue, self.encode_message(body))
+                queues.send(queue, self.encode_message(body))
             self.wake_queue(queue)
 
     def encode_message(self, body: bytes) -> str:
@@ -1461,10 +1475,9 @@ class _QueuePoller:
     """One queue function: a polling thread and a pool of invocations (§2.2, §2.3)."""
 
     def __init__(self, host: LocalHost, plan: FunctionPlan) -> None:
-        assert host._queues is not None
         self.host = host
         self.plan = plan
-        self.queues: QueueService = host._queues
+        self.queues: QueueService = host._queue_service(plan.connection)
         self.options = host.config.queues
         self.queue_name = plan.queue_name
         poison = plan.queue_name + POISON_SUFFIX

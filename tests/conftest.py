@@ -144,28 +144,39 @@ class App:
 
 
 @pytest.fixture
-def make_app(plat, tmp_path) -> Iterator[Callable[..., App]]:
+def make_app(plat, tmp_path, request) -> Iterator[Callable[..., App]]:
     stack: list[Any] = []
 
     def make(watch_schedule: str = NEVER, model_fields: Callable[[str], dict[str, Any]] | None = None,
-             extra_settings: dict[str, str] | None = None, **env_overrides: Any) -> App:
-        """``model_fields(tag)`` adds model-level policy (features); ``tag`` is unique to the test."""
+             extra_settings: dict[str, str] | None = None, storage: str = "sqlite", **env_overrides: Any) -> App:
+        """``model_fields(tag)`` adds model-level policy (features); ``tag`` is unique to the test.
+        ``storage="azurite"`` keeps state and queues in Azure Storage (the session's Azurite)."""
         tag = uuid.uuid4().hex[:8]
         model, endpoint = f"taxi_{tag}", f"taxi-{tag}"
         policy = Path(tmp_path / "policy.yaml")
         policy.write_text(policy_yaml(model, endpoint, model_fields(tag) if model_fields else None, **env_overrides))
+        azure = request.getfixturevalue("azurite").connection_string if storage == "azurite" else None
         settings = app_settings(data_dir=tmp_path, policy=policy, mlflow_url=plat.mlflow.url,
-                                workspace_url=plat.workspace.url, watch_schedule=watch_schedule)
+                                workspace_url=plat.workspace.url, watch_schedule=watch_schedule, azure_storage=azure)
         settings.update(extra_settings or {})
         cm = function_host(settings)
         host = cm.__enter__()
         stack.append(cm)
-        return App(plat, model, endpoint, settings, tag, host.url, host, open_tables(settings["REACTOR_STORAGE"]),
-                   open_queues(settings["REACTOR_STORAGE"]))
+        url = settings["REACTOR_STORAGE"]
+        return App(plat, model, endpoint, settings, tag, host.url, host, open_tables(url, settings),
+                   open_queues(url, settings))
 
     yield make
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def zones():
+    """Pickup and dropoff zone feature tables (pandas) for the taxi model with features."""
+    from local import taxi
+
+    return taxi.make_zone_feature_tables(n=3000, seed=5)
 
 
 @pytest.fixture

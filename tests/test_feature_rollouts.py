@@ -29,11 +29,6 @@ def smoke_ids_only():
     return [{"name": "ids only", "records": taxi.request_records(2), "expect": {"prediction_type": "number", "min": 0}}]
 
 
-@pytest.fixture
-def zones():
-    return taxi.make_zone_feature_tables(n=3000, seed=5)
-
-
 def create_zone_tables(ws, tag: str, pickup_df, dropoff_df, *, primary_key: bool = True):
     pickup, dropoff = f"main.f{tag}.pickup_zone_features", f"main.f{tag}.dropoff_zone_features"
     keys = ["zone_id"] if primary_key else None

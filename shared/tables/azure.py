@@ -54,8 +54,9 @@ def _next_keys(token: str) -> dict[str, str]:
 def _error_code(exc: Any) -> str | None:
     """The service's error code: the SDK sets ``error_code`` on some paths only, so read the
     OData error body (``{"odata.error": {"code": ...}}``) when it is missing."""
-    if getattr(exc, "error_code", None):
-        return str(exc.error_code)
+    code = getattr(exc, "error_code", None)
+    if code:
+        return str(getattr(code, "value", code))  # a TableErrorCode, or the text
     try:
         return json.loads(exc.response.text())["odata.error"]["code"]
     except (AttributeError, ValueError, KeyError, TypeError):
