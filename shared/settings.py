@@ -41,7 +41,8 @@ def default_sqlite_path(env: Mapping[str, str]) -> Path:
     """``$REACTOR_DATA_DIR/reactor.db``, else under ``$XDG_STATE_HOME`` (``~/.local/state``)."""
     if env.get("REACTOR_DATA_DIR"):
         return Path(env["REACTOR_DATA_DIR"]) / "reactor.db"
-    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    state = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
     return state / "modelops-reactor" / "reactor.db"
 
 

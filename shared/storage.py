@@ -18,6 +18,7 @@ from functools import lru_cache
 
 from shared.connections import DEFAULT_CONNECTION, StorageConnection, resolve
 from shared.queues import QueueService
+from shared.settings import SettingError
 from shared.tables import TableService
 
 
@@ -28,12 +29,12 @@ class StorageSpec:
 
 
 def parse(url: str) -> StorageSpec:
-    """``REACTOR_STORAGE``'s value; ValueError names the setting when it is neither form."""
+    """``REACTOR_STORAGE``'s value; SettingError when it is neither form."""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return StorageSpec("sqlite", url[len("sqlite:///"):])
     if url == "azure" or url.startswith("azure:"):
         return StorageSpec("azure", url.partition(":")[2] or DEFAULT_CONNECTION)
-    raise ValueError(f"app setting REACTOR_STORAGE={url!r}: expected azure, azure:<connection> or sqlite:///<path>")
+    raise SettingError("REACTOR_STORAGE", f"{url!r}: expected azure, azure:<connection> or sqlite:///<path>")
 
 
 def connection_of(url: str, env: Mapping[str, str] | None = None) -> StorageConnection | None:
