@@ -13,7 +13,7 @@ import pytest
 from local.host import HostStartError, LocalHost
 from local.stack import app_settings
 from shared.connections import ConnectionSettingError, development_storage, resolve
-from shared.settings import APP_ROOT, Settings, SettingError, default_sqlite_path
+from shared.settings import APP_ROOT, SettingError, Settings, default_sqlite_path
 from shared.startup import check
 
 AZURITE = development_storage()
