@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from local.azurite import Azurite
 from local.stack import WEBHOOK_SECRET, app_settings, function_host, platform
 from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE, enqueue
@@ -102,7 +103,14 @@ def _quietly(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
         return fn(*args, **kwargs)
 
 
-def run(data_dir: Path) -> int:
+def run(data_dir: Path, storage: str = "sqlite") -> int:
+    """The demo on SQLite, or on Azure Storage (Azurite, kept up until the summary is printed)."""
+    with contextlib.ExitStack() as stack:
+        azure = stack.enter_context(Azurite()).connection_string if storage == "azurite" else None
+        return _run(data_dir, azure)
+
+
+def _run(data_dir: Path, azure: str | None) -> int:
     from mlflow import MlflowClient
 
     from local.taxi import (
@@ -129,11 +137,14 @@ def run(data_dir: Path) -> int:
     print(f"ModelOps Reactor demo — data in {data_dir}", flush=True)
     with platform(data_dir) as plat:
         settings = app_settings(data_dir=data_dir, policy=APP_ROOT / "policy.yaml", mlflow_url=plat.mlflow.url,
-                                workspace_url=plat.workspace.url, watch_schedule="*/20 * * * * *")
+                                workspace_url=plat.workspace.url, watch_schedule="*/20 * * * * *", azure_storage=azure)
+        state = settings["REACTOR_STORAGE"]
         with function_host(settings) as host:
-            tables = open_tables(settings["REACTOR_STORAGE"])
+            tables, queues = open_tables(state, settings), open_queues(state, settings)
             tl = Timeline(tables)
             tl.say("demo", f"mlflow server {plat.mlflow.url}, workspace {plat.workspace.url}, host {host.url}")
+            tl.say("demo", "state and queues in " + ("Azure Storage (Azurite, AzureWebJobsStorage)" if azure
+                                                     else f"SQLite ({state.removeprefix('sqlite:///')})"))
             client = MlflowClient(plat.mlflow.url)
             client.create_webhook(name="modelops-reactor", url=f"{host.url}/api/registry/webhook",
                                   events=["model_version.created", "model_version_alias.created"],
@@ -189,7 +200,7 @@ def run(data_dir: Path) -> int:
                     tl.say("demo", f"pickup zone {changed['zone_id']} in the source: avg_fare {zone.avg_fare:.2f} → "
                                    f"{changed['avg_fare']:.2f}, avg_distance {zone.avg_distance:.2f} → "
                                    f"{changed['avg_distance']:.2f}; sending publish_features")
-                    enqueue(open_queues(settings["REACTOR_STORAGE"]), COMMANDS_QUEUE,
+                    enqueue(queues, COMMANDS_QUEUE,
                             {"command": "publish_features", "model": MODEL, "table": PICKUP})
                     ok = tl.wait("the change to reach predictions",
                                  lambda before=before: abs(predict([trip])[0] - before) > 1e-6, 30)
@@ -238,8 +249,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=APP_ROOT / ".local" / "demo")
+    parser.add_argument("--storage", choices=("sqlite", "azurite"), default="sqlite",
+                        help="where state and queues live: an SQLite file (default) or Azure Storage on Azurite")
     args = parser.parse_args()
-    sys.exit(run(args.data_dir.resolve()))
+    sys.exit(run(args.data_dir.resolve(), args.storage))
 
 
 if __name__ == "__main__":
