@@ -3,8 +3,10 @@
 Follows DESIGN.md "Registry webhook". MLflow 3 deliveries (``X-MLflow-Signature``) and
 Databricks workspace-registry deliveries (``X-Databricks-Signature``) are told apart by their
 signature header (shared.signatures). An accepted delivery costs two storage round trips
-before the 202: the record is inserted (keyed by the event's identity, so a redelivery and
-the same event through a second webhook are one record) and ``reconcile`` is enqueued. Only
+before the 202 on Azure Storage, one commit on SQLite (shared.storage.one_commit): the record
+is inserted (keyed by the event's identity, so a redelivery and the same event through a
+second webhook are one record) and ``reconcile`` is enqueued. An event that changes nothing
+the policy serves is recorded ``ignored`` in one write. Only
 the request that inserted the record, or took over its expired claim, enqueues: concurrent
 duplicates answer ``duplicate`` and never act. A crash between the two writes leaves an open
 record whose claim expires, and the repair sweep enqueues its reconcile (handlers/repair.py).
@@ -28,6 +30,7 @@ from shared.log import correlated, step
 from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.signatures import SignatureError, verify_delivery
+from shared.storage import one_commit
 
 # Long enough for one request's two writes; a redelivery after that takes the work over.
 CLAIM_SECONDS = 10.0
@@ -66,17 +69,22 @@ def handle(deps: Deps, req: Request) -> Response:
 
 def _accept(deps: Deps, delivery_id: str, event: RegistryEvent) -> Response:
     key = journal.key("event", event.identity)
-    begun = journal.begin(deps.tables, "event", key, now=deps.clock(), claim_seconds=CLAIM_SECONDS, id=delivery_id,
-                          event=event.as_dict(), cid=delivery_id)
+    fields = {"id": delivery_id, "event": event.as_dict(), "cid": delivery_id}
+    ignored = _why_ignored(deps, event)
+    with one_commit(deps.tables, deps.queues):
+        if ignored:
+            _, created = journal.record(deps.tables, "event", key, "ignored", reason=ignored, **fields)
+            if created:
+                step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
+                return Response(202, {"status": "ignored", "reason": ignored, "record": key})
+            begun = journal.Begun("finished", {"status": "ignored"})
+        else:
+            begun = journal.begin(deps.tables, "event", key, now=deps.clock(), claim_seconds=CLAIM_SECONDS, **fields)
+        if begun.act:
+            enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, begun.record.get("cid") or delivery_id))
     if not begun.act:
         step("webhook.duplicate", delivery=delivery_id, record=key, status=begun.record.get("status"))
         return Response(202, {"status": "duplicate", "record": key})
-    ignored = _why_ignored(deps, event)
-    if ignored:
-        journal.update(deps.tables, "event", key, "ignored", reason=ignored, claim_until=None)
-        step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
-        return Response(202, {"status": "ignored", "reason": ignored, "record": key})
-    enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, begun.record.get("cid") or delivery_id))
     step("webhook.accepted", kind=event.kind, model=event.model, version=event.version, alias=event.alias)
     return Response(202, {"status": "accepted", "record": key})
 

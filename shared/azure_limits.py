@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 MAX_KEY_BYTES = 1024
@@ -64,6 +65,8 @@ class MessageTooLarge(StorageLimitError):
 
 
 def _utf16(text: str) -> int:
+    if text.isascii():  # the common case, without encoding
+        return 2 * len(text)
     return len(text.encode("utf-16-le", "surrogatepass"))
 
 
@@ -89,15 +92,21 @@ def check_key(what: str, value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)
+def _plain_name(name: str) -> bool:
+    return bool(_PROPERTY_NAME.fullmatch(name)) and name not in _SYSTEM and not _OVERFLOW.fullmatch(name)
+
+
 def _plain(name: str, value: Any) -> bool:
-    if not _PROPERTY_NAME.fullmatch(name) or name in _SYSTEM or _OVERFLOW.fullmatch(name):
+    if not isinstance(name, str) or not _plain_name(name):
         return False
     if isinstance(value, bool | float):
         return value == value and value not in (float("inf"), float("-inf"))
     if isinstance(value, int):
         return value in _INT32
     if isinstance(value, str):
-        return _utf16(value) <= MAX_STRING_BYTES and _PLAIN_TEXT.fullmatch(value) is not None
+        # isprintable() is False for controls and lone surrogates: the regex decides only then.
+        return _utf16(value) <= MAX_STRING_BYTES and (value.isprintable() or _PLAIN_TEXT.fullmatch(value) is not None)
     return False
 
 

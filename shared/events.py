@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 # The kinds that can change what should serve; others are recorded as ignored.
@@ -98,7 +98,8 @@ class RegistryEvent:
         return hashlib.sha256(key.encode()).hexdigest()[:40]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"source": self.source, "kind": self.kind, "model": self.model, "version": self.version,
+                "alias": self.alias, "occurred_at": self.occurred_at}
 
 
 def _check_depth(body: bytes) -> None:

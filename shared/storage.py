@@ -11,10 +11,13 @@ Clients are built once per process and setting values, and connect on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from shared.connections import DEFAULT_CONNECTION, StorageConnection, resolve
 from shared.queues import QueueService
@@ -51,6 +54,18 @@ def open_queues(url: str, env: Mapping[str, str] | None = None) -> QueueService:
 def open_tables(url: str, env: Mapping[str, str] | None = None) -> TableService:
     account = connection_of(url, env)
     return _azure_tables(account) if account else _sqlite_tables(parse(url).target)
+
+
+def one_commit(*services: Any) -> AbstractContextManager[Any]:
+    """The writes made inside, to all of ``services``, in one transaction where the backend
+    has one: the SQLite backends of one file share it (shared.sqlite_db), so a webhook's record
+    and its message commit together or not at all. Azure Storage has no transaction across
+    tables and queues: there each write is its own round trip, and a crash between them is
+    what the repair sweep is for (handlers/repair.py)."""
+    dbs = {id(db): db for db in (getattr(s, "db", None) for s in services)}
+    if len(dbs) == 1 and (db := next(iter(dbs.values()))) is not None:
+        return db.transaction()
+    return contextlib.nullcontext()
 
 
 @lru_cache(maxsize=8)

@@ -178,8 +178,10 @@ def test_a_message_that_is_not_base64_is_kept_in_poison_untouched(app):
     # state), not for the copy alone. wait_idle cannot tell, as the copy stays in the queue.
     app.wait(lambda: app.queues.count(COMMANDS_QUEUE) == 0 and app.queues.count(COMMANDS_QUEUE + "-poison"), 15,
              "the message to move to poison")
-    # As in Azure, the base64 poison trigger cannot read it either: it stays there for an operator.
-    assert [m.content for m in app.queues.peek(COMMANDS_QUEUE + "-poison")] == ["{not base64 at all}"]
+    # As in Azure, the base64 poison trigger cannot read it either: it stays there for an operator
+    # (hidden while the poison trigger's receive holds it, so Peek would not show it; the
+    # embedded backend can list hidden messages).
+    assert [m.content for m in app.queues.all_messages(COMMANDS_QUEUE + "-poison")] == ["{not base64 at all}"]
     assert app.records("command") == []
     assert app.rollouts() == []
 

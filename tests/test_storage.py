@@ -231,3 +231,38 @@ def test_table_limits_hold(tables, t):
         tables.insert("no_underscores", "p", "r", {})
     tables.insert(t, "p", "fits", {"blob": "z" * (MAX_ENTITY_BYTES // 2 - 1000)})
     assert tables.get(t, "p", "huge") is None and len(tables.get(t, "p", "fits").data["blob"]) > 500_000
+
+
+# ------------------------------------------------------------------ one commit (SQLite only)
+def test_sqlite_writes_to_tables_and_queues_can_share_one_commit(tmp_path, t, q):
+    from shared.storage import one_commit
+
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    tables, queues = open_tables(url), open_queues(url)
+    with one_commit(tables, queues):
+        tables.insert(t, "p", "a", {"n": 1})
+        queues.send(q, "work")
+    assert tables.get(t, "p", "a") is not None and queues.count(q) == 1
+    # A failure anywhere inside: neither the record nor the message is kept.
+    with pytest.raises(MessageTooLarge), one_commit(tables, queues):
+        tables.insert(t, "p", "b", {"n": 1})
+        queues.send(q, "x" * 70_000)
+    assert tables.get(t, "p", "b") is None and queues.count(q) == 1
+    # A failed entity-group transaction inside is undone on its own; the rest commits.
+    a = tables.get(t, "p", "a")
+    with one_commit(tables, queues):
+        with pytest.raises(ConcurrencyConflict):
+            tables.transact(t, "p", [Op.insert("c", {}), Op.update(Entity("p", "a", {}, "stale"))])
+        with pytest.raises(EntityExists):
+            tables.insert(t, "p", "a", {"n": 2})
+        tables.update(t, a)
+    assert tables.get(t, "p", "c") is None and tables.get(t, "p", "a").etag != a.etag
+
+
+def test_azure_storage_has_no_shared_commit(azurite):
+    from contextlib import nullcontext
+
+    from shared.storage import one_commit
+
+    env = {"AzureWebJobsStorage": azurite.connection_string}
+    assert isinstance(one_commit(open_tables("azure", env), open_queues("azure", env)), nullcontext)

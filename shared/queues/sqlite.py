@@ -40,7 +40,7 @@ def _ts(epoch: float) -> datetime:
 
 class SqliteQueueService(QueueService):
     def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
-        self._db = SqliteDb(path, _SCHEMA)
+        self.db = SqliteDb.open(path, _SCHEMA)
         # Visibility is judged by this clock, so a test can move time instead of waiting for it.
         self._clock = clock
 
@@ -50,7 +50,7 @@ class SqliteQueueService(QueueService):
         check_visibility(visibility_delay, "visibility delay")
         now = self._clock()
         message_id = str(uuid.uuid4())
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             conn.execute(
                 "INSERT INTO queue_messages (queue, id, content, inserted, expires, visible_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -64,7 +64,7 @@ class SqliteQueueService(QueueService):
             raise ValueError(f"max_messages is 1..{MAX_PEEK}, not {max_messages}")
         now = self._clock()
         out: list[ReceivedMessage] = []
-        with self._db.transaction() as conn:
+        with self.db.transaction() as conn:
             conn.execute("DELETE FROM queue_messages WHERE queue = ? AND expires <= ?", (queue, now))
             rows = conn.execute(
                 "SELECT id, content, inserted, expires, dequeue_count FROM queue_messages"
@@ -93,7 +93,7 @@ class SqliteQueueService(QueueService):
         return out
 
     def delete(self, queue: str, message_id: str, pop_receipt: str) -> None:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             cur = conn.execute(
                 "DELETE FROM queue_messages WHERE queue = ? AND id = ? AND pop_receipt = ?",
                 (queue, message_id, pop_receipt),
@@ -104,7 +104,7 @@ class SqliteQueueService(QueueService):
     def update_visibility(self, queue: str, message_id: str, pop_receipt: str, visibility_timeout: float) -> str:
         check_visibility(visibility_timeout)
         receipt = uuid.uuid4().hex
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             cur = conn.execute(
                 "UPDATE queue_messages SET visible_at = ?, pop_receipt = ?"
                 " WHERE queue = ? AND id = ? AND pop_receipt = ?",
@@ -115,7 +115,7 @@ class SqliteQueueService(QueueService):
         return receipt
 
     def count(self, queue: str) -> int:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             (n,) = conn.execute("SELECT COUNT(*) FROM queue_messages WHERE queue = ?", (queue,)).fetchone()
         return int(n)
 
@@ -130,7 +130,7 @@ class SqliteQueueService(QueueService):
         return self._select("queue = ? ORDER BY seq", (queue,))
 
     def _select(self, where: str, args: tuple[object, ...]) -> list[ReceivedMessage]:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             rows = conn.execute(
                 f"SELECT id, content, inserted, expires, visible_at, dequeue_count FROM queue_messages WHERE {where}",
                 args,

@@ -60,14 +60,14 @@ def _after(token: str) -> tuple[str, str]:
 
 class SqliteTableService(TableService):
     def __init__(self, path: str) -> None:
-        self._db = SqliteDb(path, _SCHEMA)
+        self.db = SqliteDb.open(path, _SCHEMA)
 
     def insert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             return self._insert(conn, table, partition_key, row_key, data)
 
     def get(self, table: str, partition_key: str, row_key: str) -> Entity | None:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             row = conn.execute(
                 "SELECT data, etag FROM table_entities WHERE tbl = ? AND pk = ? AND rk = ?",
                 (table, partition_key, row_key),
@@ -75,22 +75,22 @@ class SqliteTableService(TableService):
         return None if row is None else Entity(partition_key, row_key, _decode(row[0]), row[1])
 
     def upsert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             return self._upsert(conn, table, partition_key, row_key, data)
 
     def update(self, table: str, entity: Entity) -> Entity:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             return self._update(conn, table, entity.partition_key, entity.row_key, entity.data, entity.etag)
 
     def delete(self, table: str, entity: Entity) -> None:
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             self._delete(conn, table, entity.partition_key, entity.row_key, entity.etag)
 
     def transact(self, table: str, partition_key: str, ops: list[Op]) -> dict[str, Entity]:
         check_transaction(ops)
         out: dict[str, Entity] = {}
         # One SQLite transaction: an exception from any op rolls every op back.
-        with self._db.transaction() as conn:
+        with self.db.transaction() as conn:
             for op in ops:
                 if op.kind == "insert":
                     out[op.row_key] = self._insert(conn, table, partition_key, op.row_key, op.data)
@@ -114,7 +114,7 @@ class SqliteTableService(TableService):
             pk, rk = _after(continuation)
             sql += " AND (pk > ? OR (pk = ? AND rk > ?))"
             args += [pk, pk, rk]
-        with self._db.transaction() as conn:
+        with self.db.transaction(savepoint=False) as conn:
             rows = conn.execute(sql + " ORDER BY pk, rk LIMIT ?", [*args, limit + 1]).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
