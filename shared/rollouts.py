@@ -38,6 +38,13 @@ _HISTORY = 40
 _FAILED_KEPT = 20
 _RETRIES = 50
 _TEXT = frozenset({"reason", "failure", "smoke"})
+# A note or reason quotes an error, whose length nobody bounds: clipped, the 40 history entries
+# of a rollout stay far inside Azure's 1 MiB entity (docs/reliability.md, "Storage limits").
+_MAX_TEXT = 2000
+
+
+def _clip(text: Any) -> Any:
+    return text[:_MAX_TEXT] + "…" if isinstance(text, str) and len(text) > _MAX_TEXT else text
 
 
 def rollout_id(origin_kind: str, origin_id: str, environment: str) -> str:
@@ -73,8 +80,8 @@ def _transition(row: dict[str, Any], note: str, changes: dict[str, Any], now: fl
     # Reasons and notes quote errors, which may quote a connection string: never store a secret.
     # The configs (``target``, ``previous``) are written back to the endpoint, so they are kept as
     # they are: the policy admits secrets there only as {{secrets/...}} references.
-    changes = {k: redact_value(v) if k in _TEXT else v for k, v in changes.items()}
-    note = redact(note)
+    changes = {k: _clip(redact_value(v)) if k in _TEXT else v for k, v in changes.items()}
+    note = _clip(redact(note))
     data = {**row, **changes}
     data["seq"] = row["seq"] + 1
     data["updated_at"] = now
@@ -204,7 +211,7 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
             failed.pop(str(version), None)
         elif status == "failed" and version:
             failed.pop(str(version), None)
-            failed[str(version)] = reason
+            failed[str(version)] = _clip(redact(reason))
         ls["failed"] = dict(list(failed.items())[-_FAILED_KEPT:])
         new = _transition(row, note or reason, {"status": status, "reason": reason, "step": "end",
                                                 "finished_at": now, **changes}, now)
