@@ -11,6 +11,8 @@ entity once). Listing pages by continuation token, as Azure returns ``x-ms-conti
 
 from __future__ import annotations
 
+import base64
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +113,20 @@ class TableService(ABC):
             token = page.continuation
             if token is None:
                 return out
+
+
+def continuation_token(partition_key: str, row_key: str) -> str:
+    """An opaque continuation token naming where the next page starts (or after what it starts)."""
+    return base64.urlsafe_b64encode(json.dumps([partition_key, row_key]).encode()).decode("ascii")
+
+
+def continuation_keys(token: str) -> tuple[str, str]:
+    """The keys in a token of :func:`continuation_token`; ValueError for any other text."""
+    try:
+        pk, rk = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        return str(pk), str(rk)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("continuation token is not one this service issued") from exc
 
 
 def check_transaction(ops: list[Op]) -> None:

@@ -15,7 +15,6 @@ and runs once more, so the steady state costs no extra round trip.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Callable
@@ -31,24 +30,14 @@ from shared.tables import (
     Page,
     TableService,
     check_transaction,
+    continuation_keys,
+    continuation_token,
 )
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 T = TypeVar("T")
-
-
-def _token(next_keys: dict[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps([next_keys["PartitionKey"], next_keys["RowKey"]]).encode()).decode()
-
-
-def _next_keys(token: str) -> dict[str, str]:
-    try:
-        pk, rk = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        return {"PartitionKey": str(pk), "RowKey": str(rk)}
-    except (ValueError, TypeError) as exc:
-        raise ValueError("continuation token is not one this service issued") from exc
 
 
 def _error_code(exc: Any) -> str | None:
@@ -179,7 +168,8 @@ class AzureTableService(TableService):
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
                    continuation: str | None = None) -> Page:
         limit = max(1, min(limit, MAX_PAGE))
-        token = _next_keys(continuation) if continuation else None
+        token = dict(zip(("PartitionKey", "RowKey"), continuation_keys(continuation), strict=True)) \
+            if continuation else None
 
         def page(client: TableClient) -> tuple[list[Any], Any]:
             if partition_key is None:
@@ -191,4 +181,5 @@ class AzureTableService(TableService):
             return rows, pages.continuation_token
 
         rows, following = self._run(table, page)
-        return Page([_entity(r) for r in rows], _token(following) if following else None)
+        token_out = continuation_token(following["PartitionKey"], following["RowKey"]) if following else None
+        return Page([_entity(r) for r in rows], token_out)

@@ -6,7 +6,6 @@ property and size limit of Azure Tables holds here too.
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import uuid
@@ -23,6 +22,8 @@ from shared.tables import (
     Page,
     TableService,
     check_transaction,
+    continuation_keys,
+    continuation_token,
 )
 
 _SCHEMA = """
@@ -37,10 +38,6 @@ CREATE TABLE IF NOT EXISTS table_entities (
 """
 
 
-def _token(pk: str, rk: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([pk, rk]).encode()).decode("ascii")
-
-
 def _encode(table: str, pk: str, rk: str, data: dict[str, Any]) -> str:
     check_table_name(table)
     return json.dumps(encode_entity(pk, rk, data))
@@ -48,14 +45,6 @@ def _encode(table: str, pk: str, rk: str, data: dict[str, Any]) -> str:
 
 def _decode(text: str) -> dict[str, Any]:
     return from_properties(json.loads(text))
-
-
-def _after(token: str) -> tuple[str, str]:
-    try:
-        pk, rk = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        return str(pk), str(rk)
-    except (ValueError, TypeError) as exc:
-        raise ValueError("continuation token is not one this service issued") from exc
 
 
 class SqliteTableService(TableService):
@@ -111,7 +100,7 @@ class SqliteTableService(TableService):
             sql += " AND pk = ?"
             args.append(partition_key)
         if continuation:
-            pk, rk = _after(continuation)
+            pk, rk = continuation_keys(continuation)
             sql += " AND (pk > ? OR (pk = ? AND rk > ?))"
             args += [pk, pk, rk]
         with self.db.transaction(savepoint=False) as conn:
@@ -119,7 +108,7 @@ class SqliteTableService(TableService):
         more = len(rows) > limit
         rows = rows[:limit]
         entities = [Entity(pk, rk, _decode(data), etag) for pk, rk, data, etag in rows]
-        token = _token(rows[-1][0], rows[-1][1]) if more else None
+        token = continuation_token(rows[-1][0], rows[-1][1]) if more else None
         return Page(entities, token)
 
     @staticmethod
