@@ -46,11 +46,21 @@ class StorageFault(RuntimeError):
 
 
 class Clock:
+    """Time moves when the test moves it, and by a microsecond at every reading, as it does
+    while a host works: if it stood still, everything one run of the host did would carry one
+    timestamp, and rows ordered by time (rollouts by when they ended) would come in the order of
+    their ids, which are hashes of random message ids."""
+
+    TICK = 1e-6
+
     def __init__(self) -> None:
         self.now = time.time()
+        self._lock = threading.Lock()  # the concurrency tests read it from several threads
 
     def __call__(self) -> float:
-        return self.now
+        with self._lock:
+            self.now += self.TICK
+            return self.now
 
 
 @dataclass

@@ -21,8 +21,8 @@ def deploy(d: Driver, version: str, key: str | None = None) -> None:
                **({"id": key} if key else {})})
 
 
-def reconcile(d: Driver) -> None:
-    d.command({"command": "reconcile", "model": MODEL})
+def reconcile(d: Driver, key: str | None = None) -> None:
+    d.command({"command": "reconcile", "model": MODEL, **({"id": key} if key else {})})
 
 
 def send_webhook(d: Driver, version: str, delivery: str | None = None) -> None:
@@ -121,6 +121,39 @@ def test_a_superseded_reconcile_rollout_never_wedges_the_lease(tmp_path: Path) -
     d.run()
     assert d.records()[-1]["outcome"] == ["prod: version 3 already serves"]
     assert d.serving_api.serving(ENDPOINT) == [v3]
+
+
+def test_rollouts_that_end_in_one_host_run_are_checked_in_the_order_they_ended(tmp_path: Path) -> None:
+    """Found by the property test: v2 serves; a deploy of a bad v1 is past its deploy step when
+    a reconcile of v2 queues behind it; v1 is rolled back to v2, and the reconcile's rollout,
+    handed the lease, finds v2 serving and ends at once. Both ended while the test clock stood
+    still, so the quiet check, ordering ends by ``finished_at``, fell back to the rollouts' ids
+    (hashes of random message ids) and, for about half of those ids, saw the reconcile's end
+    before the rollback: "version 2 rolled out twice in a row". The keys give the reconcile's
+    rollout the lower id, the order that used to fail."""
+    d = Driver(tmp_path)
+    v1, v2 = d.registry.register(), d.registry.register()
+    d.serving_api.bad_answers.add(v1)
+    reconcile(d)
+    d.run()
+    deploy(d, v1, key="deploy-1")
+    while d.step():  # the deploy, then v1's steps up to its wait for the endpoint update
+        pass
+    reconcile(d, key="reconcile-2")
+    assert d.step()
+    assert rollouts.lease(d.raw_tables, ENDPOINT)["queued_version"] == v2
+    d.run()
+    by_key = {r["origin"]["id"]: r for r in d.rollouts()}
+    rolled_back, again = by_key[journal.key("id", "deploy-1")], by_key[journal.key("id", "reconcile-2")]
+    (first,) = [r for r in by_key.values() if r not in (rolled_back, again)]
+    assert again["id"] < rolled_back["id"]  # among equal times, ordering by id would put it first
+    assert (first["version"], first["status"]) == (v2, "done")
+    assert rolled_back["status"] == "failed" and "rolled back to versions ['2']" in rolled_back["reason"]
+    assert (again["version"], again["status"]) == (v2, "done")
+    assert [h["step"] for h in again["history"]] == ["resolve", "promote"]  # v2 served: nothing written
+    assert first["finished_at"] < rolled_back["finished_at"] < again["finished_at"]
+    assert_healthy_end(d)
+    assert d.serving_api.serving(ENDPOINT) == [v2]
 
 
 def test_an_end_whose_after_effects_fail_is_finished_by_the_redelivery(tmp_path: Path, monkeypatch) -> None:
