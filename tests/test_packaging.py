@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,7 +188,6 @@ def test_ignore_rules_follow_gitignore_syntax():
         assert not rules.ignores(rel, is_dir), f"{rel} (dir={is_dir}) should be kept"
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_ignore_rules_agree_with_git(tmp_path):
     """The same verdicts as git's gitignore implementation, on this repository's checkout: a copy
     of its file names (empty files) with .funcignore as the .gitignore of a new repository."""
