@@ -73,17 +73,18 @@ def _accept(deps: Deps, delivery_id: str, event: RegistryEvent) -> Response:
     ignored = _why_ignored(deps, event)
     with one_commit(deps.tables, deps.queues):
         if ignored:
-            _, created = journal.record(deps.tables, "event", key, "ignored", reason=ignored, **fields)
-            if created:
-                step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
-                return Response(202, {"status": "ignored", "reason": ignored, "record": key})
-            begun = journal.Begun("finished", {"status": "ignored"})
+            record, newly_ignored = journal.record(deps.tables, "event", key, "ignored", reason=ignored, **fields)
+            act = False
         else:
             begun = journal.begin(deps.tables, "event", key, now=deps.clock(), claim_seconds=CLAIM_SECONDS, **fields)
-        if begun.act:
-            enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, begun.record.get("cid") or delivery_id))
-    if not begun.act:
-        step("webhook.duplicate", delivery=delivery_id, record=key, status=begun.record.get("status"))
+            record, newly_ignored, act = begun.record, False, begun.act
+            if act:
+                enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, record.get("cid") or delivery_id))
+    if newly_ignored:
+        step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
+        return Response(202, {"status": "ignored", "reason": ignored, "record": key})
+    if not act:
+        step("webhook.duplicate", delivery=delivery_id, record=key, status=record.get("status"))
         return Response(202, {"status": "duplicate", "record": key})
     step("webhook.accepted", kind=event.kind, model=event.model, version=event.version, alias=event.alias)
     return Response(202, {"status": "accepted", "record": key})

@@ -781,7 +781,7 @@ class LocalHost:
         self._added_env: list[str] = []
         self._added_sys_path = False
         self._queue_services: dict[str, QueueService] = {}
-        self._storage_url = ""
+        self._storage_urls: dict[str, str] = {}  # connection -> REACTOR_STORAGE-style URL, for the log
         self._server: _HttpServer | None = None
         self._server_thread: threading.Thread | None = None
         self._timers: list[_TimerRunner] = []
@@ -981,7 +981,6 @@ class LocalHost:
         identity-based ``<name>__queueServiceUri`` / ``__accountName``) and served by Azure
         Storage (Azurite locally); a bad setting stops the start, as it stops the real host.
         """
-        from shared.connections import resolve
         from shared.settings import Settings
         from shared.storage import open_queues, parse
 
@@ -990,14 +989,12 @@ class LocalHost:
             return service
         try:
             url = Settings.from_env().storage
-            if parse(url).kind == "sqlite":
-                self._storage_url = url
-            else:
-                account = resolve(connection, os.environ)
-                self._storage_url, url = repr(account), f"azure:{connection}"
+            if parse(url).kind != "sqlite":
+                url = f"azure:{connection}"
             service = self._queue_services[connection] = open_queues(url)
         except ValueError as exc:
             raise HostStartError(str(exc)) from exc
+        self._storage_urls[connection] = url
         return service
 
     def _start_http(self) -> None:
@@ -1022,7 +1019,7 @@ class LocalHost:
             else:
                 lines.append(
                     f"  {plan.name}: queueTrigger '{plan.queue_name}' (connection {plan.connection!r}"
-                    f" -> {self._storage_url})"
+                    f" -> {self._storage_urls.get(plan.connection)})"
                 )
         logger.info(
             "local host for %s running at %s; %d function(s) indexed:\n%s",

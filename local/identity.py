@@ -73,7 +73,6 @@ class ManagedIdentityEndpoint:
         self._key = secrets.token_bytes(32)
         self._issued_tokens: list[str] = []
         self._lock = threading.Lock()
-        self.issued = 0
         self.refused = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -128,6 +127,12 @@ class ManagedIdentityEndpoint:
         claims = json.loads(_unb64(body))
         return claims.get("aud") == resource and self.clock() < float(claims.get("exp", 0))
 
+    @property
+    def issued(self) -> int:
+        """How many tokens were handed out."""
+        with self._lock:
+            return len(self._issued_tokens)
+
     def tokens(self) -> list[str]:
         """Every token issued so far (for tests that check none leaked)."""
         with self._lock:
@@ -162,7 +167,6 @@ class ManagedIdentityEndpoint:
                             "exp": int(expires_at), "jti": secrets.token_urlsafe(12)})
         with self._lock:
             self._issued_tokens.append(token)
-            self.issued += 1
         return 200, {"access_token": token, "expires_on": str(int(expires_at)), "resource": resource,
                      "token_type": "Bearer", "client_id": client_id}
 

@@ -110,7 +110,8 @@ def _workspace_client(host: str, token: str | None, retry: float,
     if token:
         cfg = Config(token=token, auth_type="pat", **common)
     else:
-        cfg = Config(credentials_strategy=_azure_identity_strategy(credential or azure_credential()), **common)
+        assert credential is not None  # workspace_client passes one whenever there is no token
+        cfg = Config(credentials_strategy=_azure_identity_strategy(credential), **common)
     return WorkspaceClient(config=cfg)
 
 

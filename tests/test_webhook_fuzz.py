@@ -513,3 +513,26 @@ def test_a_databricks_delivery_with_mlflow_headers_and_repeated_signatures_are_a
     resp = handle(deps, Request("POST", b"{}", stale))
     assert resp.status == 401 and str(int(NOW)) not in json.dumps(resp.payload)
     assert "SECRET" not in json.dumps(handle(deps, Request("POST", b"{}", {"x-mlflow-signature": "v1,AAAA"})).payload)
+
+
+def test_an_ignored_event_is_one_record_and_its_redelivery_a_duplicate(deps, tmp_path):
+    """An event for a model the policy does not serve is recorded ``ignored`` in one write and
+    enqueues nothing; delivered again (a new delivery id), it is a duplicate of that record; an
+    accepted event's record and its reconcile are written together."""
+    fuzz = Fuzzer(random.Random(SEED), now=lambda: NOW)
+
+    def deliver(model: str, version: str) -> dict[str, Any]:
+        body = json.dumps({"entity": "model_version", "action": "created", "timestamp": "2026-12-02T00:00:00Z",
+                           "data": {"name": model, "version": version}}).encode()
+        answer = handle(deps, Request("POST", body, as_host_headers(fuzz.mlflow_headers(body))))
+        assert answer.status == 202
+        return answer.payload
+
+    first = deliver("not_in_policy", "1")
+    assert first["status"] == "ignored" and "not in the policy" in first["reason"]
+    assert deliver("not_in_policy", "1") == {"status": "duplicate", "record": first["record"]}
+    assert [r["status"] for r in journal.list_records(deps.tables, "event")] == ["ignored"]
+    assert deps.queues.count(COMMANDS_QUEUE) == 0
+    accepted = deliver(MODEL, "1")
+    assert accepted["status"] == "accepted" and deps.queues.count(COMMANDS_QUEUE) == 1
+    assert deliver(MODEL, "1")["status"] == "duplicate" and deps.queues.count(COMMANDS_QUEUE) == 1
