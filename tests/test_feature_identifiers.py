@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from shared.features import rdbms, sql
+from shared import statements as sql
+from shared.features import rdbms
 from shared.online_store import physical_name
 from shared.policy import FeatureTable, PolicyError, parse_policy
 

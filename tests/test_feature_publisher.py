@@ -22,7 +22,8 @@ from databricks.sdk import WorkspaceClient
 from local.services import ensure_mariadb, ensure_postgres
 from local.workspace import LocalWorkspace
 from shared import features as feature_tables
-from shared.features import rdbms, sql
+from shared import statements as sql
+from shared.features import rdbms
 from shared.online_store import Column, OnlineStore, OnlineStoreError, physical_name
 from shared.policy import Features
 

@@ -13,7 +13,7 @@ or a third-party RDBMS that the app publishes to itself (``shared.features.rdbms
 the Databricks-side online tables comes from ``database.get_synced_database_table``.
 
 A table's cursor carries what a later pass needs: the ids of statements still running on the
-warehouse (``shared.features.sql``) and, for an RDBMS store, the copy run under way.
+warehouse (``shared.statements``) and, for an RDBMS store, the copy run under way.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.features import rdbms, sql
-from shared.features.sql import FeatureFailure
+from shared import statements as sql
+from shared.features import rdbms
+from shared.features.failure import FeatureFailure
 from shared.online_store import Column
 from shared.policy import Features, FeatureTable, OnlineFeatureStore, RdbmsStore
 
@@ -176,7 +177,7 @@ def ensure(w: Any, warehouse_id: str, features: Features, settings: Mapping[str,
                 status = _databricks_table(w, warehouse_id, features, table, cursor, now, deadline, refresh)
         except sql.StatementPending as exc:
             status = TableStatus(table.source, "pending", f"{exc}: looking again later", cursor)
-        except FeatureFailure as exc:
+        except (FeatureFailure, sql.StatementFailed) as exc:
             status, notes = TableStatus(table.source, "failed", str(exc)), []
         except (BadRequest, InvalidParameterValue, InvalidState) as exc:
             # The platform refused the publish itself (no key, no change feed, store state).

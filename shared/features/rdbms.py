@@ -27,8 +27,8 @@ import time
 import uuid
 from typing import Any
 
-from shared.features import sql
-from shared.features.sql import FeatureFailure
+from shared import statements as sql
+from shared.features.failure import FeatureFailure
 from shared.online_store import Column, InvalidIdentifier, OnlineStore, physical_name
 from shared.policy import FeatureTable
 
@@ -94,7 +94,7 @@ def sync(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, col
         return "pending", f"sync run {run} of {target} lost its claim: starting again", None
     try:
         return _copy(w, warehouse_id, store, table, target, mode, cursor, deadline)
-    except FeatureFailure:
+    except (FeatureFailure, sql.StatementFailed):
         store.drop_staging(run)
         store.release(target, run)
         raise

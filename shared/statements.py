@@ -1,7 +1,7 @@
 """SQL on the workspace through the Statement Execution API (reference databricks-api.md §4).
 
-Heavy work runs where the data is (DESIGN.md principle 8): the warehouse filters and
-deduplicates; only the rows an online store needs come back, chunk by chunk.
+Heavy work runs where the data is (DESIGN.md principle 8): the warehouse filters, deduplicates
+and aggregates; only the rows an online store needs, or a drift check's aggregates, come back.
 
 No function waits on the platform (principle 3). A statement is submitted with a short
 ``wait_timeout`` (§4.1: ``"0s"`` or ``"5s"``-``"50s"``): 5 s while the step's budget has that
@@ -34,11 +34,7 @@ _FLOATS = {"DOUBLE", "FLOAT", "DECIMAL"}
 _WAIT_SECONDS = 5  # the shortest wait_timeout above 0s that the API accepts
 
 
-class FeatureFailure(Exception):
-    """A table can never become ready as configured: the rollout fails with this reason."""
-
-
-class StatementFailed(FeatureFailure):
+class StatementFailed(Exception):
     """A statement ended FAILED, or its result cannot be used (truncated, rows missing)."""
 
 
