@@ -18,11 +18,13 @@ REST (Databricks "Unity Catalog API: Tables", ``w.tables`` in databricks-sdk 0.1
 - ``GET /api/2.1/unity-catalog/tables?catalog_name=&schema_name=`` -> ``ListTablesResponse``
   ("table_constraints are not returned by ListTables queries", SDK docstring).
 
-Local tooling (tests and the demo; not REST): ``create_table``, ``upsert_rows`` (a Delta MERGE
-keyed by the primary key, so the change data feed records ``update_preimage`` /
-``update_postimage``), ``delete_rows`` (a MERGE ... WHEN MATCHED DELETE), ``set_properties``,
-``version``, ``read``, ``drop_table``. Names are case-insensitive and stored in lower case, as
-Unity Catalog does [INF]; each part is a plain identifier here.
+Local tooling (tests and the demo; not REST): ``create_table``, ``append_rows`` (a Delta append,
+as ``INSERT INTO`` commits), ``upsert_rows`` (a Delta MERGE keyed by the primary key, so the change
+data feed records ``update_preimage`` / ``update_postimage``), ``delete_rows`` (a MERGE ... WHEN
+MATCHED DELETE), ``set_properties``, ``version``, ``read``, ``drop_table``. Names are
+case-insensitive and stored in lower case, as Unity Catalog does [INF]; each part is a plain
+identifier here. Catalogs and schemas are not objects of their own: a table's directories are
+made when it is created.
 
 Like Spark on Databricks, ``create_table`` stores timezone-naive timestamps as ``TIMESTAMP``
 (UTC) rather than ``TIMESTAMP_NTZ``: ``spark.createDataFrame(pandas_df)`` does the same with the
@@ -437,6 +439,17 @@ class UnityCatalog:
                                 configuration=config, commit_properties=self._commit_properties())
             self._write_meta(name, meta)
             return self.version(name)
+
+    def append_rows(self, full_name: str, data: Any) -> int:
+        """``INSERT INTO``: one Delta append commit of ``data`` (a pyarrow Table or pandas DataFrame
+        with the table's schema); returns the new version."""
+        from deltalake import write_deltalake
+
+        name = self.require(full_name)
+        table = _arrow(data)
+        with self._lock(name):
+            write_deltalake(str(self.path(name)), table, mode="append", commit_properties=self._commit_properties())
+            return int(self.delta(name).version())
 
     def upsert_rows(self, full_name: str, rows: Iterable[dict[str, Any]]) -> int:
         """MERGE ``rows`` into the table by its primary key (update matched, insert the rest);
