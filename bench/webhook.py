@@ -51,6 +51,7 @@ def run(n: int) -> str:
             "REACTOR_STORAGE": f"sqlite:///{tmp}/reactor.db", "REACTOR_POLICY_FILE": str(policy),
             "MLFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET, "REGISTRY_WATCH_SCHEDULE": "0 0 0 1 1 *",
             "REACTOR_REPAIR_SCHEDULE": "0 0 0 1 1 *",
+            "REACTOR_MONITOR_SCHEDULE": "0 0 0 1 1 *",
             **{f"AzureWebJobs.{f}.Disabled": "true" for f in ("commands", "rollout", "commands_poison",
                                                                "rollout_poison", "registry_watcher", "repair")},
         }

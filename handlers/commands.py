@@ -1,5 +1,5 @@
-"""Commands queue: ``deploy``, ``reconcile`` and ``publish_features`` from other systems, the
-webhook and the watcher; ``redrive`` from the app itself.
+"""Commands queue: ``deploy``, ``reconcile``, ``publish_features``, ``check_drift`` and ``retrain``
+from other systems, the webhook, the watcher and the monitor; ``redrive`` from the app itself.
 
 An invalid message is recorded as rejected and acknowledged, so it never cycles into the
 poison queue (DESIGN.md "Queue commands"). A valid one is recorded, with the command itself,
@@ -21,11 +21,11 @@ import os
 import uuid
 from typing import Any, NamedTuple
 
-from handlers import rollout
+from handlers import monitor, rollout
 from handlers.deps import Deps
 from shared import commands, journal, rollouts, serving
 from shared import features as feature_tables
-from shared.commands import Acting, CommandRejected, Deploy, PublishFeatures, Reconcile, Redrive
+from shared.commands import Acting, CheckDrift, CommandRejected, Deploy, PublishFeatures, Reconcile, Redrive, Retrain
 from shared.log import correlated, step
 from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
@@ -85,8 +85,8 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
     origin = {"kind": "command", "id": key}
     step("command.received", command=cmd.command, model=cmd.model, id=rec.get("id"), attempt=rec.get("attempts"))
     try:
-        if isinstance(cmd, PublishFeatures):
-            _publish(deps, key, rec, cmd)
+        if isinstance(cmd, PublishFeatures | CheckDrift | Retrain):
+            _stepwise(deps, key, rec, cmd)
             return
         outcomes = [deploy(deps, cmd, origin, cid)] if isinstance(cmd, Deploy) else reconcile(deps, cmd, origin, cid)
     except PolicyError as exc:
@@ -105,25 +105,41 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
     _close_event(deps, cmd.event, "done", "; ".join(outcome))
 
 
-def _publish(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures) -> None:
-    """One step of ``publish_features``: more rows to copy go on at once; a table that must wait
-    (a statement still running, another writer's claim) is looked at again with backoff, up to
-    ``ROLLOUT_WAIT_TIMEOUT_SECONDS``; no function waits (DESIGN.md principle 3)."""
-    outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
+# How long a stepwise command may keep waiting: statements and syncs as long as a rollout waits
+# for its endpoint; a retraining run as long as a job may reasonably train.
+_RUN_WAIT_SECONDS = 48 * 3600.0
+
+
+def _stepwise(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures | CheckDrift | Retrain) -> None:
+    """One step of a command that goes on over several messages. More work to do goes on at
+    once; a wait (a statement still running, another writer's claim, a job run) is looked at
+    again with capped backoff, never waited for in the function (DESIGN.md principle 3)."""
+    if isinstance(cmd, PublishFeatures):
+        outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
+        fields: dict[str, Any] = {"cursors": cursors}
+        limit = deps.settings.wait_timeout_seconds
+    elif isinstance(cmd, CheckDrift):
+        status, outcome, cursor = monitor.check_drift(deps, key, rec, cmd)
+        fields, limit = {"cursor": cursor}, deps.settings.wait_timeout_seconds
+    else:
+        status, outcome, fields = monitor.retrain(deps, key, rec, cmd)
+        limit = _RUN_WAIT_SECONDS
     s, now = deps.settings, deps.clock()
     if status == "progress":
-        _redrive(deps, key, delay=0.0, status="running", outcome=outcome, cursors=cursors, attempts=0, waits=0,
-                 waiting_since=None)
-    elif status == "wait" and now - (rec.get("waiting_since") or now) <= s.wait_timeout_seconds:
+        _redrive(deps, key, delay=0.0, status="running", outcome=outcome, attempts=0, waits=0, waiting_since=None,
+                 **fields)
+    elif status == "wait" and now - (rec.get("waiting_since") or now) <= limit:
         waits = int(rec.get("waits") or 0) + 1
         delay = min(s.backoff_cap_seconds, s.backoff_base_seconds * 2 ** (waits - 1))
-        _redrive(deps, key, delay=delay, status="running", outcome=outcome, cursors=cursors, attempts=0, waits=waits,
-                 waiting_since=rec.get("waiting_since") or now)
+        _redrive(deps, key, delay=delay, status="running", outcome=outcome, attempts=0, waits=waits,
+                 waiting_since=rec.get("waiting_since") or now, **fields)
     else:
         if status == "wait":
             status = "failed"
-            outcome = [*outcome, f"gave up waiting after {s.wait_timeout_seconds:.0f} s"]
-        journal.update(deps.tables, "command", key, status, outcome=outcome, cursors=None)
+            outcome = [*outcome, f"gave up waiting after {limit:.0f} s"]
+        journal.update(deps.tables, "command", key, status, outcome=outcome,
+                       **{k: None for k in fields if k in ("cursors", "cursor")},
+                       **{k: v for k, v in fields.items() if k not in ("cursors", "cursor")})
         _close_event(deps, cmd.event, "done", "; ".join(outcome))
     step(f"command.{status}", id=key, outcome=outcome)
 

@@ -18,6 +18,7 @@ from handlers.http_types import Request, Response
 from shared import commands, journal, rejections, rollouts
 from shared.commands import CommandRejected, Redrive
 from shared.log import correlated, step
+from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
 from shared.tables import MAX_PAGE
 
@@ -58,6 +59,20 @@ def list_rollouts(deps: Deps, req: Request) -> Response:
     except ValueError as exc:
         return Response(400, {"error": str(exc)})
     return Response(200, {"rollouts": rows, "endpoints": leases, "continuation": token})
+
+
+def list_decisions(deps: Deps, req: Request) -> Response:
+    """The monitor's decisions, newest first per endpoint, with their figures (``endpoint=``
+    narrows to one)."""
+    paging = _paging(req)
+    if isinstance(paging, Response):
+        return paging
+    try:
+        got = monitor_store.decisions_page(deps.tables, req.params.get("endpoint") or None, limit=paging[0],
+                                           continuation=paging[1])
+    except ValueError as exc:
+        return Response(400, {"error": str(exc)})
+    return Response(200, {"decisions": [e.data for e in got.entities], "continuation": got.continuation})
 
 
 def record_poison(deps: Deps, queue: str, body: bytes, message_id: str) -> None:

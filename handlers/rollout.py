@@ -33,6 +33,8 @@ from handlers.deps import Deps
 from shared import features as feature_tables
 from shared import journal, rollouts, serving, smoke, telemetry
 from shared.log import correlated, step
+from shared.monitoring import store as monitor_store
+from shared.monitoring.store import DECISION_TAG
 from shared.policy import Environment, ModelPolicy, PolicyError
 from shared.queues import ROLLOUT_QUEUE, enqueue
 from shared.registry import VersionNotFound, get_version, resolve, set_aliases
@@ -133,7 +135,10 @@ def step_validate(ctx: StepContext) -> Transition:
     missing = [t for t in ctx.model.required_tags if t not in info.tags]
     if missing:
         return fail(f"version {info.version} lacks required tag(s) {missing}")
-    return go("features", f"version {info.version} is READY")
+    # A version a retraining run registered names the monitor's decision that launched it.
+    cause = info.tags.get(DECISION_TAG)
+    return go("features", f"version {info.version} is READY" + (f" (retrained by decision {cause})" if cause else ""),
+              **({"caused_by": cause} if cause else {}))
 
 
 def step_features(ctx: StepContext) -> Transition:
@@ -186,6 +191,10 @@ def step_wait_deploy(ctx: StepContext) -> Transition:
 
 
 def step_smoke(ctx: StepContext) -> Transition:
+    table = ctx.env.inference_table
+    if table is not None:
+        # Before any query, so the smoke queries and everything after are captured.
+        serving.ensure_capture(ctx.w, ctx.endpoint, table.catalog, table.schema_name, table.prefix or ctx.endpoint)
     outcomes = smoke.run(ctx.env.smoke, lambda records: serving.query(ctx.w, ctx.endpoint, records))
     results = [{"name": o.name, "passed": o.passed, "latency_ms": round(o.latency_ms, 1), "reason": o.reason}
                for o in outcomes]
@@ -304,6 +313,9 @@ def _after_end(deps: Deps, row: dict[str, Any], holder: str | None) -> None:
         if nxt is not None and nxt.data["status"] == "pending":
             kick(deps, row["endpoint"], holder)
     _close_origin(deps, row, row["status"], row.get("reason") or "")
+    if row.get("caused_by"):
+        monitor_store.update_decision(deps.tables, row["endpoint"], row["caused_by"],
+                                      rollout={"id": row["id"], "version": row.get("version"), "status": row["status"]})
 
 
 def _close_origin(deps: Deps, row: dict[str, Any], status: str, reason: str) -> None:

@@ -99,6 +99,9 @@ param registryWatchSchedule string = '0 */5 * * * *'
 @description('NCRONTAB (seconds first) of the repair sweep.')
 param repairSchedule string = '*/30 * * * * *'
 
+@description('NCRONTAB (seconds first) of the monitor: each tick judges the monitoring windows that ended since the last.')
+param monitorSchedule string = '0 */5 * * * *'
+
 @description('Per-call retry budget of databricks-sdk, in seconds (DATABRICKS_RETRY_TIMEOUT_SECONDS).')
 param databricksRetryTimeoutSeconds string = '60'
 
@@ -435,6 +438,7 @@ var baseAppSettings = {
   MLFLOW_REGISTRY_URI: mlflowRegistryUri
   REGISTRY_WATCH_SCHEDULE: registryWatchSchedule
   REACTOR_REPAIR_SCHEDULE: repairSchedule
+  REACTOR_MONITOR_SCHEDULE: monitorSchedule
   // Key Vault references without a version: App Service follows the latest version of each secret.
   MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${mlflowSecretName}/)'
   DATABRICKS_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${databricksSecretName}/)'
@@ -453,6 +457,7 @@ var baseAppSettingNames = {
   MLFLOW_REGISTRY_URI: ''
   REGISTRY_WATCH_SCHEDULE: ''
   REACTOR_REPAIR_SCHEDULE: ''
+  REACTOR_MONITOR_SCHEDULE: ''
   MLFLOW_WEBHOOK_SECRET: ''
   DATABRICKS_WEBHOOK_SECRET: ''
 }

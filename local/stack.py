@@ -25,6 +25,7 @@ HOST_KEY = "local-host-key"
 
 def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url: str,
                  watch_schedule: str = "0 */5 * * * *", repair_schedule: str = "*/5 * * * * *",
+                 monitor_schedule: str = "0 */5 * * * *",
                  identity: ManagedIdentityEndpoint | None = None, client_id: str | None = None,
                  azure_storage: str | None = None) -> dict[str, str]:
     """The app settings a Function App would have, pointing at the local parts.
@@ -49,6 +50,7 @@ def app_settings(*, data_dir: Path, policy: Path, mlflow_url: str, workspace_url
         "DATABRICKS_WAREHOUSE_ID": "local-warehouse",
         "REGISTRY_WATCH_SCHEDULE": watch_schedule,
         "REACTOR_REPAIR_SCHEDULE": repair_schedule,
+        "REACTOR_MONITOR_SCHEDULE": monitor_schedule,
         "ROLLOUT_BACKOFF_BASE_SECONDS": "0.25",
         "ROLLOUT_BACKOFF_CAP_SECONDS": "2",
         # The key store of the local host (local/host.py, "Keys and auth levels"), not an Azure app setting.

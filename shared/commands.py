@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared import journal
 
@@ -84,6 +84,41 @@ class PublishFeatures(_Command):
     table: str | None = Field(None, min_length=1, max_length=500)
 
 
+class Window(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _order(self) -> Window:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class CheckDrift(_Command):
+    """Judge ``model``'s monitoring windows in ``environment`` now (the monitor timer sends this
+    too); with ``window``, that window only (ISO-8601 times with a zone)."""
+
+    command: Literal["check_drift"]
+    model: str = Field(min_length=1, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    window: Window | None = None
+
+
+class Retrain(_Command):
+    """Run the environment's retraining job (``jobs.run_now``) and follow the run to its end.
+    ``decision`` is set by the monitor: the decision that asked for it."""
+
+    command: Literal["retrain"]
+    model: str = Field(min_length=1, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=500)
+    decision: str | None = Field(None, pattern=_KEY)
+    version: str | None = Field(None, pattern=r"^[1-9][0-9]{0,9}$", description="the serving version (set by the app)")
+    window_start: float | None = Field(None, description="the triggering window (set by the app)")
+
+
 class Redrive(BaseModel):
     """Internal: run the accepted command stored in ``record`` again."""
 
@@ -94,7 +129,7 @@ class Redrive(BaseModel):
     token: str | None = Field(None, pattern=_KEY, description="the claim the record's last holder handed on")
 
 
-Acting = Deploy | Reconcile | PublishFeatures
+Acting = Deploy | Reconcile | PublishFeatures | CheckDrift | Retrain
 Command = Annotated[Acting | Redrive, Field(discriminator="command")]
 _adapter: TypeAdapter[Acting | Redrive] = TypeAdapter(Command)
 _acting: TypeAdapter[Acting] = TypeAdapter(Annotated[Acting, Field(discriminator="command")])

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.monitoring.policy import InferenceTable, Monitoring
 from shared.redaction import SECRET_REFERENCE, contains_secret
 
 # Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
@@ -95,8 +96,9 @@ class Retraining(_Strict):
     """The Databricks job that retrains this model (``jobs.run_now``)."""
 
     job_id: int = Field(gt=0)
-    parameters: dict[str, str] = Field(default_factory=dict, description="job_parameters for run_now")
-    cooldown_minutes: float = Field(360, ge=0)
+    parameters: dict[str, str] = Field(default_factory=dict, description="job_parameters for run_now; the app adds "
+                                       "the ones the job defines among decision, model, environment, version, "
+                                       "since, payload_table, label_table, label_key, label_column")
 
 
 # Unity Catalog object names (Databricks SQL reference "Names"): at most 255 characters, none of
@@ -192,6 +194,11 @@ class Environment(_Strict):
     )
     smoke: list[SmokeQuery] = Field(default_factory=list)
     retraining: Retraining | None = None
+    inference_table: InferenceTable | None = Field(
+        None, description="the AI Gateway inference table the rollout turns on: every request and prediction is "
+        "captured to <catalog>.<schema>.<prefix>_payload")
+    monitoring: Monitoring | None = Field(None, description="drift, performance and health checks, and what to do "
+                                          "when they fail")
     wait_timeout_seconds: float = Field(1800, gt=0, description="give up waiting for the endpoint after this")
 
     @field_validator("track")
@@ -208,6 +215,18 @@ class Environment(_Strict):
         if bad:
             raise ValueError(f"invalid alias name(s): {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _monitoring_needs(self) -> Environment:
+        m = self.monitoring
+        if m is None:
+            return self
+        if m.source is None and m.lakehouse_monitor is None and self.inference_table is None:
+            raise ValueError("monitoring reads the endpoint's inference table: set inference_table (catalog, schema), "
+                             "or monitoring.source / monitoring.lakehouse_monitor")
+        if m.decision.action == "retrain" and self.retraining is None:
+            raise ValueError("monitoring.decision.action is retrain: set retraining (the job to run)")
+        return self
 
     @property
     def track_alias(self) -> str | None:

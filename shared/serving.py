@@ -118,6 +118,29 @@ def write(w: Any, endpoint: str, config: dict[str, Any], exists: bool) -> None:
             w.serving_endpoints.create(endpoint, config=cfg)
 
 
+def ensure_capture(w: Any, endpoint: str, catalog: str, schema: str, prefix: str) -> bool:
+    """The endpoint's AI Gateway inference table on, at ``<catalog>.<schema>.<prefix>_payload``
+    (reference databricks-api.md §1.7: ``put_ai_gateway`` replaces the whole gateway config, so
+    its other parts are passed back unchanged; catalog, schema or prefix change only while the
+    table is disabled, so a table elsewhere is disabled first). True if it changed anything."""
+    from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
+
+    gateway = w.serving_endpoints.get(endpoint).ai_gateway
+    current = gateway.inference_table_config if gateway else None
+    want = AiGatewayInferenceTableConfig(catalog_name=catalog, schema_name=schema, table_name_prefix=prefix,
+                                         enabled=True)
+    if current is not None and current.as_dict() == want.as_dict():
+        return False
+    keep = {k: getattr(gateway, k) for k in ("fallback_config", "guardrails", "rate_limits", "usage_tracking_config")
+            } if gateway else {}
+    with telemetry.span(_SPAN + "put_ai_gateway", endpoint=endpoint):
+        if current is not None and current.enabled:
+            off = AiGatewayInferenceTableConfig.from_dict({**current.as_dict(), "enabled": False})
+            w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=off, **keep)
+        w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=want, **keep)
+    return True
+
+
 def delete(w: Any, endpoint: str) -> None:
     """DELETE /serving-endpoints/{name} (§1.1); an endpoint already gone is not an error."""
     from databricks.sdk.errors import NotFound

@@ -16,7 +16,7 @@ from shared.connections import DEFAULT_CONNECTION, resolve
 from shared.settings import SettingError, Settings, in_azure
 from shared.storage import connection_of
 
-SCHEDULES = ("REGISTRY_WATCH_SCHEDULE", "REACTOR_REPAIR_SCHEDULE")
+SCHEDULES = ("REGISTRY_WATCH_SCHEDULE", "REACTOR_REPAIR_SCHEDULE", "REACTOR_MONITOR_SCHEDULE")
 # NCRONTAB: six fields, seconds first (five are accepted too); each a list of numbers, ranges,
 # steps or names. The host validates the details; this catches an unset or mangled setting.
 _CRON_FIELD = r"[0-9A-Za-z*?/,\-]+"

@@ -25,6 +25,7 @@ def _app_settings(tmp: Path) -> dict[str, str]:
     env.update({
         "REACTOR_STORAGE": f"sqlite:///{tmp / 'reactor.db'}", "REGISTRY_WATCH_SCHEDULE": "0 */5 * * * *",
         "REACTOR_REPAIR_SCHEDULE": "*/30 * * * * *",
+        "REACTOR_MONITOR_SCHEDULE": "0 */5 * * * *",
         "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
     })
     return env
@@ -47,5 +48,5 @@ def test_importing_the_app_pulls_in_no_heavy_library(tmp_path: Path):
     assert _loaded(DEFERRED, data["modules"]) == []
     assert sorted(data["functions"]) == sorted([
         "registry_webhook", "records", "rollouts", "commands", "rollout", "commands_poison", "rollout_poison",
-        "registry_watcher", "repair",
+        "registry_watcher", "repair", "monitor", "monitor_decisions",
     ])

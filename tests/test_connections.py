@@ -130,6 +130,7 @@ def test_in_azure_the_default_is_azure_storage_and_sqlite_is_refused():
     ({"WEBSITE_INSTANCE_ID": "i-1", "REACTOR_STORAGE": "azure", "AzureWebJobsStorage__accountName": "acct",
       "AzureWebJobsStorage__credential": "certificate"}, "AzureWebJobsStorage__credential"),
     ({"REACTOR_REPAIR_SCHEDULE": "<unset>"}, "REACTOR_REPAIR_SCHEDULE"),
+    ({"REACTOR_MONITOR_SCHEDULE": "<unset>"}, "REACTOR_MONITOR_SCHEDULE"),
     ({"REGISTRY_WATCH_SCHEDULE": "every five minutes"}, "REGISTRY_WATCH_SCHEDULE"),
     ({"ROLLOUT_BACKOFF_BASE_SECONDS": "two"}, "ROLLOUT_BACKOFF_BASE_SECONDS"),
     ({"REACTOR_STORAGE": "postgres://x"}, "REACTOR_STORAGE"),

@@ -35,7 +35,7 @@ def test_a_valid_policy_loads_with_defaults():
     assert prod.endpoint == "taxi-fare-prod" and prod.track_alias is None
     assert prod.served_entity.workload_type == "CPU"
     assert prod.smoke[0].expect.max_latency_ms == 1500 and prod.smoke[0].expect.count is None
-    assert prod.retraining.job_id == 42 and prod.retraining.cooldown_minutes == 360
+    assert prod.retraining.job_id == 42
     staging = m.environments["staging"]
     assert staging.track_alias == "Challenger" and staging.aliases == ["Champion"]
     assert p.model("nope") is None

@@ -64,6 +64,17 @@ def records(req: func.HttpRequest) -> func.HttpResponse:
         return _unavailable(exc)
 
 
+@bp.function_name("monitor_decisions")
+@bp.route(route="monitor", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def monitor_decisions(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, operators
+
+    try:
+        return _answer(operators.list_decisions(deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
+
+
 @bp.function_name("rollouts")
 @bp.route(route="rollouts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def rollouts(req: func.HttpRequest) -> func.HttpResponse:

@@ -27,3 +27,11 @@ def repair_sweep(timer: func.TimerRequest) -> None:
     from handlers import deps, repair
 
     repair.tick(deps.current())
+
+
+@bp.function_name("monitor")
+@bp.timer_trigger(arg_name="timer", schedule="%REACTOR_MONITOR_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def monitor(timer: func.TimerRequest) -> None:
+    from handlers import deps, monitor
+
+    monitor.tick(deps.current())

@@ -1,0 +1,294 @@
+"""Monitoring reactions: the ``monitor`` timer, and the ``check_drift`` and ``retrain`` commands.
+
+The timer (``%REACTOR_MONITOR_SCHEDULE%``) only submits one recorded ``check_drift`` per
+environment and window end, so a tick costs a record and a message, and two ticks in one window
+do the work once. The check itself (``shared.monitoring.check``) runs as a command: recorded,
+claimed, retried with backoff, handed on by the repair sweep, never waiting on a statement.
+
+A decision that calls for retraining submits a ``retrain`` command, recorded before it is sent
+(DESIGN.md principle 5). ``retrain`` launches the job with ``jobs.run_now`` and an idempotency
+token derived from (model, environment, serving version, triggering window), so however often
+the decision or the command is repeated, Databricks launches one run ("exactly one run is
+launched with that idempotency token", reference databricks-api.md §3.1); never while a run of
+the job is active (``list_runs(active_only=True)``, §3.3); then follows the run by re-enqueueing
+until it is terminal (TERMINATED, SKIPPED or INTERNAL_ERROR, §3.2) and records its outcome: a
+run that did not succeed is a recorded alert. The version the job registers carries the tag
+``reactor.decision`` and comes back through the webhook or the watcher like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+from handlers.deps import Deps
+from shared import journal, rollouts, serving
+from shared.commands import CheckDrift, Retrain
+from shared.log import correlated, step
+from shared.monitoring import check as checks
+from shared.monitoring import store
+from shared.monitoring.policy import seconds
+from shared.monitoring.relations import Watched
+from shared.policy import Environment, ModelPolicy, PolicyError
+
+_TERMINAL = {"TERMINATED", "SKIPPED", "INTERNAL_ERROR"}
+_STEP_BUDGET_SECONDS = 20.0
+# Parameters the app fills in when the job defines them (JobSettings.parameters).
+_OFFERED = ("decision", "model", "environment", "version", "since", "payload_table", "label_table", "label_key",
+            "label_column", "warehouse_id")
+
+
+def tick(deps: Deps) -> dict[str, int]:
+    """Submit a recorded ``check_drift`` for every monitored environment, once per window end."""
+    from handlers.commands import submit
+
+    sent = 0
+    now = deps.clock()
+    cid = f"monitor-{uuid.uuid4()}"
+    with correlated(cid):
+        for mp in deps.policy().models:
+            for name, env in mp.environments.items():
+                if env.monitoring is None:
+                    continue
+                W = env.monitoring.window_seconds
+                end = math.floor(now / W) * W
+                key = journal.key("monitor", f"{env.endpoint}.{int(end)}")
+                if submit(deps, key, {"command": "check_drift", "model": mp.name, "environment": name}, cid):
+                    sent += 1
+        step("monitor.tick", submitted=sent)
+    return {"submitted": sent}
+
+
+def _environment(deps: Deps, model: str, environment: str) -> tuple[ModelPolicy, Environment]:
+    mp = deps.policy().model(model)
+    if mp is None:
+        raise PolicyError(f"model {model!r} is not in the policy")
+    env = mp.environments.get(environment)
+    if env is None:
+        raise PolicyError(f"model {model!r} has no environment {environment!r} in the policy")
+    return mp, env
+
+
+def _serving_since(deps: Deps, endpoint: str) -> Any:
+    done = [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+
+    def since(version: str) -> float | None:
+        ends = [r.get("finished_at") or r.get("updated_at") for r in done if r.get("version") == version]
+        return max((float(e) for e in ends if e is not None), default=None)
+
+    return since
+
+
+def _signature_columns(deps: Deps, model: str) -> Any:
+    """The model signature's inputs (MLmodel ``signature.inputs``): strings and booleans are
+    categorical, numbers numeric (name a column in ``monitoring.categorical`` to compare IDs as
+    categories)."""
+
+    def columns(version: str) -> list[Watched]:
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        client = deps.registry()
+        try:
+            uri = client.get_model_version_download_uri(model, version)
+            path = download_artifacts(artifact_uri=f"{uri.rstrip('/')}/MLmodel",
+                                      tracking_uri=deps.settings.registry_uri)
+            sig = Model.load(path).signature
+        except Exception as exc:
+            raise checks.CheckFailed(f"cannot read the signature of {model} version {version} ({exc}): "
+                                     "list the watched columns in monitoring.columns") from exc
+        if sig is None or sig.inputs is None:
+            raise checks.CheckFailed(f"{model} version {version} has no signature: set monitoring.columns")
+        env_cats: set[str] = set()
+        for mp in deps.policy().models:
+            for e in mp.environments.values():
+                if mp.name == model and e.monitoring:
+                    env_cats |= set(e.monitoring.categorical)
+        out = []
+        for spec in sig.inputs.to_dict():
+            name, typ = spec.get("name"), str(spec.get("type"))
+            if name:
+                out.append(Watched(name, "categorical" if typ in ("string", "boolean") or name in env_cats
+                                   else "numeric"))
+        return out
+
+    return columns
+
+
+def check_drift(deps: Deps, key: str, rec: dict[str, Any], cmd: CheckDrift) -> tuple[str, list[str], dict[str, Any]]:
+    """One pass; returns (``done`` | ``wait``, outcome, cursor)."""
+    mp, env = _environment(deps, cmd.model, cmd.environment)
+    if env.monitoring is None:
+        raise PolicyError(f"{cmd.model} {cmd.environment} has no monitoring in the policy")
+    if not deps.settings.warehouse_id:
+        raise PolicyError("DATABRICKS_WAREHOUSE_ID is not set: monitoring runs its SQL on a SQL warehouse")
+    w = deps.workspace()
+    view = serving.read(w, env.endpoint)
+    versions = serving.served_versions(view.active)
+    if not versions:
+        return "done", [f"{cmd.environment}: nothing serves on {env.endpoint}"], {}
+    cursor: dict[str, Any] = dict(rec.get("cursor") or {})
+    ctx = checks.Context(w=w, warehouse_id=deps.settings.warehouse_id, tables=deps.tables, model=mp.name,
+                         environment=cmd.environment, env=env, cursor=cursor, now=deps.clock(),
+                         deadline=time.monotonic() + _STEP_BUDGET_SECONDS,
+                         columns_of=_signature_columns(deps, mp.name), serving_since=_serving_since(deps, env.endpoint))
+    explicit = (cmd.window.start.timestamp(), cmd.window.end.timestamp()) if cmd.window else None
+    outcome: list[str] = []
+    pending = False
+    for version in versions:
+        try:
+            decision = checks.check_version(ctx, version, explicit)
+        except checks.Pending as exc:
+            outcome.append(f"version {version}: waiting for {exc}")
+            pending = True
+            continue
+        if decision is None:
+            outcome.append(f"version {version}: no new window to judge"
+                           + ("" if store.baseline(deps.tables, env.endpoint, version) else
+                              f" (no baseline yet: waiting for a window with {env.monitoring.decision.min_rows} rows)"))
+            continue
+        outcome.append(f"version {version}: {decision['verdict']}: {decision['reason']} (decision {decision['id']})")
+        step("monitor.decision", model=mp.name, environment=cmd.environment, version=version,
+             verdict=decision["verdict"], decision=decision["id"],
+             figures={f["check"]: f["value"] for f in decision["figures"]})
+        if decision.get("act"):
+            outcome.append(_act(deps, mp, cmd.environment, env, decision))
+    return ("wait" if pending else "done"), outcome, cursor if pending else {}
+
+
+def _act(deps: Deps, mp: ModelPolicy, environment: str, env: Environment, decision: dict[str, Any]) -> str:
+    from handlers.commands import submit
+
+    m = env.monitoring
+    assert m is not None
+    action, did = m.decision.action, decision["id"]
+    if action == "rollback":
+        previous = _previous_version(deps, env.endpoint, decision["version"], seconds(m.decision.rollback_within),
+                                     deps.clock())
+        if previous is None:
+            action = "alert"
+            store.update_decision(deps.tables, env.endpoint, did, action="alert",
+                                  note="no previous version to roll back to, or the version has served longer than "
+                                  "rollback_within: alert only")
+        else:
+            submit(deps, journal.key("decision", f"{did}.rollback"), {
+                "command": "deploy", "model": mp.name, "environment": environment, "version": previous}, did)
+            store.update_decision(deps.tables, env.endpoint, did, action="rollback", rollback_to=previous)
+            return f"rolling back to version {previous}"
+    if action == "alert":
+        step("monitor.alert", logging.WARNING, model=mp.name, environment=environment, decision=did,
+             reason=decision["reason"])
+        return "alert recorded"
+    submit(deps, journal.key("decision", f"{did}.retrain"), {
+        "command": "retrain", "model": mp.name, "environment": environment, "decision": did,
+        "version": decision["version"], "window_start": decision["window"]["start"],
+        "reason": f"decision {did}: {decision['reason']}"[:500]}, did)
+    return "retraining requested"
+
+
+def _previous_version(deps: Deps, endpoint: str, version: str, within: float, now: float) -> str | None:
+    """The version that served before ``version``, if ``version`` began serving within ``within``."""
+    done = [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+    mine = [r for r in done if r.get("version") == version]
+    if not mine or now - float(mine[-1].get("finished_at") or 0) > within:
+        return None
+    before = [r for r in done if r.get("version") != version and r["created_at"] < mine[-1]["created_at"]]
+    return before[-1].get("version") if before else None
+
+
+def idempotency_token(model: str, environment: str, version: str | None, window_start: float | None,
+                      fallback: str) -> str:
+    """≤ 64 characters (reference §3.1), the same for the same (model, environment, version, window)."""
+    basis = f"{model}\n{environment}\n{version}\n{window_start}" if window_start is not None else fallback
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[str, list[str], dict[str, Any]]:
+    """One step of ``retrain``: launch, or look at the run again. Returns (``done`` | ``wait`` |
+    ``failed``, outcome, fields to keep in the record)."""
+    mp, env = _environment(deps, cmd.model, cmd.environment)
+    job = env.retraining
+    if job is None:
+        raise PolicyError(f"{cmd.model} {cmd.environment} has no retraining job in the policy")
+    w = deps.workspace()
+    did = cmd.decision
+    run_id = rec.get("run_id")
+    if run_id is None:
+        token = rec.get("token")
+        if token is None:
+            verdict = _may_launch(deps, env, cmd)
+            if verdict:
+                _note(deps, env.endpoint, did, verdict=verdict.split(":")[0], action=None, note=verdict)
+                return "done", [verdict], {}
+            active = list(w.jobs.list_runs(job_id=job.job_id, active_only=True))
+            if active:
+                text = f"run_in_flight: run {active[0].run_id} of job {job.job_id} is active; not launching another"
+                _note(deps, env.endpoint, did, verdict="run_in_flight", action=None, note=text)
+                return "done", [text], {}
+            token = idempotency_token(cmd.model, cmd.environment, cmd.version, cmd.window_start, key)
+            # Kept before run_now: a retry after a crash sends the same token, and Databricks
+            # answers with the run it already launched.
+            journal.update(deps.tables, "command", key, "running", token=token)
+        params = _parameters(deps, w, job.job_id, job.parameters, mp, cmd, env)
+        run = w.jobs.run_now(job.job_id, job_parameters=params, idempotency_token=token)
+        run_id = run.run_id
+        _note(deps, env.endpoint, did, run={"job_id": job.job_id, "run_id": run_id, "state": "launched"})
+        return "wait", [f"launched run {run_id} of job {job.job_id}"], {"run_id": run_id, "token": token}
+    got = w.jobs.get_run(run_id)
+    state = got.state
+    life = state.life_cycle_state.value if state and state.life_cycle_state else "UNKNOWN"
+    if life not in _TERMINAL:
+        return "wait", [f"run {run_id} is {life}"], {"run_id": run_id}
+    result = state.result_state.value if state and state.result_state else life
+    message = (state.state_message or "") if state else ""
+    run_info = {"job_id": job.job_id, "run_id": run_id, "state": life, "result": result, "message": message[:500],
+                "url": got.run_page_url}
+    if result == "SUCCESS":
+        _note(deps, env.endpoint, did, run=run_info)
+        return "done", [f"run {run_id} succeeded: the version it registers is rolled out when the registry announces "
+                        "it"], {"run_id": run_id}
+    _note(deps, env.endpoint, did, run=run_info, alert=f"retraining run {run_id} ended {result}: {message}"[:600])
+    step("monitor.retraining_failed", logging.ERROR, model=cmd.model, environment=cmd.environment, run=run_id,
+         result=result, message=message)
+    return "failed", [f"run {run_id} ended {life}/{result}: {message}"], {"run_id": run_id}
+
+
+def _may_launch(deps: Deps, env: Environment, cmd: Retrain) -> str | None:
+    """Why not to launch (cooldown), or None. The monitor's own decision took the cooldown
+    already when it decided; any other request takes it here."""
+    cooldown = seconds(env.monitoring.decision.cooldown) if env.monitoring else 0.0
+    st = store.state(deps.tables, env.endpoint)
+    if cmd.decision is not None and st.get("last_decision") == cmd.decision:
+        return None
+    did = cmd.decision or f"command-{uuid.uuid4().hex[:8]}"
+    if store.take_action(deps.tables, env.endpoint, did, now=deps.clock(), cooldown_seconds=cooldown):
+        return None
+    ago = deps.clock() - float(st.get("last_action_at") or 0)
+    return f"cooldown: the last action was {ago:.0f} s ago; the cooldown is {cooldown:.0f} s"
+
+
+def _parameters(deps: Deps, w: Any, job_id: int, fixed: dict[str, str], mp: ModelPolicy, cmd: Retrain,
+                env: Environment) -> dict[str, str]:
+    """The policy's parameters plus those the job defines among ``_OFFERED``."""
+    defined = {p.name for p in (w.jobs.get(job_id).settings.parameters or [])}
+    m = env.monitoring
+    since = None
+    if cmd.window_start is not None:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cmd.window_start))
+    offered = {
+        "decision": cmd.decision or "", "model": mp.name, "environment": cmd.environment, "version": cmd.version or "",
+        "since": since or "", "warehouse_id": deps.settings.warehouse_id or "",
+        "payload_table": env.inference_table.payload_table(env.endpoint) if env.inference_table else "",
+        "label_table": m.labels.table if m and m.labels else "", "label_key": m.labels.key if m and m.labels else "",
+        "label_column": m.labels.column if m and m.labels else "",
+    }
+    return {**{k: v for k, v in offered.items() if k in defined and v}, **fixed}
+
+
+def _note(deps: Deps, endpoint: str, decision: str | None, **fields: Any) -> None:
+    if decision:
+        store.update_decision(deps.tables, endpoint, decision, **fields)

@@ -1,0 +1,104 @@
+"""From a window's figures to a verdict, and from the latest windows to a decision. Pure logic.
+
+A figure (one check's value in one window) is:
+
+- ``insufficient`` when its window has fewer than ``min_rows`` rows (labelled rows for
+  performance and label figures): a small sample says little, and the KS or chi-square tests
+  flag almost anything at tiny n (monitoring.md §7). Never a violation;
+- ``pending`` when its labels are not due yet (the window ended less than ``labels.delay`` ago);
+- ``violation`` past its threshold, or, hysteresis, past its clear threshold when the same
+  check violated in the version's previous window (persistence before clearing, monitoring.md §7);
+- ``ok`` otherwise (``missing`` when there is no value, e.g. a constant column's KS p-value).
+
+A window violates when every figure of some group violates (checks without a group are groups
+of one): the dbdemos preset needs drift on both prediction and label, or both F1 and expected
+loss (monitoring.md §4). It is ``insufficient`` when no figure could be judged.
+
+A decision over the latest M windows of the serving version: ``violation`` when at least N of
+them violate and the newest does (mlops-stacks' rule: no retraining for a violation that is
+over); then ``cooldown`` if the last action was less than the cooldown ago. The caller adds
+``run_in_flight`` when the retraining job is already running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.monitoring.policy import Check, Decision
+
+OK, VIOLATION, INSUFFICIENT, PENDING, MISSING = "ok", "violation", "insufficient", "pending", "missing"
+COOLDOWN, RUN_IN_FLIGHT, INSUFFICIENT_DATA = "cooldown", "run_in_flight", "insufficient_data"
+
+
+@dataclass(frozen=True)
+class Figure:
+    check: str
+    value: float | None
+    threshold: float
+    clear: float
+    direction: str
+    rows: int
+    verdict: str
+    group: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge(check: Check, value: float | None, rows: int, min_rows: int, *, was_violating: bool,
+          pending: bool = False, label: str | None = None) -> Figure:
+    """``label``: the figure's name when one check yields several (``psi(trip_distance)``)."""
+    if pending:
+        verdict = PENDING
+    elif rows < min_rows:
+        verdict = INSUFFICIENT
+    elif value is None:
+        verdict = MISSING
+    else:
+        v = abs(value) if check.absolute else value
+        limit = check.clear_at if was_violating else check.threshold
+        verdict = VIOLATION if (v > limit if check.bad_above else v < limit) else OK
+    name = label or check.label
+    return Figure(name, value, check.threshold, check.clear_at, "above" if check.bad_above else "below",
+                  rows, verdict, check.group or name)
+
+
+def window_verdict(figures: Sequence[Figure]) -> str:
+    groups: dict[str, list[str]] = {}
+    for f in figures:
+        groups.setdefault(f.group, []).append(f.verdict)
+    if any(all(v == VIOLATION for v in vs) for vs in groups.values()):
+        return VIOLATION
+    if figures and all(f.verdict in (INSUFFICIENT, PENDING, MISSING) for f in figures):
+        return PENDING if any(f.verdict == PENDING for f in figures) else INSUFFICIENT
+    return OK
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    reason: str
+    violating: int
+    looked_at: int
+
+
+def decide(windows: Sequence[str], rule: Decision, *, now: float, last_action_at: float | None,
+           cooldown_seconds: float) -> Verdict:
+    """``windows``: the verdicts of the version's latest windows, oldest first."""
+    latest = list(windows)[-rule.windows:]
+    bad = sum(1 for v in latest if v == VIOLATION)
+    if not latest or latest[-1] in (INSUFFICIENT, PENDING):
+        what = latest[-1] if latest else "no window"
+        return Verdict(INSUFFICIENT_DATA, f"the latest window is {what}", bad, len(latest))
+    if latest[-1] != VIOLATION or bad < rule.violations:
+        return Verdict(OK, f"{bad} of the last {len(latest)} window(s) violate; {rule.violations} needed, the "
+                       "latest among them", bad, len(latest))
+    if last_action_at is not None and now - last_action_at < cooldown_seconds:
+        left = cooldown_seconds - (now - last_action_at)
+        return Verdict(COOLDOWN, f"{bad} of the last {len(latest)} window(s) violate, but the last action was "
+                       f"{now - last_action_at:.0f} s ago; cooldown {cooldown_seconds:.0f} s ({left:.0f} s left)",
+                       bad, len(latest))
+    return Verdict(VIOLATION, f"{bad} of the last {len(latest)} window(s) violate, the latest among them", bad,
+                   len(latest))

@@ -1,0 +1,139 @@
+"""What the monitor keeps, per endpoint (one Azure Tables partition each).
+
+Table ``monitor``:
+
+- ``baseline~<version>``: the version's frozen baseline (bin edges, categories, reference std;
+  ``shared.drift``) and where it came from. Written once per version, by insert: two checks racing
+  freeze one baseline, and a later one never moves it.
+- ``window~<version>~<start>``: one window's figures and verdict. Written when its figures are
+  complete; a window whose labels were not due yet is written again once they are.
+- ``state``: the last action (when and which decision), for the cooldown. Changed with its ETag.
+
+Table ``decisions``: every decision with its figures, newest first (row key: inverted time),
+listed at ``GET /api/monitor``; deleted after ``RECORD_RETENTION_DAYS`` like the journal.
+
+Invariants: a decision is recorded before any action it causes is sent (the action's command is
+submitted after, and is recorded itself, so the repair sweep hands it on if the sender dies);
+``state.last_action_at`` moves only by a conditional update, so two checks of one window cannot
+both act; windows are never judged against another version's baseline.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from shared.redaction import redact_value
+from shared.tables import ConcurrencyConflict, EntityExists, Page, TableService
+
+DECISION_TAG = "reactor.decision"  # set by the retraining job on the version it registers
+MONITOR = "monitor"
+DECISIONS = "decisions"
+STATE = "state"
+_INVERT = 10**13
+
+
+def _window_key(version: str, start: float) -> str:
+    return f"window~{version}~{int(start):012d}"
+
+
+def baseline(tables: TableService, endpoint: str, version: str) -> dict[str, Any] | None:
+    entity = tables.get(MONITOR, endpoint, f"baseline~{version}")
+    return entity.data if entity else None
+
+
+def freeze_baseline(tables: TableService, endpoint: str, version: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The version's baseline: ``data`` if none was frozen before, else the one that was."""
+    try:
+        return tables.insert(MONITOR, endpoint, f"baseline~{version}", data).data
+    except EntityExists:
+        found = baseline(tables, endpoint, version)
+        assert found is not None  # baselines are deleted only with their endpoint's partition
+        return found
+
+
+def window(tables: TableService, endpoint: str, version: str, start: float) -> dict[str, Any] | None:
+    entity = tables.get(MONITOR, endpoint, _window_key(version, start))
+    return entity.data if entity else None
+
+
+def save_window(tables: TableService, endpoint: str, version: str, start: float, data: dict[str, Any]) -> None:
+    tables.upsert(MONITOR, endpoint, _window_key(version, start), data)
+
+
+def windows(tables: TableService, endpoint: str, version: str) -> list[dict[str, Any]]:
+    """The version's judged windows, oldest first (bounded by the retention sweep)."""
+    prefix = f"window~{version}~"
+    return [e.data for e in tables.query(MONITOR, endpoint) if e.row_key.startswith(prefix)]
+
+
+def state(tables: TableService, endpoint: str) -> dict[str, Any]:
+    entity = tables.get(MONITOR, endpoint, STATE)
+    return entity.data if entity else {}
+
+
+def take_action(tables: TableService, endpoint: str, decision_id: str, *, now: float, cooldown_seconds: float) -> bool:
+    """Move ``last_action_at`` to ``now`` unless an action happened within the cooldown (or
+    another checker moved it first). True: this decision may act."""
+    entity = tables.get(MONITOR, endpoint, STATE)
+    data = dict(entity.data) if entity else {}
+    last = data.get("last_action_at")
+    if last is not None and now - float(last) < cooldown_seconds:
+        return False
+    data.update(last_action_at=now, last_decision=decision_id)
+    try:
+        if entity is None:
+            tables.insert(MONITOR, endpoint, STATE, data)
+        else:
+            entity.data = data
+            tables.update(MONITOR, entity)
+    except (EntityExists, ConcurrencyConflict):
+        return False
+    return True
+
+
+def record_decision(tables: TableService, endpoint: str, data: dict[str, Any], *, now: float) -> dict[str, Any]:
+    did = f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    row = redact_value({**data, "id": did, "endpoint": endpoint, "at": now})
+    tables.insert(DECISIONS, endpoint, f"{_INVERT - int(now * 1000):013d}~{did}", row)
+    return row
+
+
+def _decision_key(did: str) -> str:
+    ms = int(did.split("-", 1)[0])
+    return f"{_INVERT - ms:013d}~{did}"
+
+
+def update_decision(tables: TableService, endpoint: str, did: str, **fields: Any) -> dict[str, Any] | None:
+    """Add what happened after the decision (the run launched, its outcome, the version rolled out)."""
+    for _ in range(5):
+        entity = tables.get(DECISIONS, endpoint, _decision_key(did))
+        if entity is None:
+            return None
+        entity.data = redact_value({**entity.data, **fields, "updated_at": time.time()})
+        try:
+            return tables.update(DECISIONS, entity).data
+        except ConcurrencyConflict:
+            continue
+    raise ConcurrencyConflict(f"decision {did} kept changing")
+
+
+def decisions_page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None) -> Page:
+    return tables.query_page(DECISIONS, endpoint, limit=limit, continuation=continuation)
+
+
+def delete_older(tables: TableService, endpoint: str, *, older_than: float, limit: int) -> int:
+    """Retention: decisions and windows older than ``older_than`` (baselines and state stay)."""
+    removed = 0
+    for table in (DECISIONS, MONITOR):
+        for e in tables.query(table, endpoint):
+            at = e.data.get("at") if table == DECISIONS else e.data.get("end")
+            if removed >= limit or at is None or float(at) >= older_than:
+                continue
+            try:
+                tables.delete(table, e)
+                removed += 1
+            except ConcurrencyConflict:
+                pass
+    return removed
