@@ -176,11 +176,11 @@ def _previous(ctx: Context, version: str, start: float) -> dict[str, str]:
 
 def _drift_targets(check: Check, columns: list[Watched]) -> list[tuple[str, str]]:
     """(figure label, column) pairs a drift check covers."""
-    if check.on == "features":
+    if check.of == "features":
         return [(f"{check.metric}({c.name})", c.name) for c in columns]
-    if check.on in ("prediction", "label"):
-        return [(check.label, PREDICTION if check.on == "prediction" else LABEL)]
-    return [(check.label, check.on or "")]
+    if check.of in ("prediction", "label"):
+        return [(check.label, PREDICTION if check.of == "prediction" else LABEL)]
+    return [(check.label, check.of or "")]
 
 
 def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, baseline: dict[str, Any],
@@ -198,11 +198,11 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
     frozen = drift.Baseline.from_dict(baseline["frozen"])
     tag = f"{version}:{int(start)}"
     results: dict[str, Any] = {}
-    if any(c.metric in DRIFT_METRICS and c.on != "label" for c in checks):
+    if any(c.metric in DRIFT_METRICS and c.of != "label" for c in checks):
         rows = ctx.run(f"{tag}:drift", drift.drift_sql(baseline["reference"], current, cols, frozen))
         results["drift"] = None if rows is None else drift.drift_metrics(rows, cols, frozen)
     needs_labels = labels_due and m.labels is not None and any(
-        c.metric in PERFORMANCE_METRICS or c.on == "label" or c.metric == "custom" for c in checks)
+        c.metric in PERFORMANCE_METRICS or c.of == "label" or c.metric == "custom" for c in checks)
     labelled = relations.window(recs, version, start, end, _label_join(m)) if m.labels else None
     if labelled and needs_labels:
         kind = m.prediction_kind
@@ -212,7 +212,7 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
         if rows is not None:
             results["perf"] = rows[0] if m.problem == "regression" else performance.classification(
                 [list(r.values()) for r in rows], m.positive_label)
-        if any(c.on == "label" for c in checks):
+        if any(c.of == "label" for c in checks):
             label_col = [drift.Column(LABEL, kind)]
             reference = _label_reference(ctx, baseline, recs, version)
             lb = ctx.run(f"{tag}:labelbase", drift.baseline_sql(reference, label_col))
@@ -338,11 +338,11 @@ def _lakehouse_windows(ctx: Context, version: str) -> list[dict[str, Any]] | Non
         figures = []
         for c in m.all_checks:
             if c.metric in DRIFT_METRICS:
-                cols = ([col for col in win.drift if not col.startswith(":")] if c.on == "features" else
-                        [m.labels.column if m.labels else "label"] if c.on == "label" else
-                        ["prediction"] if c.on == "prediction" else [c.on or ""])
+                cols = ([col for col in win.drift if not col.startswith(":")] if c.of == "features" else
+                        [m.labels.column if m.labels else "label"] if c.of == "label" else
+                        ["prediction"] if c.of == "prediction" else [c.of or ""])
                 for col in cols:
-                    label = f"{c.metric}({col})" if c.on == "features" else c.label
+                    label = f"{c.metric}({col})" if c.of == "features" else c.label
                     value = (win.drift.get(col) or {}).get(_LAKEHOUSE_DRIFT[c.metric])
                     figures.append(decide.judge(c, value, int(win.counts.get(col) or 0), m.decision.min_rows,
                                                 was_violating=prev.get(label) == decide.VIOLATION, label=label))

@@ -96,14 +96,15 @@ class Labels(_Strict):
 
 
 class Check(_Strict):
-    """One figure and its threshold. Drift metrics apply to ``on``: ``features`` (every watched
+    """One figure and its threshold. Drift metrics apply to ``of``: ``features`` (every watched
     column), ``prediction``, ``label`` or one column name. ``clear`` is the hysteresis threshold:
     a window that violated stays violating until the figure is back past ``clear`` (default: 80 %
     of the way from 0 to ``threshold``). ``group``: checks with the same group violate only together."""
 
     metric: Literal["psi", "js", "ks", "wasserstein", "chi2", "rmse", "mae", "f1", "accuracy", "precision",
                     "recall", "error_rate", "p95_latency_ms", "request_count", "custom"]
-    on: str | None = Field(None, description="drift metrics: features, prediction, label or a column name")
+    # Not "on": YAML 1.1 reads a bare ``on`` key as the boolean true.
+    of: str | None = Field(None, description="drift metrics: features, prediction, label or a column name")
     name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", description="custom: its name in custom")
     threshold: float
     clear: float | None = None
@@ -113,10 +114,10 @@ class Check(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> Check:
-        if self.metric in DRIFT_METRICS and not self.on:
-            raise ValueError(f"a {self.metric} check needs 'on': features, prediction, label or a column")
-        if self.metric not in DRIFT_METRICS and self.on:
-            raise ValueError(f"'on' applies to drift metrics ({', '.join(DRIFT_METRICS)}), not {self.metric}")
+        if self.metric in DRIFT_METRICS and not self.of:
+            raise ValueError(f"a {self.metric} check needs 'of': features, prediction, label or a column")
+        if self.metric not in DRIFT_METRICS and self.of:
+            raise ValueError(f"'of' applies to drift metrics ({', '.join(DRIFT_METRICS)}), not {self.metric}")
         if (self.metric == "custom") != (self.name is not None):
             raise ValueError("'name' names a custom metric: give it with metric: custom, and only then")
         if self.clear is not None and (self.clear > self.threshold if self.bad_above else self.clear < self.threshold):
@@ -134,7 +135,7 @@ class Check(_Strict):
 
     @property
     def label(self) -> str:
-        return f"{self.name or self.metric}" + (f"({self.on})" if self.on else "")
+        return f"{self.name or self.metric}" + (f"({self.of})" if self.of else "")
 
 
 class Decision(_Strict):
@@ -211,7 +212,7 @@ class Monitoring(_Strict):
         checks = self.all_checks
         if not checks:
             raise ValueError("no checks: list some, or use preset: databricks")
-        needs_labels = [c.label for c in checks if c.metric in PERFORMANCE_METRICS or c.on == "label"
+        needs_labels = [c.label for c in checks if c.metric in PERFORMANCE_METRICS or c.of == "label"
                         or (c.metric == "custom" and "{{label_col}}" in self.custom.get(c.name or "", ""))]
         if needs_labels and self.labels is None:
             raise ValueError(f"{', '.join(needs_labels)} need labels: add labels (table, key, column)")
@@ -233,8 +234,8 @@ class Monitoring(_Strict):
         if self.preset != "databricks":
             return list(self.checks)
         return [
-            Check(metric="js", on="prediction", threshold=0.19, group="drift"),
-            Check(metric="js", on="label", threshold=0.19, group="drift"),
+            Check(metric="js", of="prediction", threshold=0.19, group="drift"),
+            Check(metric="js", of="label", threshold=0.19, group="drift"),
             Check(metric="f1", threshold=0.5, group="performance"),
             Check(metric="custom", name="expected_loss", threshold=30, absolute=True, group="performance"),
             *self.checks,

@@ -1,0 +1,173 @@
+"""The monitor's decision logic and its policy, as pure functions: N-of-M, hysteresis, groups,
+minimum rows, cooldown, the idempotency token, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handlers.monitor import idempotency_token
+from shared.monitoring import decide
+from shared.monitoring.policy import Check, Decision, Monitoring
+from shared.policy import PolicyError, parse_policy
+
+PSI = Check(metric="psi", of="features", threshold=0.2)
+F1 = Check(metric="f1", threshold=0.5)
+
+
+def test_a_figure_past_its_threshold_violates_and_on_the_healthy_side_does_not():
+    assert decide.judge(PSI, 0.25, 500, 100, was_violating=False).verdict == decide.VIOLATION
+    assert decide.judge(PSI, 0.15, 500, 100, was_violating=False).verdict == decide.OK
+    # A score that falls is the violation for f1.
+    assert decide.judge(F1, 0.4, 500, 100, was_violating=False).verdict == decide.VIOLATION
+    assert decide.judge(F1, 0.6, 500, 100, was_violating=False).verdict == decide.OK
+
+
+def test_hysteresis_keeps_a_violation_until_the_figure_is_back_past_the_clear_threshold():
+    assert PSI.clear_at == pytest.approx(0.16)
+    # Between clear (0.16) and threshold (0.2): violating only if it violated before.
+    assert decide.judge(PSI, 0.18, 500, 100, was_violating=True).verdict == decide.VIOLATION
+    assert decide.judge(PSI, 0.18, 500, 100, was_violating=False).verdict == decide.OK
+    assert decide.judge(PSI, 0.15, 500, 100, was_violating=True).verdict == decide.OK
+    below = Check(metric="f1", threshold=0.5, clear=0.6)
+    assert decide.judge(below, 0.55, 500, 100, was_violating=True).verdict == decide.VIOLATION
+    assert decide.judge(below, 0.65, 500, 100, was_violating=True).verdict == decide.OK
+
+
+def test_too_few_rows_is_insufficient_data_never_a_violation():
+    f = decide.judge(PSI, 9.0, 99, 100, was_violating=True)
+    assert f.verdict == decide.INSUFFICIENT
+    assert decide.window_verdict([f]) == decide.INSUFFICIENT
+    assert decide.decide([decide.VIOLATION, decide.INSUFFICIENT], Decision(windows=2, violations=1), now=0,
+                         last_action_at=None, cooldown_seconds=0).verdict == decide.INSUFFICIENT_DATA
+
+
+def test_a_group_violates_only_when_all_its_checks_do():
+    a = decide.judge(Check(metric="js", of="prediction", threshold=0.19, group="drift"), 0.3, 500, 100,
+                     was_violating=False)
+    b = decide.judge(Check(metric="js", of="label", threshold=0.19, group="drift"), 0.1, 500, 100,
+                     was_violating=False)
+    assert decide.window_verdict([a, b]) == decide.OK
+    c = decide.judge(Check(metric="js", of="label", threshold=0.19, group="drift"), 0.2, 500, 100, was_violating=False)
+    assert decide.window_verdict([a, c]) == decide.VIOLATION
+
+
+def test_absolute_compares_the_magnitude():
+    loss = Check(metric="custom", name="expected_loss", threshold=30, absolute=True)
+    assert decide.judge(loss, -31.0, 500, 100, was_violating=False).verdict == decide.VIOLATION
+    assert decide.judge(loss, -29.0, 500, 100, was_violating=False).verdict == decide.OK
+
+
+V, K = decide.VIOLATION, decide.OK
+
+
+@pytest.mark.parametrize(("history", "want"), [
+    ([K, V, K, V, V], decide.VIOLATION),    # 3 of 5, the latest among them
+    ([V, V, V, V, K], decide.OK),           # the latest window is fine: the violation is over
+    ([K, K, K, K, V], decide.OK),           # only 1 of 5
+    ([V, K, K, K, K, K, V], decide.OK),     # the old violation fell out of the last 5
+    ([K, K, K, V, V], decide.VIOLATION),
+])
+def test_n_of_m_counts_the_latest_m_windows_and_needs_the_newest(history, want):
+    got = decide.decide(history, Decision(windows=5, violations=2), now=100, last_action_at=None, cooldown_seconds=60)
+    assert got.verdict == want
+
+
+def test_a_violation_within_the_cooldown_is_recorded_as_cooldown():
+    rule = Decision(windows=1, violations=1)
+    assert decide.decide([V], rule, now=100, last_action_at=50, cooldown_seconds=60).verdict == decide.COOLDOWN
+    assert decide.decide([V], rule, now=111, last_action_at=50, cooldown_seconds=60).verdict == decide.VIOLATION
+
+
+@given(st.lists(st.sampled_from([V, K]), min_size=1, max_size=30), st.integers(1, 10), st.integers(1, 10))
+def test_the_decision_never_acts_unless_n_of_the_last_m_and_the_newest_violate(history, m, n):
+    n = min(n, m)
+    got = decide.decide(history, Decision(windows=m, violations=n), now=0, last_action_at=None, cooldown_seconds=0)
+    last = history[-m:]
+    assert (got.verdict == decide.VIOLATION) == (last[-1] == V and last.count(V) >= n)
+
+
+def test_the_idempotency_token_depends_on_model_environment_version_and_window_only():
+    a = idempotency_token("taxi", "prod", "2", 3600.0, "cmd-1")
+    assert a == idempotency_token("taxi", "prod", "2", 3600.0, "cmd-2")
+    assert len(a) <= 64
+    assert a != idempotency_token("taxi", "prod", "3", 3600.0, "cmd-1")
+    assert a != idempotency_token("taxi", "prod", "2", 7200.0, "cmd-1")
+    # Without a window (a retrain command from another system), the command's own key.
+    assert idempotency_token("taxi", "prod", None, None, "k1") != idempotency_token("taxi", "prod", None, None, "k2")
+
+
+POLICY = """
+models:
+  - name: churn
+    environments:
+      prod:
+        endpoint: churn
+        retraining: {{job_id: 7}}
+        inference_table: {{catalog: main, schema: mon}}
+        monitoring:
+{monitoring}
+"""
+
+
+def _policy(monitoring: str):
+    body = "\n".join("          " + line for line in monitoring.strip().splitlines())
+    return parse_policy(POLICY.format(monitoring=body), "policy.yaml")
+
+
+def test_the_databricks_preset_is_the_dbdemos_rule():
+    p = _policy("""
+preset: databricks
+problem: classification
+labels: {table: main.mon.labels, key: id, column: churn}
+custom: {expected_loss: "avg(CASE WHEN {{prediction_col}} != {{label_col}} THEN -1 ELSE 0 END)"}
+""")
+    m = p.models[0].environments["prod"].monitoring
+    assert m is not None
+    got = {(c.metric, c.of, c.threshold, c.group, c.absolute) for c in m.all_checks}
+    assert got == {("js", "prediction", 0.19, "drift", False), ("js", "label", 0.19, "drift", False),
+                   ("f1", None, 0.5, "performance", False), ("custom", None, 30, "performance", True)}
+
+
+@pytest.mark.parametrize(("monitoring", "message"), [
+    ("checks: [{metric: psi, threshold: 0.2}]", "monitoring.checks[0]: Value error, a psi check needs 'of'"),
+    ("window: 5 minutes\nchecks: [{metric: psi, of: features, threshold: 0.2}]", "monitoring.window: String should"),
+    ("checks: [{metric: rmse, threshold: 3}]", "rmse need labels"),
+    ("preset: databricks\nproblem: classification\nlabels: {table: a.b.c, key: id, column: y}",
+     "the databricks preset needs custom.expected_loss"),
+    ("checks: [{metric: f1, threshold: 0.5}]\nlabels: {table: a.b.c, key: id, column: y}",
+     "f1 do not measure a regression model"),
+    ("decision: {windows: 2, violations: 3}\nchecks: [{metric: psi, of: features, threshold: 0.2}]",
+     "violations (3) cannot exceed windows (2)"),
+    ("checks: [{metric: psi, of: features, threshold: 0.2, clear: 0.3}]", "clear (0.3) must be on the healthy side"),
+    ("checks: [{metric: psi, of: features, threshold: 0.2}]\nbaseline: {version_column: v}", "set table"),
+    ("checks: []", "no checks"),
+    ("checks: [{metric: psi, of: features, threshold: 0.2}]\nlabels: {table: nodots, key: id, column: y}",
+     "monitoring.labels.table"),
+])
+def test_an_invalid_monitoring_policy_names_the_key(monitoring, message):
+    with pytest.raises(PolicyError) as err:
+        _policy(monitoring)
+    assert "models[0].environments.prod" in str(err.value) and message in str(err.value)
+
+
+def test_monitoring_needs_an_inference_table_and_a_job_to_retrain_with():
+    text = """
+models:
+  - name: m
+    environments:
+      prod:
+        endpoint: e
+        monitoring: {checks: [{metric: psi, of: features, threshold: 0.2}]}
+"""
+    with pytest.raises(PolicyError, match="set inference_table"):
+        parse_policy(text)
+    with pytest.raises(PolicyError, match="set retraining"):
+        parse_policy(text.replace("endpoint: e", "endpoint: e\n        inference_table: {catalog: c, schema: s}"))
+
+
+def test_defaults_follow_the_model_kind():
+    m = Monitoring(checks=[PSI])
+    assert m.prediction_kind == "numeric" and m.window_seconds == 3600 and m.decision.min_rows == 100
+    assert Monitoring(problem="classification", checks=[PSI]).prediction_kind == "categorical"
