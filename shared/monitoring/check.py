@@ -156,12 +156,15 @@ def ensure_baseline(ctx: Context, version: str, columns: list[Watched], recs: st
         "frozen_at": ctx.now})
 
 
-def _window_bounds(ctx: Context, baseline: dict[str, Any]) -> list[tuple[float, float]]:
+def _window_bounds(ctx: Context, version: str, baseline: dict[str, Any]) -> list[tuple[float, float]]:
+    """The latest M complete windows, and any earlier window of the version whose labels were
+    not due when it was judged (its performance is measured once they are)."""
     m, W = ctx.m, ctx.m.window_seconds
     last_end = math.floor(ctx.now / W) * W
     first = baseline.get("end") or -math.inf  # never judge the baseline window against itself
-    out = [(last_end - k * W, last_end - (k - 1) * W) for k in range(m.decision.windows, 0, -1)]
-    return [(s, e) for s, e in out if s >= first]
+    latest = {(last_end - k * W, last_end - (k - 1) * W) for k in range(m.decision.windows, 0, -1)}
+    late = {(w["start"], w["end"]) for w in store.windows(ctx.tables, ctx.endpoint, version) if not w.get("complete")}
+    return sorted((s, e) for s, e in latest | late if s >= first)
 
 
 def _value(cd: Any, metric: str) -> float | None:
@@ -190,7 +193,9 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
 
     m, min_rows = ctx.m, ctx.m.decision.min_rows
     checks = m.all_checks
-    labels_due = m.labels is None or end + _seconds(m.labels.delay) <= ctx.now
+    label_checks = any(c.metric in PERFORMANCE_METRICS or c.of == "label"
+                       or (c.metric == "custom" and "{{label_col}}" in m.custom.get(c.name or "", "")) for c in checks)
+    labels_due = not label_checks or m.labels is None or end + _seconds(m.labels.delay) <= ctx.now
     current = relations.window(recs, version, start, end)
     cols = _drift_columns(columns, m)
     if baseline["kind"] == "table" and not m.baseline.prediction_column:
@@ -201,8 +206,7 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
     if any(c.metric in DRIFT_METRICS and c.of != "label" for c in checks):
         rows = ctx.run(f"{tag}:drift", drift.drift_sql(baseline["reference"], current, cols, frozen))
         results["drift"] = None if rows is None else drift.drift_metrics(rows, cols, frozen)
-    needs_labels = labels_due and m.labels is not None and any(
-        c.metric in PERFORMANCE_METRICS or c.of == "label" or c.metric == "custom" for c in checks)
+    needs_labels = labels_due and m.labels is not None and label_checks
     labelled = relations.window(recs, version, start, end, _label_join(m)) if m.labels else None
     if labelled and needs_labels:
         kind = m.prediction_kind
@@ -376,7 +380,7 @@ def check_version(ctx: Context, version: str, explicit: tuple[float, float] | No
             if ctx.pending:
                 raise Pending(", ".join(ctx.pending))
             return None
-        bounds = [explicit] if explicit else _window_bounds(ctx, baseline)
+        bounds = [explicit] if explicit else _window_bounds(ctx, version, baseline)
         for start, end in bounds:
             done = store.window(ctx.tables, ctx.endpoint, version, start)
             if done and done.get("complete") and not explicit:
