@@ -90,8 +90,11 @@ FEATURE_SPEC_FILE = "feature_spec.json"
 last_timings: dict[str, float] = {}
 
 
-def make_trips(n: int = 2000, seed: int = 0) -> pd.DataFrame:
+def make_trips(n: int = 2000, seed: int = 0, *, drifted: bool = False) -> pd.DataFrame:
     """Synthetic taxi trips with a plausible fare.
+
+    ``drifted``: the city changed (say, a new suburb line opened): trips are about 2.5 times as
+    long and start in the five outer zones; the fare rule is the same.
 
     fare = 3.00 base + 1.75 per km + congestion (rush hours 7-9 and 16-19: +0.45 per km)
     + 0.50 per passenger beyond the first + 1.00 night surcharge (20:00-05:59)
@@ -100,11 +103,11 @@ def make_trips(n: int = 2000, seed: int = 0) -> pd.DataFrame:
     Deterministic for a given (n, seed).
     """
     rng = np.random.default_rng(seed)
-    distance = np.round(np.clip(rng.lognormal(mean=1.3, sigma=0.7, size=n), 0.3, 60.0), 2)
+    distance = np.round(np.clip(rng.lognormal(mean=2.2 if drifted else 1.3, sigma=0.7, size=n), 0.3, 60.0), 2)
     passengers = rng.choice([1, 2, 3, 4, 5, 6], size=n, p=[0.62, 0.18, 0.08, 0.05, 0.04, 0.03])
     hour_weights = np.array([2, 1, 1, 1, 1, 2, 3, 6, 7, 6, 5, 5, 5, 5, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3], dtype=float)
     hour = rng.choice(24, size=n, p=hour_weights / hour_weights.sum())
-    pickup_zone = rng.integers(1, N_ZONES + 1, size=n)
+    pickup_zone = rng.integers(N_ZONES - 4 if drifted else 1, N_ZONES + 1, size=n)
     dropoff_zone = rng.integers(1, N_ZONES + 1, size=n)
 
     rush = ((hour >= 7) & (hour <= 9)) | ((hour >= 16) & (hour <= 19))
