@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .catalog import UnityCatalog
+from .data_quality import DataQualityService
 from .database import DatabaseService
 from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, unauthenticated
 from .faults import Faults
@@ -145,6 +146,8 @@ class LocalWorkspace:
         self.jobs = JobsService(self.data_dir, base_url=lambda: self.url, registry_uri=registry_uri, user=user,
                                 stopping=self._stopping)
         self.jobs.register(self.router)
+        self.data_quality = DataQualityService(self.catalog, stopping=self._stopping)
+        self.data_quality.register(self.router)
 
     # ------------------------------------------------------------------ lifecycle
     @property
