@@ -1,95 +1,121 @@
-"""Inference tables of the local workspace: one SQLite file, one ``<prefix>_payload`` table per endpoint.
+"""Inference tables of the local workspace: Unity Catalog Delta tables, delivered in batches.
 
-Columns follow the AI Gateway inference table of Databricks (reference §1.7, from a real
-``SHOW CREATE TABLE``): ``databricks_request_id, request_date, client_request_id, request_time,
-status_code, sampling_fraction, execution_duration_ms, request, response, logging_error_codes,
-served_entity_id, requester``. SQLite has no DATE/TIMESTAMP/ARRAY types, so ``request_date`` is an
-ISO date (``YYYY-MM-DD``, UTC), ``request_time`` an ISO-8601 UTC timestamp with milliseconds
-(``YYYY-MM-DDTHH:MM:SS.mmmZ``) and ``logging_error_codes`` a JSON array text.
+What is captured follows reference §1.7 (Databricks "Inference tables for monitoring and
+debugging models", AI Gateway "inference tables"): only an endpoint whose config enables an
+inference table is captured, to ``<catalog>.<schema>.<prefix>_payload`` (the prefix defaults to
+the endpoint name), a managed Delta table of ``ws.catalog``:
 
-``execution_duration_ms`` is model inference time only (reference §1.7), measured around the
-scoring call. Delivery is synchronous here (Databricks delivers within about an hour).
+- AI Gateway (``ai_gateway.inference_table_config``): the columns of a real ``SHOW CREATE
+  TABLE`` (§1.7 [3P]): ``databricks_request_id STRING, request_date DATE (UTC), client_request_id
+  STRING, request_time TIMESTAMP, status_code INT, sampling_fraction DOUBLE,
+  execution_duration_ms BIGINT, request STRING, response STRING, logging_error_codes
+  ARRAY<STRING>, served_entity_id STRING, requester STRING`` with
+  ``delta.enableChangeDataFeed=true``. ``CLUSTER BY (request_date)`` is a layout choice, not
+  emulated. ``requester`` is NULL for route-optimized endpoints (§1.7).
+- Legacy ``auto_capture_config`` (deprecated): ``client_request_id STRING, databricks_request_id
+  STRING, date DATE, timestamp_ms BIGINT, status_code INT, sampling_fraction DOUBLE,
+  execution_time_ms BIGINT, request STRING, response STRING, request_metadata
+  MAP<STRING,STRING>`` with the keys ``endpoint_name``, ``model_name``, ``model_version`` (§1.7
+  [3P] / types [INF]).
 
-A companion table ``served_entities`` stands in for ``system.serving.served_entities`` so that
-``served_entity_id`` can be joined to the entity name and version. Its columns are a subset of
-that system table as recalled, not verified [INF]: ``served_entity_id, endpoint_name, endpoint_id,
-served_entity_name, entity_type, entity_name, entity_version, endpoint_config_version, change_time``.
+``execution_duration_ms`` (``execution_time_ms``) is model inference time only (§1.7), measured
+around the scoring call. A request or response over ``MAX_PAYLOAD_CHARS`` is logged as NULL with
+``MAX_REQUEST_SIZE_EXCEEDED`` / ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes`` (§1.7);
+the legacy table has no such column and only gets the NULL [INF].
+
+``system.serving.served_entities`` is a Delta table too, so that ``served_entity_id`` joins to
+the entity and its version: one row per served entity each time a config becomes active.
+Its columns are a subset of that system table as recalled, not verified [INF]:
+``served_entity_id STRING, endpoint_name STRING, endpoint_id STRING, served_entity_name STRING,
+entity_type STRING, entity_name STRING, entity_version STRING, endpoint_config_version INT,
+change_time TIMESTAMP``. It exists from the first delivery on, as a system table always does.
+
+Delivery is best effort on Databricks, "usually within an hour" (§1.7 [3P]). Here rows are
+buffered and a background thread appends them every ``delivery_seconds`` (1 s by default): one
+Delta append per table per batch; a table is created when its inference table is enabled (at
+the next delivery) or, at the latest, with its first rows. ``flush()`` delivers what is buffered
+now and ``stop()`` flushes. A failed append keeps its rows for the next batch and is logged;
+``flush()`` raises it. Catalogs and schemas are not objects of the local catalog, so they need
+not exist beforehand.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import contextlib
+import logging
 import threading
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from functools import cache
 from typing import Any
 
-PAYLOAD_COLUMNS = (
-    "databricks_request_id",
-    "request_date",
-    "client_request_id",
-    "request_time",
-    "status_code",
-    "sampling_fraction",
-    "execution_duration_ms",
-    "request",
-    "response",
-    "logging_error_codes",
-    "served_entity_id",
-    "requester",
-)
+from .catalog import UnityCatalog
 
-_PAYLOAD_DDL = """
-CREATE TABLE IF NOT EXISTS {table} (
-    databricks_request_id TEXT PRIMARY KEY,
-    request_date TEXT NOT NULL,
-    client_request_id TEXT,
-    request_time TEXT NOT NULL,
-    status_code INTEGER NOT NULL,
-    sampling_fraction REAL NOT NULL,
-    execution_duration_ms INTEGER,
-    request TEXT,
-    response TEXT,
-    logging_error_codes TEXT NOT NULL,
-    served_entity_id TEXT,
-    requester TEXT
-)
-"""
+log = logging.getLogger("local.workspace.inference")
 
-_ENTITIES_DDL = """
-CREATE TABLE IF NOT EXISTS served_entities (
-    served_entity_id TEXT NOT NULL,
-    endpoint_name TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL,
-    served_entity_name TEXT NOT NULL,
-    entity_type TEXT NOT NULL,
-    entity_name TEXT,
-    entity_version TEXT,
-    endpoint_config_version INTEGER NOT NULL,
-    change_time TEXT NOT NULL,
-    PRIMARY KEY (served_entity_id, endpoint_config_version)
-)
-"""
+AI_GATEWAY = "AI_GATEWAY"
+LEGACY = "AUTO_CAPTURE"
+SERVED_ENTITIES_KIND = "SERVED_ENTITIES"
+SERVED_ENTITIES = "system.serving.served_entities"
 
 # Payloads larger than this are logged as NULL with MAX_REQUEST/RESPONSE_SIZE_EXCEEDED (reference §1.7).
 # The real limit is not documented in the reference; 1 MiB is a local choice [INF].
 MAX_PAYLOAD_CHARS = 1024 * 1024
 
 
-def payload_table_name(prefix: str) -> str:
-    return f"{prefix}_payload"
+@cache
+def schema(kind: str) -> Any:
+    """The Arrow schema of each kind of table (Delta types: see the module docstring)."""
+    import pyarrow as pa
+
+    text, ts = pa.string(), pa.timestamp("us", "UTC")
+    if kind == AI_GATEWAY:
+        return pa.schema([
+            ("databricks_request_id", text), ("request_date", pa.date32()), ("client_request_id", text),
+            ("request_time", ts), ("status_code", pa.int32()), ("sampling_fraction", pa.float64()),
+            ("execution_duration_ms", pa.int64()), ("request", text), ("response", text),
+            ("logging_error_codes", pa.list_(text)), ("served_entity_id", text), ("requester", text),
+        ])
+    if kind == LEGACY:
+        return pa.schema([
+            ("client_request_id", text), ("databricks_request_id", text), ("date", pa.date32()),
+            ("timestamp_ms", pa.int64()), ("status_code", pa.int32()), ("sampling_fraction", pa.float64()),
+            ("execution_time_ms", pa.int64()), ("request", text), ("response", text),
+            ("request_metadata", pa.map_(text, text)),
+        ])
+    if kind == SERVED_ENTITIES_KIND:
+        return pa.schema([
+            ("served_entity_id", text), ("endpoint_name", text), ("endpoint_id", text),
+            ("served_entity_name", text), ("entity_type", text), ("entity_name", text), ("entity_version", text),
+            ("endpoint_config_version", pa.int32()), ("change_time", ts),
+        ])
+    raise ValueError(f"unknown inference table kind {kind!r}")
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+@dataclass(frozen=True)
+class CaptureTarget:
+    """Where an endpoint's queries go: a normalized table name and the kind of its columns."""
+
+    table: str
+    kind: str
+
+
+def capture_target(kind: str, config: Any, endpoint: str) -> CaptureTarget | None:
+    """The target of an inference table config (``AiGatewayInferenceTableConfig`` or
+    ``AutoCaptureConfigOutput``), or None when it is absent or not enabled. ValueError when an
+    enabled config lacks its catalog or schema, or names are not Unity Catalog names."""
+    if config is None or not config.enabled:
+        return None
+    if not config.catalog_name or not config.schema_name:
+        raise ValueError("catalog_name and schema_name are required to enable an inference table")
+    prefix = config.table_name_prefix or endpoint
+    return CaptureTarget(UnityCatalog.normalize(f"{config.catalog_name}.{config.schema_name}.{prefix}_payload"), kind)
 
 
 @dataclass
 class InferenceRecord:
+    """One answered query, as the serving path saw it."""
+
     databricks_request_id: str
     client_request_id: str | None
     request_time: datetime
@@ -99,69 +125,145 @@ class InferenceRecord:
     response: str | None
     served_entity_id: str | None
     requester: str | None
+    endpoint_name: str
+    model_name: str | None = None
+    model_version: str | None = None
     sampling_fraction: float = 1.0
 
-
-class InferenceLog:
-    """Writes inference rows; one lock serialises the writers of this process (SQLite allows one)."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._known_tables: set[str] = set()
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_ENTITIES_DDL)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
-            yield conn
-
-    def write(self, table_prefix: str, record: InferenceRecord) -> None:
-        table = payload_table_name(table_prefix)
-        errors: list[str] = []
-        request, response = record.request, record.response
+    def row(self, kind: str) -> dict[str, Any]:
+        request, response, errors = self.request, self.response, []
         if request is not None and len(request) > MAX_PAYLOAD_CHARS:
             request = None
             errors.append("MAX_REQUEST_SIZE_EXCEEDED")
         if response is not None and len(response) > MAX_PAYLOAD_CHARS:
             response = None
             errors.append("MAX_RESPONSE_SIZE_EXCEEDED")
-        when = record.request_time.astimezone(UTC)
-        row = (
-            record.databricks_request_id,
-            when.date().isoformat(),
-            record.client_request_id,
-            when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            record.status_code,
-            record.sampling_fraction,
-            record.execution_duration_ms,
-            request,
-            response,
-            json.dumps(errors),
-            record.served_entity_id,
-            record.requester,
-        )
-        placeholders = ", ".join("?" for _ in PAYLOAD_COLUMNS)
-        with self._lock, self._connect() as conn:
-            if table not in self._known_tables:
-                conn.execute(_PAYLOAD_DDL.format(table=quote_ident(table)))
-                self._known_tables.add(table)
-            conn.execute(
-                f"INSERT INTO {quote_ident(table)} ({', '.join(PAYLOAD_COLUMNS)}) VALUES ({placeholders})", row
-            )
+        when = self.request_time.astimezone(UTC)
+        if kind == AI_GATEWAY:
+            return {
+                "databricks_request_id": self.databricks_request_id, "request_date": when.date(),
+                "client_request_id": self.client_request_id, "request_time": when, "status_code": self.status_code,
+                "sampling_fraction": self.sampling_fraction, "execution_duration_ms": self.execution_duration_ms,
+                "request": request, "response": response, "logging_error_codes": errors,
+                "served_entity_id": self.served_entity_id, "requester": self.requester,
+            }
+        metadata = {"endpoint_name": self.endpoint_name, "model_name": self.model_name,
+                    "model_version": self.model_version}
+        return {
+            "client_request_id": self.client_request_id, "databricks_request_id": self.databricks_request_id,
+            "date": when.date(), "timestamp_ms": int(when.timestamp() * 1000), "status_code": self.status_code,
+            "sampling_fraction": self.sampling_fraction, "execution_time_ms": self.execution_duration_ms,
+            "request": request, "response": response,
+            "request_metadata": [(k, v) for k, v in metadata.items() if v is not None],
+        }
+
+
+@dataclass
+class _Batch:
+    kind: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class DeliveryFailed(Exception):
+    """Some tables could not be written; their rows are kept for the next delivery."""
+
+
+class InferenceTables:
+    """Buffers inference rows and served entities, and appends them to their Delta tables."""
+
+    def __init__(self, catalog: UnityCatalog, delivery_seconds: float = 1.0):
+        self.catalog = catalog
+        self.delivery_seconds = delivery_seconds
+        self._guard = threading.Lock()  # the buffers
+        self._delivering = threading.Lock()  # one delivery at a time: a flush waits for the thread's batch
+        self._pending: dict[str, _Batch] = {}
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ buffering
+    def _add(self, table: str, kind: str, rows: list[dict[str, Any]]) -> None:
+        with self._guard:
+            self._pending.setdefault(table, _Batch(kind)).rows.extend(rows)
+
+    def enable(self, target: CaptureTarget) -> None:
+        """The table of an inference table just enabled: created at the next delivery."""
+        self._add(target.table, target.kind, [])
+
+    def capture(self, target: CaptureTarget, record: InferenceRecord) -> None:
+        self._add(target.table, target.kind, [record.row(target.kind)])
 
     def record_served_entities(self, rows: list[dict[str, Any]]) -> None:
-        """Add the served entities of a config that became active (served_entities table)."""
-        if not rows:
+        """The served entities of a config that became active (``system.serving.served_entities``)."""
+        self._add(SERVED_ENTITIES, SERVED_ENTITIES_KIND, list(rows))
+
+    def pending_rows(self) -> int:
+        with self._guard:
+            return sum(len(b.rows) for b in self._pending.values())
+
+    # ------------------------------------------------------------------ delivery
+    def flush(self) -> int:
+        """Deliver everything buffered now; returns the number of rows appended. Raises
+        DeliveryFailed (the rows stay buffered) when a table could not be written."""
+        return self._deliver()
+
+    def _deliver(self) -> int:
+        with self._delivering:
+            with self._guard:
+                batches, self._pending = self._pending, {}
+            delivered, failed = 0, []
+            for table, batch in batches.items():
+                try:
+                    self._write(table, batch)
+                    delivered += len(batch.rows)
+                except Exception as exc:  # the rows must survive whatever the writer raised
+                    log.exception("inference delivery to %s failed; %d row(s) kept for the next batch",
+                                  table, len(batch.rows))
+                    failed.append(f"{table}: {type(exc).__name__}: {exc}")
+                    with self._guard:
+                        later = self._pending.get(table)
+                        batch.rows.extend(later.rows if later else [])
+                        self._pending[table] = batch
+            if failed:
+                raise DeliveryFailed("; ".join(failed))
+            return delivered
+
+    def _write(self, table: str, batch: _Batch) -> None:
+        import pyarrow as pa
+
+        arrow_schema = schema(batch.kind)
+        if not self.catalog.exists(table):
+            self.catalog.create_table(table, arrow_schema.empty_table(), change_data_feed=batch.kind == AI_GATEWAY,
+                                      comment=_COMMENTS[batch.kind])
+        if batch.rows:
+            self.catalog.append_rows(table, pa.Table.from_pylist(batch.rows, schema=arrow_schema))
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the delivery thread; the system table is created by its first delivery."""
+        self._add(SERVED_ENTITIES, SERVED_ENTITIES_KIND, [])
+        if self._thread is not None and self._thread.is_alive():
             return
-        with self._lock, self._connect() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO served_entities (served_entity_id, endpoint_name, endpoint_id,"
-                " served_entity_name, entity_type, entity_name, entity_version, endpoint_config_version,"
-                " change_time) VALUES (:served_entity_id, :endpoint_name, :endpoint_id, :served_entity_name,"
-                " :entity_type, :entity_name, :entity_version, :endpoint_config_version, :change_time)",
-                rows,
-            )
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._loop, name="inference-delivery", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._halt.wait(self.delivery_seconds):
+            with contextlib.suppress(DeliveryFailed):  # logged per table; the rows go with the next batch
+                self._deliver()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and deliver what is left (a failure is logged, the rows stay buffered)."""
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with contextlib.suppress(DeliveryFailed):
+            self._deliver()
+
+
+_COMMENTS = {
+    AI_GATEWAY: "AI Gateway inference table of a serving endpoint (local workspace).",
+    LEGACY: "Inference table (auto capture) of a serving endpoint (local workspace).",
+    SERVED_ENTITIES_KIND: "Served entities of the serving endpoints, one row per entity and active config.",
+}

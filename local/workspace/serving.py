@@ -23,6 +23,13 @@ from a third-party store whose URL is in the served entity's ``environment_vars`
 table keeps the client's request as it came (IDs only); ``execution_duration_ms`` includes the
 lookup, which on Databricks runs inside the served model [INF]; each lookup's time is written to
 the served entity's server logs (``logs``).
+
+Inference tables (reference §1.7; ``inference_table``): an endpoint is captured only while its
+AI Gateway ``inference_table_config`` or its active config's legacy ``auto_capture_config`` is
+enabled. An enabled config needs ``catalog_name`` and ``schema_name``; the catalog, schema or
+prefix of an enabled table cannot change ("disable the table first", §1.7); and only one of the
+two may be enabled at a time [INF: both tables would have the same name]. Each violation is
+400 INVALID_PARAMETER_VALUE [INF: texts].
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from .errors import (
 )
 from .faults import Faults
 from .feature_lookup import StorePool, augment, request_frame
-from .inference_table import InferenceLog, InferenceRecord
+from .inference_table import AI_GATEWAY, LEGACY, CaptureTarget, InferenceRecord, InferenceTables, capture_target
 from .models import (
     LoadedModel,
     ModelLoadError,
@@ -140,13 +147,38 @@ class Endpoint:
     build_logs: dict[str, list[str]] = field(default_factory=dict)
     server_logs: dict[str, deque[str]] = field(default_factory=dict)
 
-    @property
-    def table_prefix(self) -> str:
-        """AI Gateway inference tables are named ``<prefix>_payload``; the prefix defaults to the
-        endpoint name (reference §1.7 [3P]). Every query is logged here, whether or not the
-        gateway's inference table is enabled (a local choice, so that drift can always be computed)."""
-        cfg = self.ai_gateway.inference_table_config if self.ai_gateway else None
-        return (cfg.table_name_prefix if cfg and cfg.table_name_prefix else None) or self.name
+    def capture_target(self) -> CaptureTarget | None:
+        """Where a query answered now is captured: the AI Gateway inference table, else the active
+        config's auto capture table, else nowhere (reference §1.7)."""
+        target = _gateway_target(self.ai_gateway, self.name)
+        if target is None and self.config is not None and self.ready == READY:
+            target = capture_target(LEGACY, self.config.auto_capture, self.name)
+        return target
+
+
+def _gateway_target(gateway: sdk.AiGatewayConfig | None, endpoint: str) -> CaptureTarget | None:
+    return capture_target(AI_GATEWAY, gateway.inference_table_config if gateway else None, endpoint)
+
+
+def _checked_target(kind: str, config: Any, endpoint: str, current: CaptureTarget | None) -> CaptureTarget | None:
+    """The target of a new inference table config, refused (400) when it lacks catalog or schema, or
+    moves a table that is enabled now (reference §1.7: disable it first)."""
+    try:
+        target = capture_target(kind, config, endpoint)
+    except ValueError as exc:
+        raise invalid_parameter(f"Invalid inference table config: {exc}.") from exc
+    if current is not None and target is not None and current != target:
+        raise invalid_parameter(
+            f"The inference table {current.table} is enabled: disable it before changing its catalog, schema or "
+            "table name prefix.")
+    return target
+
+
+def _refuse_both(gateway: CaptureTarget | None, legacy: CaptureTarget | None) -> None:
+    if gateway is not None and legacy is not None:
+        raise invalid_parameter(
+            "An endpoint cannot have both an AI Gateway inference table and a legacy auto capture inference table "
+            "enabled; disable auto_capture_config before enabling ai_gateway.inference_table_config.")
 
 
 def _stamp(line: str) -> str:
@@ -162,7 +194,7 @@ class ServingService:
         lock: threading.RLock,
         faults: Faults,
         models: ModelStore,
-        inference: InferenceLog,
+        inference: InferenceTables,
         base_url: Any,  # callable returning the workspace URL
         user: str,
         stopping: threading.Event,
@@ -206,7 +238,7 @@ class ServingService:
 
     # ------------------------------------------------------------------ config parsing
     def _parse_config(
-        self, endpoint_id: str, raw: Any, previous: EndpointConfig | None, version: int
+        self, endpoint_id: str, endpoint_name: str, raw: Any, previous: EndpointConfig | None, version: int
     ) -> EndpointConfig:
         """Validate an ``EndpointCoreConfigInput`` body and build the config it describes.
 
@@ -266,6 +298,8 @@ class ServingService:
             auto_capture = sdk.AutoCaptureConfigOutput.from_dict(parsed.auto_capture_config.as_dict())
         elif previous is not None:
             auto_capture = previous.auto_capture
+        current = capture_target(LEGACY, previous.auto_capture, endpoint_name) if previous else None
+        _checked_target(LEGACY, auto_capture, endpoint_name, current)
         return EndpointConfig(version, entities, routes, auto_capture, now)
 
     def _entity_from_input(self, endpoint_id: str, raw: Any, e: sdk.ServedEntityInput, now: int) -> ServedEntity:
@@ -511,7 +545,10 @@ class ServingService:
         if any(not isinstance(t.key, str) or not t.key for t in tags):
             raise invalid_parameter("Every tag needs a key.")
         endpoint_id = uuid.uuid4().hex
-        cfg = self._parse_config(endpoint_id, body["config"], None, 1)
+        cfg = self._parse_config(endpoint_id, name, body["config"], None, 1)
+        targets = [_checked_target(AI_GATEWAY, ai_gateway.inference_table_config if ai_gateway else None, name, None),
+                   capture_target(LEGACY, cfg.auto_capture, name)]
+        _refuse_both(*targets)
         now = _now_ms()
         with self.lock:
             if name in self._endpoints:
@@ -532,6 +569,9 @@ class ServingService:
             )
             self._endpoints[name] = ep
             self._start_update(ep, cfg)
+            for target in targets:
+                if target is not None:
+                    self.inference.enable(target)
             return Response(body=self._detailed(ep))
 
     def list_endpoints(self, req: Request) -> Response:
@@ -566,13 +606,18 @@ class ServingService:
                     f"Endpoint {name} is currently updating (config version {pending})."
                     " Wait for the update to complete or fail before updating it again."
                 )
-            cfg = self._parse_config(ep.id, body, ep.config, ep.last_version + 1)
+            cfg = self._parse_config(ep.id, name, body, ep.config, ep.last_version + 1)
+            legacy = capture_target(LEGACY, cfg.auto_capture, name)
+            _refuse_both(_gateway_target(ep.ai_gateway, name), legacy)
             ep.last_updated_timestamp = _now_ms()
             self._start_update(ep, cfg)
+            if legacy is not None:
+                self.inference.enable(legacy)
             return Response(body=self._detailed(ep))
 
     def put_ai_gateway(self, req: Request, name: str) -> Response:
-        """PUT .../ai-gateway replaces the whole gateway config; an empty body unsets it (reference §1.1 [FAKE])."""
+        """PUT .../ai-gateway replaces the whole gateway config; an empty body unsets it (reference §1.1 [FAKE]).
+        Enabling its inference table creates the payload table (at the next delivery)."""
         body = req.json()
         fields = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
         try:
@@ -581,8 +626,14 @@ class ServingService:
             raise invalid_parameter(f"Invalid AI Gateway config: {exc}") from exc
         with self.lock:
             ep = self._require(name)
+            target = _checked_target(AI_GATEWAY, gateway.inference_table_config, name,
+                                     _gateway_target(ep.ai_gateway, name))
+            for cfg in (ep.config, ep.pending):
+                _refuse_both(target, capture_target(LEGACY, cfg.auto_capture, name) if cfg else None)
             ep.ai_gateway = gateway if any(body.get(k) is not None for k in fields) else None
             ep.last_updated_timestamp = _now_ms()
+            if target is not None:
+                self.inference.enable(target)
             out = sdk.PutAiGatewayResponse.from_dict(ep.ai_gateway.as_dict() if ep.ai_gateway else {})
             return Response(body=out.as_dict())
 
@@ -727,7 +778,7 @@ class ServingService:
                 ep.pending = None
                 ep.config_update = NOT_UPDATING
                 ep.ready = READY
-                change_time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                change_time = datetime.now(UTC)
                 activated = [
                     {
                         "served_entity_id": e.served_entity_id,
@@ -743,10 +794,7 @@ class ServingService:
                     for e in cfg.entities
                 ]
         if activated:
-            try:
-                self.inference.record_served_entities(activated)
-            except Exception:
-                log.exception("could not record the served entities of %s", name)
+            self.inference.record_served_entities(activated)
 
     def join(self, timeout: float = 5.0) -> None:
         """Wait for the provisioning threads, then close the pooled online-store connections
@@ -768,13 +816,15 @@ class ServingService:
         An endpoint with no ready config answers 503 TEMPORARILY_UNAVAILABLE while its first update
         is in progress (the SDK retries 503, so a query made right after create waits for it, as a
         cold start would), and 400 BAD_REQUEST otherwise (a failed create: retrying cannot help).
-        Both choices are [INF]. Every answered query is logged to the inference table.
+        Both choices are [INF]. Every answered query is captured to the endpoint's inference table
+        when one is enabled (``Endpoint.capture_target``), in the next delivery.
         """
         started = datetime.now(UTC)
         request_id = str(uuid.uuid4())
         with self.lock:
             ep = self._require(name)
-            table = ep.table_prefix
+            target = ep.capture_target()
+            requester = None if ep.route_optimized else self.user  # NULL when route-optimized (§1.7)
             cfg = ep.config if ep.ready == READY else None
             updating = ep.config_update == IN_PROGRESS
             candidates: list[tuple[ServedEntity, int]] = []
@@ -841,23 +891,21 @@ class ServingService:
             if chosen is not None:
                 response.headers["served-model-name"] = chosen.name
 
-        try:
-            self.inference.write(
-                table,
-                InferenceRecord(
-                    databricks_request_id=request_id,
-                    client_request_id=client_request_id,
-                    request_time=started,
-                    status_code=response.status,
-                    execution_duration_ms=exec_ms,
-                    request=req.text(),
-                    response=response.encoded().decode("utf-8", errors="replace"),
-                    served_entity_id=chosen.served_entity_id if chosen else None,
-                    requester=self.user,
-                ),
-            )
-        except Exception:
-            log.exception("could not write the inference table row of %s", name)
+        if target is not None:
+            self.inference.capture(target, InferenceRecord(
+                databricks_request_id=request_id,
+                client_request_id=client_request_id,
+                request_time=started,
+                status_code=response.status,
+                execution_duration_ms=exec_ms,
+                request=req.text(),
+                response=response.encoded().decode("utf-8", errors="replace"),
+                served_entity_id=chosen.served_entity_id if chosen else None,
+                requester=requester,
+                endpoint_name=name,
+                model_name=chosen.entity_name if chosen else None,
+                model_version=chosen.entity_version if chosen else None,
+            ))
         response.headers["x-request-id"] = request_id
         return response
 

@@ -40,6 +40,45 @@ data feed; the name inside the string is a multi-part identifier, backquoted par
 ``DESCRIBE HISTORY t [LIMIT n]``, ``DESCRIBE [TABLE] t``, ``SHOW TBLPROPERTIES t`` and ``ALTER
 TABLE t SET|UNSET TBLPROPERTIES (...)`` (real Delta metadata commits). Other writes and
 DDL answer FAILED (``UNSUPPORTED_FEATURE``); the DuckDB connection has no file-system access.
+
+Functions and literals whose DuckDB namesake means something else, or that DuckDB lacks, are
+translated to mean what Databricks documents (each page named is in the Databricks SQL language
+reference). Calls are renamed token by token (``_FUNCTIONS``) to a DuckDB function or to a macro
+created on the statement's connection (``_MACROS``); the session time zone is UTC, Databricks
+SQL's default ``TIMEZONE``:
+
+- ``get_json_object(expr, path)`` ("get_json_object function"): DuckDB ``json_extract_string``,
+  and NULL, not an error, when ``expr`` is not valid JSON; a path that matches nothing is NULL.
+  Paths are ``$.key``, ``$.key[n]`` and their combinations; wildcards (``[*]``) are not emulated.
+- ``json_array_length(expr)`` ("json_array_length function"): an INT, NULL unless ``expr`` is a
+  valid JSON array (DuckDB's answers 0 for an object and fails on invalid JSON).
+- ``sequence(start, stop[, step])`` ("sequence function"): both ends included; the default step
+  is 1, or -1 when ``start > stop``, so ``sequence(0, -1)`` is ``[0, -1]``; a step that moves
+  away from ``stop`` fails ``ILLEGAL_SEQUENCE_BOUNDARIES`` [INF: SQLSTATE]. Integers only.
+- ``explode(array)`` ("explode table-valued generator function"): DuckDB ``unnest``, as a
+  generator in FROM (``FROM t, LATERAL explode(t.a) AS r(x)``, correlated) or in SELECT; an empty
+  or NULL array gives no row. Name its column (``AS r(x)``): the default name is DuckDB's
+  (``unnest``), not ``col``.
+- ``concat(expr, ...)`` ("concat function"): NULL when any argument is NULL (DuckDB's skips NULLs);
+  ``a || b || ...``, numbers as their text; at most ``_CONCAT_ARGS`` arguments.
+- ``ln(expr)`` ("ln function"): NULL for ``expr <= 0`` (DuckDB: -inf or NaN).
+- ``unix_millis(ts)`` ("unix_millis function"): milliseconds since the epoch, a BIGINT, higher
+  precision truncated (toward the past, as Spark's floor division; DuckDB's ``epoch_ms`` rounds).
+- ``TIMESTAMP '...'`` literals and ``CAST(x AS TIMESTAMP)`` / ``x::TIMESTAMP`` ("TIMESTAMP type",
+  "TIMESTAMP_NTZ type"): a Databricks TIMESTAMP is an instant, DuckDB's ``TIMESTAMPTZ``; a literal
+  without an offset is in the session time zone (UTC); ``TIMESTAMP_NTZ`` is DuckDB's ``TIMESTAMP``.
+- A 128-bit integer result (DuckDB's ``sum`` and ``count_if`` of integers) is a BIGINT ("sum
+  aggregate function", "count_if aggregate function": BIGINT); one past its range fails
+  ``ARITHMETIC_OVERFLOW``, as under ANSI mode.
+
+DuckDB's own functions already mean what Databricks' do for ``CAST(x AS DOUBLE|STRING)``,
+``coalesce``, ``abs``, ``sqrt`` (NaN below 0), ``power``, ``greatest`` and ``least`` (NULLs
+skipped), ``stddev_pop``, ``avg``, ``min``, ``max``, ``count(DISTINCT ...)``, ``percentile_cont(p)
+WITHIN GROUP (ORDER BY x)`` (exact, linear interpolation), the window functions ``SUM(x) OVER
+(ORDER BY v ROWS UNBOUNDED PRECEDING)`` and ``LEAD``, ``WITH``, ``UNION ALL`` and ``CASE``.
+Not emulated: ANSI mode's error on a division by zero (``DIVIDE_BY_ZERO`` on Databricks; DuckDB
+answers NULL or infinity), and the element type of ``sequence`` (BIGINT here, the arguments'
+type on Databricks).
 """
 
 from __future__ import annotations
@@ -102,6 +141,39 @@ _TOKEN = re.compile(
     |(?P<op>.)""",
     re.S | re.X,
 )
+# Databricks functions whose DuckDB namesake differs or is missing -> the DuckDB function or macro
+# that means the same (see the module docstring; the macros are in _MACROS).
+_FUNCTIONS = {
+    "GET_JSON_OBJECT": "__dbx_get_json_object",
+    "JSON_ARRAY_LENGTH": "__dbx_json_array_length",
+    "SEQUENCE": "__dbx_sequence",
+    "EXPLODE": "unnest",
+    "CONCAT": "__dbx_concat",
+    "LN": "__dbx_ln",
+    "UNIX_MILLIS": "__dbx_unix_millis",
+}
+_CONCAT_ARGS = 32
+# Created on a statement's connection when the statement calls them (a few ms each).
+_MACROS = {
+    "__dbx_get_json_object": "(j, p) AS CASE WHEN json_valid(j) THEN json_extract_string(j, p) END",
+    # Nested CASE: json_type and json_array_length fail on invalid JSON, so they only see valid rows.
+    "__dbx_json_array_length": "(j) AS CASE WHEN json_valid(j) THEN"
+    " CASE WHEN json_type(j) = 'ARRAY' THEN CAST(json_array_length(j) AS INTEGER) END END",
+    "__dbx_sequence": "(a, b) AS generate_series(a, b, CASE WHEN a <= b THEN 1 ELSE -1 END),"
+    " (a, b, s) AS CASE WHEN (s > 0 AND a <= b) OR (s < 0 AND a >= b) OR (s = 0 AND a = b)"
+    " THEN CASE WHEN a = b THEN [CAST(a AS BIGINT)] ELSE generate_series(a, b, s) END"
+    " ELSE error('[ILLEGAL_SEQUENCE_BOUNDARIES] Illegal sequence boundaries: ' || a || ' to ' || b || ' by ' || s)"
+    " END",
+    "__dbx_concat": "() AS '', " + ", ".join(
+        "(" + ", ".join(f"a{k}" for k in range(n)) + ") AS " + (" || ".join(f"a{k}" for k in range(n)) if n > 1
+                                                                else "a0 || ''")
+        for n in range(1, _CONCAT_ARGS + 1)),
+    "__dbx_ln": "(x) AS CASE WHEN x > 0 THEN ln(x) END",
+    # Exact floor division of the microseconds (DuckDB's epoch_ms rounds to the nearest millisecond).
+    "__dbx_unix_millis": "(ts) AS (epoch_us(ts) - (epoch_us(ts) % 1000 + 1000) % 1000) // 1000",
+}
+# Databricks type names in a cast or a typed literal -> DuckDB's (TIMESTAMP is an instant there).
+_TYPES = {"TIMESTAMP": "TIMESTAMPTZ", "TIMESTAMP_LTZ": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIMESTAMP"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "b": "\b", "Z": "\x1a", "%": "\\%", "_": "\\_"}
 
 
@@ -358,6 +430,7 @@ class Plan:
     views: dict[str, Callable[[], Any]] = field(default_factory=dict)  # view name -> Arrow data loader
     names: dict[str, str] = field(default_factory=dict)  # view name -> UC full name (for messages)
     params: set[str] = field(default_factory=set)
+    macros: set[str] = field(default_factory=set)  # names in _MACROS the statement calls
     direct: Callable[[], Any] | None = None  # returns an Arrow table
 
 
@@ -442,9 +515,22 @@ class SqlEngine:
                 and sig[k + 1].upper == "AS" and sig[k + 2].text == "("}
         out: list[str] = []
         prev = ""  # the previous significant token, upper-cased
+        opened: list[str] = []  # for each open parenthesis, the token before it (CAST, a function...)
         i = 0
         while i < len(toks):
             tok = toks[i]
+            if tok.kind == "word" and tok.upper in _TYPES and _names_a_type(toks, i, prev, opened):
+                out.append(_TYPES[tok.upper])
+                prev = "TYPE"
+                i += 1
+                continue
+            if tok.kind == "word" and prev != "." and tok.upper in _FUNCTIONS and _next_sig(toks, i + 1)[1] == "(":
+                out.append(_FUNCTIONS[tok.upper])
+                if _FUNCTIONS[tok.upper] in _MACROS:
+                    plan.macros.add(_FUNCTIONS[tok.upper])
+                prev = tok.upper
+                i += 1
+                continue
             if tok.kind in ("squote", "dquote"):
                 out.append(duck_string(string_value(tok)))
             elif tok.kind == "param":
@@ -480,6 +566,10 @@ class SqlEngine:
                 out.append(duck_ident(tok.ident or ""))
             else:
                 out.append(tok.text)
+            if tok.text == "(":
+                opened.append(prev)
+            elif tok.text == ")" and opened:
+                opened.pop()
             if tok.significant:
                 prev = tok.upper or tok.text
             i += 1
@@ -631,18 +721,45 @@ class SqlEngine:
         con = duckdb.connect(":memory:", config={"enable_external_access": False})
         try:
             on_connect(con)
+            con.execute("SET TimeZone = 'UTC'")
+            for macro in sorted(plan.macros):
+                con.execute(f"CREATE MACRO {macro}{_MACROS[macro]}")
             for view, load in plan.views.items():
                 con.register(view, load())
             rel = con.sql(plan.sql or "", params={k: params[k] for k in plan.params} or None)
             if rel is None:
                 return self._empty()
-            return rel.to_arrow_table()
+            wide = [k for k, t in enumerate(rel.types) if str(t) in ("HUGEINT", "UHUGEINT")]
+            return _as_bigint(rel.to_arrow_table(), wide)
         except duckdb.InterruptException:
             raise
         except duckdb.Error as exc:
             raise _from_duckdb(exc, plan.names) from exc
         finally:
             con.close()
+
+
+def _names_a_type(toks: list[Tok], i: int, prev: str, opened: list[str]) -> bool:
+    """Whether the word at ``toks[i]`` is a type: of a typed literal (``TIMESTAMP '...'``), after
+    ``::``, or after the AS of a CAST (not a column alias such as ``SELECT t AS timestamp``)."""
+    k = _next_sig(toks, i + 1)[0]
+    literal = k < len(toks) and toks[k].kind in ("squote", "dquote")
+    return literal or prev == "::" or (prev == "AS" and opened[-1:] in (["CAST"], ["TRY_CAST"]))
+
+
+def _as_bigint(table: Any, positions: list[int]) -> Any:
+    """DuckDB's 128-bit integers (Arrow decimal(38,0)) as Databricks' BIGINT; ARITHMETIC_OVERFLOW past it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for k in positions:
+        try:
+            column = pc.cast(table.column(k), pa.int64())
+        except pa.ArrowInvalid as exc:
+            raise DeltaSqlError("ARITHMETIC_OVERFLOW", f"{table.column_names[k]}: {exc}. The value is out of the "
+                                "range of BIGINT.", "22003") from exc
+        table = table.set_column(k, pa.field(table.column_names[k], pa.int64()), column)
+    return table
 
 
 def _next_sig(toks: list[Tok], i: int) -> tuple[int, str]:
@@ -733,6 +850,9 @@ def _from_duckdb(exc: Exception, names: dict[str, str]) -> DeltaSqlError:
     if isinstance(exc, duckdb.PermissionException):
         return DeltaSqlError("INSUFFICIENT_PERMISSIONS", detail, "42501")
     if isinstance(exc, duckdb.InvalidInputException):
+        m = re.match(r"\[([A-Z_.]+)\] (.*)", detail)  # raised by a macro of _MACROS in Databricks' words
+        if m:
+            return DeltaSqlError(m.group(1), m.group(2), "22023")
         return DeltaSqlError("INVALID_PARAMETER_VALUE", detail, "22023")
     return DeltaSqlError("INTERNAL_ERROR", detail, "XX000")
 
