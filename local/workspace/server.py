@@ -38,7 +38,7 @@ from .database import DatabaseService
 from .errors import ApiError, request_limit_exceeded, temporarily_unavailable, unauthenticated
 from .faults import Faults
 from .feature_store import FeatureStoreService
-from .inference_table import InferenceLog
+from .inference_table import InferenceTables
 from .jobs import JobsService
 from .models import ModelStore, UnityCatalogModels, WorkspaceRegistry
 from .online_catalog import OnlineCatalog
@@ -67,7 +67,8 @@ class LocalWorkspace:
 
     ``registry_uri`` is the MLflow tracking/registry URI the served models are loaded from
     (``http://127.0.0.1:5000`` or ``sqlite:///...``). ``data_dir`` holds downloaded model
-    artifacts and ``inference_tables.sqlite`` (one ``<endpoint>_payload`` table per endpoint).
+    artifacts and the Unity Catalog tables, inference tables included (``ws.inference``:
+    delivered every ``ws.inference.delivery_seconds``; ``ws.inference.flush()`` delivers now).
 
     The data plane: Unity Catalog tables are Delta tables under ``data_dir/uc`` (``ws.catalog``
     is also the local tooling API that creates and changes them); SQL statements run on DuckDB
@@ -80,8 +81,6 @@ class LocalWorkspace:
     ``identity`` switches to identity mode: bearer tokens are checked with ``identity.verify``
     and ``token`` is not accepted.
     """
-
-    INFERENCE_DB = "inference_tables.sqlite"
 
     def __init__(
         self,
@@ -111,7 +110,8 @@ class LocalWorkspace:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.models = ModelStore(registry_uri, self.data_dir / "models")
-        self.inference = InferenceLog(self.data_dir / self.INFERENCE_DB)
+        self.catalog = UnityCatalog(self.data_dir / "uc", user=user)
+        self.inference = InferenceTables(self.catalog)
         # Where published feature tables live online; serving endpoints look features up through it.
         self.online_catalog = OnlineCatalog()
         self.serving = ServingService(
@@ -126,7 +126,6 @@ class LocalWorkspace:
             seed=seed,
         )
         self.online_store_url = online_store_url or f"sqlite:///{(self.data_dir / 'online_store.sqlite').resolve()}"
-        self.catalog = UnityCatalog(self.data_dir / "uc", user=user)
         self.statements = StatementService(self.catalog, lock=self.lock, stopping=self._stopping, faults=self.faults)
         self.sync = SyncEngine(catalog=self.catalog, online_catalog=self.online_catalog,
                                store_url=self.online_store_url, lock=self.lock, faults=self.faults,
@@ -157,10 +156,6 @@ class LocalWorkspace:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    @property
-    def inference_db_path(self) -> Path:
-        return self.data_dir / self.INFERENCE_DB
-
     def start(self) -> LocalWorkspace:
         """Serve in background threads; returns self."""
         if self._server is not None:
@@ -173,6 +168,7 @@ class LocalWorkspace:
         self._thread = threading.Thread(target=server.serve_forever, name=f"local-workspace-{self.port}", daemon=True)
         self._thread.start()
         self.sync.resume()
+        self.inference.start()
         log.info("local workspace serving at %s", self.url)
         return self
 
@@ -186,6 +182,7 @@ class LocalWorkspace:
             self._thread.join(timeout=5)
             self._thread = None
         self.serving.join(timeout=5)
+        self.inference.stop()
         self.statements.join(timeout=5)
         self.sync.join(timeout=10)
         self.jobs.join(timeout=10)
