@@ -71,9 +71,10 @@ window (CONSECUTIVE) or the baseline (BASELINE) as the reference ``r`` and this 
   ``population_stability_index`` = sum (c_i - r_i) ln(c_i / r_i) with a zero proportion replaced
   by PSI_FLOOR on either side and no renormalization (Evidently's rule); ``tv_distance`` =
   ½ sum |c_i - r_i|; ``l_infinity_distance`` = max |c_i - r_i|.
-- a side with no values: every distance NULL. Databricks lists some distances for one kind of
-  column only (KS, Wasserstein, PSI for numeric; chi-square, TV, L-inf for categorical [3P]);
-  here JS, PSI, TV and L-inf are filled for both kinds, so that each can be cross-checked.
+- a side with no values: every distance NULL. §5.3 has ``ks_test`` for numeric and
+  ``chi_squared_test`` for categorical columns, and dbdemos offers JS, TV and L-inf for
+  categorical ones [3P]; which kinds get JS, PSI, TV and L-inf on Databricks is not documented
+  [gap], so here they are filled for both kinds, and each can be cross-checked.
 
 Each refresh recomputes every window from the table's current snapshot and replaces both
 tables [INF: Databricks recomputes incrementally; the content is the same].

@@ -50,7 +50,8 @@ output schema. ``trigger`` is ``MONITOR_REFRESH_TRIGGER_MANUAL`` for both [INF];
 ``start_time_ms`` is when it was queued, ``end_time_ms`` when it ended; ids are integers
 increasing across the workspace [INF]; listing is newest first. Cancel: a PENDING refresh is
 ``..._CANCELED`` at once, a RUNNING one stops before it writes (CANCELED); an ended one is
-answered unchanged [INF]. Refresh threads are daemons and stop with the workspace.
+answered unchanged [INF]. Refresh threads are daemons: stopping the workspace cancels a running
+refresh, and refreshes still queued run after the monitor's next ``create_refresh``.
 """
 
 from __future__ import annotations
