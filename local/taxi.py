@@ -12,6 +12,8 @@ features plus the zone features of each trip's pickup and dropoff zone (joined l
 time, as ``create_training_set`` does) and logs the model with a ``feature_spec.json``
 (``local.workspace.feature_lookup``) so that a serving endpoint looks those features up itself:
 the client sends only ``request_records`` (zone IDs and the trip's own features).
+``train_on_trips_with_features`` does the same for trips given by the caller (the retraining job's
+labelled requests, ``local/jobs/retrain_taxi.py``).
 
 MLflow behaviour relied on (mlflow 3.17):
 
@@ -461,27 +463,51 @@ def train_and_register_with_features(
     artifact_location: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> str:
-    """Train a fare regressor on trip features plus looked-up zone features and register it with a
-    feature spec.
+    """Train a fare regressor on ``make_trips(n, seed)`` plus looked-up zone features and register it
+    with a feature spec (``train_on_trips_with_features``). Returns the new version."""
+    return train_on_trips_with_features(
+        tracking_uri, model_name, make_trips(n=n, seed=seed), pickup_table, dropoff_table, pickup_df, dropoff_df,
+        seed=seed, experiment_name=experiment_name, artifact_location=artifact_location,
+        run_name=f"{model_name}-features-seed{seed}", tags=tags, params={"n": n},
+    )
 
-    The zone features of ``make_trips(n, seed)`` come from ``pickup_df`` / ``dropoff_df`` (frames of
-    ``zone_features``), joined locally (``join_zone_features``). The model sees
-    ``FEATURE_MODEL_INPUTS``; the zone IDs are lookup keys only (``exclude_columns``). The logged
-    model carries ``feature_spec.json`` (``zone_feature_spec(pickup_table, dropoff_table)``) and an
-    input example of ``REQUEST_COLUMNS``. Returns the new version.
+
+def train_on_trips_with_features(
+    tracking_uri: str,
+    model_name: str,
+    trips: pd.DataFrame,
+    pickup_table: str,
+    dropoff_table: str,
+    pickup_df: pd.DataFrame,
+    dropoff_df: pd.DataFrame,
+    *,
+    seed: int = 0,
+    experiment_name: str = "taxi_fare_features",
+    artifact_location: str | None = None,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+) -> str:
+    """Train a fare regressor on ``trips`` (``REQUEST_COLUMNS`` and ``TARGET``, in training order: the
+    last 20 % are the holdout) plus their looked-up zone features, and register it with a feature spec.
+
+    The zone features come from ``pickup_df`` / ``dropoff_df`` (frames of ``zone_features``), joined
+    locally (``join_zone_features``). The model sees ``FEATURE_MODEL_INPUTS``; the zone IDs are lookup
+    keys only (``exclude_columns``). The logged model carries ``feature_spec.json``
+    (``zone_feature_spec(pickup_table, dropoff_table)``) and an input example of ``REQUEST_COLUMNS``;
+    ``params`` are logged beside the fit's. Returns the new version.
     """
 
     began = time.monotonic()
-    trips = join_zone_features(make_trips(n=n, seed=seed), pickup_df, dropoff_df)
-    train, model, params, metrics = _fit_fare_model(trips, FEATURE_MODEL_INPUTS, seed)
+    joined = join_zone_features(trips, pickup_df, dropoff_df)
+    train, model, fit_params, metrics = _fit_fare_model(joined, FEATURE_MODEL_INPUTS, seed)
     trained = time.monotonic()
     version = log_and_register_with_spec(
         tracking_uri, model_name, model, train[FEATURE_MODEL_INPUTS], train[REQUEST_COLUMNS].head(5),
         zone_feature_spec(pickup_table, dropoff_table), metrics,
-        {**params, "seed": seed, "n": n, "features": ",".join(FEATURE_MODEL_INPUTS), "pickup_table": pickup_table,
-         "dropoff_table": dropoff_table},
-        experiment_name=experiment_name, artifact_location=artifact_location,
-        run_name=f"{model_name}-features-seed{seed}", tags=tags,
+        {**fit_params, "seed": seed, **(params or {}), "features": ",".join(FEATURE_MODEL_INPUTS),
+         "pickup_table": pickup_table, "dropoff_table": dropoff_table},
+        experiment_name=experiment_name, artifact_location=artifact_location, run_name=run_name, tags=tags,
     )
     last_timings.clear()
     last_timings.update(

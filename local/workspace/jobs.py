@@ -48,7 +48,8 @@ same handlers answer ``/api/2.1/jobs``). Wire shapes are the SDK's dataclasses (
   exist."`` (→ ``ResourceDoesNotExist`` on ``runs/get`` and ``runs/get-output``, §0.3).
 - Persistence: jobs, runs and idempotency tokens are kept in ``<data_dir>/jobs.json`` (rewritten
   atomically at every change) and task logs under ``<data_dir>/job-runs/<task run id>/``, so a
-  restarted workspace knows them. Run tokens are not kept.
+  restarted workspace knows them; runs that ended more than 60 days before a start are forgotten
+  (SDK docstring: "Runs are automatically removed after 60 days"). Run tokens are not kept.
 - Stopping the workspace (``join``) ends every process it started: a run active at that moment
   ends INTERNAL_ERROR (``result_state FAILED``, termination ``INTERNAL_ERROR``, "The local workspace
   stopped ..."), the failure of the Jobs service that state stands for; a QUEUED run ends the same
@@ -93,6 +94,7 @@ LOG_BYTES = 5 * 1024 * 1024
 MESSAGE_CHARS, TRACE_CHARS = 2000, 64_000
 POLL_SECONDS = 0.1
 STATE_FILE = "jobs.json"
+RETENTION_MS = 60 * 24 * 3600 * 1000  # "Runs are automatically removed after 60 days" (SDK docstring)
 TRIGGER = "ONE_TIME"  # what run-now is (TriggerType)
 _TASK_KEY = re.compile(r"^[\w\-.]{1,100}$")
 _MERGED_ARRAYS = {"tasks": "task_key", "job_clusters": "job_cluster_key", "environments": "environment_key",
@@ -754,7 +756,9 @@ class JobsService:
         state = json.loads(self._path.read_text(encoding="utf-8"))
         self._next_job_id, self._next_run_id = int(state["next_job_id"]), int(state["next_run_id"])
         self._jobs = {int(j["job_id"]): j for j in state["jobs"]}
-        self._runs = {int(r["run_id"]): JobRun.load(r) for r in state["runs"]}
+        oldest = now_ms() - RETENTION_MS
+        self._runs = {int(r["run_id"]): JobRun.load(r) for r in state["runs"]
+                      if not r["end_time"] or r["end_time"] >= oldest}
         self._idempotency = {str(k): int(v) for k, v in state["idempotency"].items()}
         with self._lock:
             stale = [r for r in self._runs.values() if r.state not in TERMINAL]
