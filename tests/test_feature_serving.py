@@ -11,11 +11,9 @@ it is started if it is down, never skipped. Each run uses its own MariaDB table 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +21,20 @@ import pandas as pd
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import BadRequest, DatabricksError, InternalError
-from databricks.sdk.service.serving import DataframeSplitInput, EndpointCoreConfigInput, ServedEntityInput
+from databricks.sdk.service.serving import (
+    AiGatewayInferenceTableConfig,
+    DataframeSplitInput,
+    EndpointCoreConfigInput,
+    ServedEntityInput,
+)
 
 from local import taxi, titanic
 from local.services import ensure_mariadb
 from local.workspace import LocalWorkspace
 from local.workspace.feature_lookup import FeatureSpec, FeatureSpecError, StorePool, augment
-from local.workspace.inference_table import payload_table_name, quote_ident
 from local.workspace.online_catalog import OnlineCatalog, OnlineTableRef
 from shared.online_store import OnlineStore, physical_name
+from tests.sql_results import query
 
 TOKEN = "test-token"
 PICKUP = "main.taxi.pickup_zone_features"
@@ -147,22 +150,29 @@ def local_model(ws: LocalWorkspace, name: str):
     return loaded
 
 
-def payload_rows(ws: LocalWorkspace, endpoint: str) -> list[sqlite3.Row]:
-    with closing(sqlite3.connect(ws.inference_db_path)) as conn:
-        conn.row_factory = sqlite3.Row
-        table = quote_ident(payload_table_name(endpoint))
-        return conn.execute(f"SELECT * FROM {table} ORDER BY request_time").fetchall()
+def capture_inferences(w: WorkspaceClient, endpoint: str) -> None:
+    """Enable the endpoint's AI Gateway inference table, ``main.serving.<endpoint>_payload``."""
+    w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=AiGatewayInferenceTableConfig(
+        catalog_name="main", schema_name="serving", enabled=True))
+
+
+def payload_rows(ws: LocalWorkspace, w: WorkspaceClient, endpoint: str) -> list[dict[str, str | None]]:
+    """The endpoint's inference table after a delivery, read through the Statement Execution API."""
+    ws.inference.flush()
+    return query(w, f"SELECT * FROM main.serving.`{endpoint}_payload` ORDER BY request_time").rows
 
 
 @pytest.fixture(scope="module")
 def taxi_endpoint(w: WorkspaceClient, zone_store: str) -> str:
     create_ready(w, "taxi_zones", entity("taxi_zones"))
+    capture_inferences(w, "taxi_zones")
     return "taxi_zones"
 
 
 @pytest.fixture(scope="module")
 def titanic_endpoint(w: WorkspaceClient, titanic_store: str, mariadb: str) -> str:
     create_ready(w, "titanic", entity("titanic", env={ENV: mariadb}))
+    capture_inferences(w, "titanic")
     return "titanic"
 
 
@@ -208,8 +218,8 @@ def test_taxi_zone_features_are_looked_up_and_follow_the_online_store(
                               [taxi.ZONE_KEY])
 
     # The inference table keeps the client's request (IDs and trip features), not the joined rows.
-    last = payload_rows(ws, taxi_endpoint)[-1]
-    assert last["status_code"] == 200
+    last = payload_rows(ws, w, taxi_endpoint)[-1]
+    assert last["status_code"] == "200"
     assert json.loads(last["request"]) == {"dataframe_records": records}
     assert "feature lookup: 2 table(s)" in w.serving_endpoints.logs(taxi_endpoint, "taxi_zones-1").logs
 
@@ -246,7 +256,7 @@ def test_titanic_features_come_from_mariadb_and_a_missing_passenger_scores_on_nu
     assert missing.predictions == [served.predictions[0], int(model.predict(nulls)[0])]
     assert "1 without a row" in w.serving_endpoints.logs(titanic_endpoint, "titanic-1").logs
 
-    last = payload_rows(ws, titanic_endpoint)[-1]
+    last = payload_rows(ws, w, titanic_endpoint)[-1]
     assert json.loads(last["request"]) == {"dataframe_records": [{"PassengerId": 3}, {"PassengerId": 999999}]}
     assert ws.serving.feature_stores.idle_count(mariadb) >= 1  # the connection is pooled, not reopened
 

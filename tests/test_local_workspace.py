@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ from databricks.sdk.errors import (
     Unauthenticated,
 )
 from databricks.sdk.service.serving import (
+    AiGatewayInferenceTableConfig,
     DataframeSplitInput,
     EndpointCoreConfigInput,
     Route,
@@ -44,6 +43,7 @@ from databricks.sdk.service.serving import (
 )
 
 from local.workspace import LocalWorkspace
+from tests.sql_results import query
 
 TOKEN = "test-token"
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,16 +406,17 @@ def test_traffic_is_split_by_route_percentages(ws: LocalWorkspace, w: WorkspaceC
 
 def test_every_invocation_is_logged_to_the_inference_table(ws: LocalWorkspace, w: WorkspaceClient) -> None:
     create_ready(w, "logged", entity("lin", "1"))
+    w.serving_endpoints.put_ai_gateway("logged", inference_table_config=AiGatewayInferenceTableConfig(
+        catalog_name="main", schema_name="serving", enabled=True))
     w.serving_endpoints.query("logged", dataframe_split=ROWS, client_request_id="req-42")
     with pytest.raises(BadRequest):
         w.serving_endpoints.query("logged", dataframe_split=ROWS, inputs=[1.0])
-    with closing(sqlite3.connect(ws.inference_db_path)) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute('SELECT * FROM "logged_payload" ORDER BY request_time').fetchall()
-        entities = conn.execute("SELECT * FROM served_entities WHERE endpoint_name = 'logged'").fetchall()
-    assert [r["status_code"] for r in rows] == [200, 400]
+    ws.inference.flush()
+    rows = query(w, "SELECT * FROM main.serving.logged_payload ORDER BY request_time").rows
+    entities = query(w, "SELECT * FROM system.serving.served_entities WHERE endpoint_name = 'logged'").rows
+    assert [r["status_code"] for r in rows] == ["200", "400"]
     ok, bad = rows
-    assert set(ok.keys()) == {
+    assert set(ok) == {
         "databricks_request_id",
         "request_date",
         "client_request_id",
@@ -433,8 +434,8 @@ def test_every_invocation_is_logged_to_the_inference_table(ws: LocalWorkspace, w
     assert json.loads(ok["request"])["dataframe_split"]["columns"] == ["a", "b"]
     assert json.loads(ok["response"])["predictions"] == pytest.approx(V1_PREDICTIONS)
     assert ok["request_time"].startswith(ok["request_date"])
-    assert ok["execution_duration_ms"] >= 0
-    assert ok["sampling_fraction"] == 1.0
+    assert int(ok["execution_duration_ms"]) >= 0
+    assert ok["sampling_fraction"] == "1.0"
     assert json.loads(ok["logging_error_codes"]) == []
     assert [(e["served_entity_id"], e["entity_version"]) for e in entities] == [(ok["served_entity_id"], "1")]
     assert json.loads(bad["response"])["error_code"] == "BAD_REQUEST"
