@@ -59,6 +59,8 @@ SQL's default ``TIMEZONE``:
   generator in FROM (``FROM t, LATERAL explode(t.a) AS r(x)``, correlated) or in SELECT; an empty
   or NULL array gives no row. Name its column (``AS r(x)``): the default name is DuckDB's
   (``unnest``), not ``col``.
+- ``array(expr, ...)`` ("array function"): DuckDB ``list_value`` (``ARRAY(`` opens a subquery
+  there).
 - ``concat(expr, ...)`` ("concat function"): NULL when any argument is NULL (DuckDB's skips NULLs);
   ``a || b || ...``, numbers as their text; at most ``_CONCAT_ARGS`` arguments.
 - ``ln(expr)`` ("ln function"): NULL for ``expr <= 0`` (DuckDB: -inf or NaN).
@@ -151,14 +153,16 @@ _FUNCTIONS = {
     "CONCAT": "__dbx_concat",
     "LN": "__dbx_ln",
     "UNIX_MILLIS": "__dbx_unix_millis",
+    "ARRAY": "list_value",
 }
 _CONCAT_ARGS = 32
 # Created on a statement's connection when the statement calls them (a few ms each).
 _MACROS = {
-    "__dbx_get_json_object": "(j, p) AS CASE WHEN json_valid(j) THEN json_extract_string(j, p) END",
-    # Nested CASE: json_type and json_array_length fail on invalid JSON, so they only see valid rows.
-    "__dbx_json_array_length": "(j) AS CASE WHEN json_valid(j) THEN"
-    " CASE WHEN json_type(j) = 'ARRAY' THEN CAST(json_array_length(j) AS INTEGER) END END",
+    # The JSON functions fail on invalid JSON and DuckDB may fold a CASE branch of constants before
+    # its condition: invalid JSON becomes NULL before it reaches them.
+    "__dbx_get_json_object": "(j, p) AS json_extract_string(CASE WHEN json_valid(j) THEN j END, p)",
+    "__dbx_json_array_length": "(j) AS CAST(CASE WHEN json_type(CASE WHEN json_valid(j) THEN j END) = 'ARRAY'"
+    " THEN json_array_length(CASE WHEN json_valid(j) THEN j END) END AS INTEGER)",
     "__dbx_sequence": "(a, b) AS generate_series(a, b, CASE WHEN a <= b THEN 1 ELSE -1 END),"
     " (a, b, s) AS CASE WHEN (s > 0 AND a <= b) OR (s < 0 AND a >= b) OR (s = 0 AND a = b)"
     " THEN CASE WHEN a = b THEN [CAST(a AS BIGINT)] ELSE generate_series(a, b, s) END"
