@@ -328,6 +328,16 @@ def test_cancel_stops_the_process_and_ends_the_run_canceled(w: WorkspaceClient, 
     assert w.jobs.get_run(run_id).state.result_state.value == "CANCELED"
 
 
+def test_a_run_past_the_jobs_timeout_ends_timedout(w: WorkspaceClient, scripts: Path, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    job = w.jobs.create(name="slow", timeout_seconds=1,
+                        tasks=[python_task(scripts / "gate.py", str(started), str(tmp_path / "never"))])
+    run, _ = follow(w, w.jobs.run_now(job.job_id).run_id)
+    assert run.state.life_cycle_state.value == "TERMINATED" and run.state.result_state.value == "TIMEDOUT"
+    assert run.state.user_cancelled_or_timedout is True
+    assert not alive(int(started.read_text()))
+
+
 def test_unknown_jobs_and_runs_raise_as_the_sdk_maps_them(w: WorkspaceClient) -> None:
     missing = 987654321
     with pytest.raises(ResourceDoesNotExist, match=f"^Job {missing} does not exist.$"):
