@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from local.azurite import Azurite
-from local.stack import WEBHOOK_SECRET, app_settings, function_host, platform
+from local.demo_loop import create_label_table, create_retraining_job, decisions, demo_policy, figures_line, run_loop
+from local.stack import WEBHOOK_SECRET, WORKSPACE_TOKEN, app_settings, function_host, platform
 from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.settings import APP_ROOT
@@ -50,6 +51,7 @@ class Timeline:
 
     def __init__(self, tables: Any) -> None:
         self.tables = tables
+        self.decided = 0
         self.t0 = time.monotonic()
         self.seen: set[tuple[Any, ...]] = set()
 
@@ -74,6 +76,12 @@ class Timeline:
                     continue
                 self.seen.add(key)
                 self.say("rollout", f"v{row.get('version') or '?'} {h['step']}: {h['note']}")
+        found = decisions(self.tables, ENDPOINT)
+        for d in found[self.decided:]:
+            start = time.strftime("%H:%M:%S", time.gmtime(d["window"]["start"]))
+            self.say("monitor", f"v{d['version']} window {start}: {d['verdict']}: {d['reason']}")
+            self.say("", f"  {figures_line(d)}")
+        self.decided = len(found)
 
     def wait(self, what: str, cond: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -136,8 +144,15 @@ def _run(data_dir: Path, azure: str | None) -> int:
     started = time.monotonic()
     print(f"ModelOps Reactor demo — data in {data_dir}", flush=True)
     with platform(data_dir) as plat:
-        settings = app_settings(data_dir=data_dir, policy=APP_ROOT / "policy.yaml", mlflow_url=plat.mlflow.url,
-                                workspace_url=plat.workspace.url, watch_schedule="*/20 * * * * *", azure_storage=azure)
+        from databricks.sdk import WorkspaceClient
+
+        job_id = create_retraining_job(WorkspaceClient(host=plat.workspace.url, token=WORKSPACE_TOKEN),
+                                       "local-warehouse")
+        create_label_table(plat.workspace.catalog)
+        policy = demo_policy(APP_ROOT / "policy.yaml", data_dir / "policy.yaml", job_id)
+        settings = app_settings(data_dir=data_dir, policy=policy, mlflow_url=plat.mlflow.url,
+                                workspace_url=plat.workspace.url, watch_schedule="*/20 * * * * *", azure_storage=azure,
+                                monitor_schedule="*/2 * * * * *")
         state = settings["REACTOR_STORAGE"]
         with function_host(settings) as host:
             tables, queues = open_tables(state, settings), open_queues(state, settings)
@@ -217,6 +232,9 @@ def _run(data_dir: Path, azure: str | None) -> int:
             expect("endpoint rolled back: v2 serves", serving_version() == "2")
             expect("@Champion still → v2", champion() == "2")
             expect("v2 still answers queries", predicts())
+            tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
+            run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, endpoint=ENDPOINT, model=MODEL,
+                     champion=champion, serving_version=serving_version, ended=lambda v: _ended(tables, v))
             # Let the echo events (our own alias changes, a watcher tick) settle, then check the ledger.
             host.wait_idle(10)
             tl.poll()
@@ -224,8 +242,8 @@ def _run(data_dir: Path, azure: str | None) -> int:
             open_recs = [r for r in recs if r["status"] not in journal.TERMINAL]
             expect("every accepted event and command reached a terminal state", not open_recs)
             per_version = [len([r for r in rollouts.for_endpoint(tables, ENDPOINT) if r.get("version") == v])
-                           for v in ("1", "2", "3")]
-            expect("exactly one rollout per version", per_version == [1, 1, 1])
+                           for v in ("1", "2", "3", "4")]
+            expect("exactly one rollout per version", per_version == [1, 1, 1, 1])
 
     elapsed = time.monotonic() - started
     print("\nSummary")

@@ -333,6 +333,9 @@ def _lakehouse_windows(ctx: Context, version: str) -> list[dict[str, Any]] | Non
         return None
     except sql.StatementFailed as exc:
         raise CheckFailed(str(exc)) from exc
+    log = lakehouse.monitor_tables(ctx.w, lm.table)[3].data_profiling_config.inference_log
+    names = {"prediction": log.prediction_column if log else "prediction",
+             "label": (log.label_column if log else None) or "label"}
     m, out = ctx.m, []
     for win in found[-m.decision.windows:]:
         start, end = win.start.timestamp(), win.end.timestamp()
@@ -342,9 +345,9 @@ def _lakehouse_windows(ctx: Context, version: str) -> list[dict[str, Any]] | Non
         figures = []
         for c in m.all_checks:
             if c.metric in DRIFT_METRICS:
-                cols = ([col for col in win.drift if not col.startswith(":")] if c.of == "features" else
-                        [m.labels.column if m.labels else "label"] if c.of == "label" else
-                        ["prediction"] if c.of == "prediction" else [c.of or ""])
+                skip = {names["prediction"], names["label"]}
+                cols = ([col for col in win.drift if not col.startswith(":") and col not in skip]
+                        if c.of == "features" else [names.get(c.of or "", c.of or "")])
                 for col in cols:
                     label = f"{c.metric}({col})" if c.of == "features" else c.label
                     value = (win.drift.get(col) or {}).get(_LAKEHOUSE_DRIFT[c.metric])

@@ -1,0 +1,184 @@
+"""The demo's second half: monitoring closes the loop.
+
+After version 2 serves, clients send a window of ordinary trips (version 2's baseline), then
+trips from a changed city (longer, from the outer zones), whose fares arrive late in a label
+table. The monitor timer judges each window against the baseline and prints the figures against
+their thresholds; the drifted window launches the retraining job once; a second drifted window in
+the cooldown launches nothing; the job trains on the new labelled trips and registers a version
+that the webhook rolls out and ``@Champion`` moves to; that version's own baseline is its first
+window, and the window after it is judged ok.
+
+The demo's policy is ``policy.yaml`` with a short window, a short label delay and the job the
+demo creates (``demo_policy``), so the whole loop runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.monitoring import store
+
+WINDOW_SECONDS = 10
+LABEL_DELAY = "3s"
+ROWS_PER_WINDOW = 250
+LABELS = "main.taxi.fare_labels"
+
+
+def create_retraining_job(w: Any, warehouse_id: str) -> int:
+    """The retraining job (``local/jobs/retrain_taxi.py`` as a Python task), one run at a time;
+    the app fills in the decision, the window's start and the tables when it runs it."""
+    from local.jobs.retrain_taxi import job_settings
+
+    defaults = {"model": "taxi_fare", "payload_table": "main.monitoring.taxi_fare_payload", "label_table": LABELS,
+                "label_key": "request_id", "label_column": "fare_amount", "since": "1970-01-01T00:00:00Z",
+                "decision": "", "warehouse_id": warehouse_id, "min_rows": "100"}
+    return int(w.jobs.create(**job_settings("taxi-fare-retrain", defaults)).job_id)
+
+
+def demo_policy(source: Path, target: Path, job_id: int) -> Path:
+    """``policy.yaml`` with the demo's window, label delay, decision rule and job."""
+    data = yaml.safe_load(source.read_text())
+    env = data["models"][0]["environments"]["prod"]
+    env["retraining"]["job_id"] = job_id
+    m = env["monitoring"]
+    m["window"] = f"{WINDOW_SECONDS}s"
+    m["labels"]["delay"] = LABEL_DELAY
+    m["decision"] = {"windows": 1, "violations": 1, "min_rows": 200, "cooldown": "10m", "action": "retrain"}
+    target.write_text("# policy.yaml as the demo runs it (short windows, the job it created)\n"
+                      + yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+def create_label_table(catalog: Any) -> None:
+    import pandas as pd
+
+    catalog.create_table(LABELS, pd.DataFrame({"request_id": pd.Series([], dtype="string"),
+                                               "fare_amount": pd.Series([], dtype="float64")}))
+
+
+def wait_for_window_start(margin: float = 0.3) -> float:
+    """Sleep (the demo is a client, not the app) until a new window has just begun; its start."""
+    now = time.time()
+    start = math.ceil(now / WINDOW_SECONDS) * WINDOW_SECONDS
+    time.sleep(start - now + margin)
+    return start
+
+
+class Clients:
+    """Callers of the endpoint, one record per request with its own ``client_request_id``."""
+
+    def __init__(self, w: Any, endpoint: str, catalog: Any) -> None:
+        self.w, self.endpoint, self.catalog = w, endpoint, catalog
+        self.batch = 0
+
+    def send(self, *, drifted: bool, n: int = ROWS_PER_WINDOW) -> list[tuple[str, float]]:
+        """Send ``n`` trips; returns (request id, true fare) for the labels that arrive later."""
+        from local.taxi import REQUEST_COLUMNS, TARGET, make_trips
+
+        self.batch += 1
+        trips = make_trips(n, seed=1000 + self.batch, drifted=drifted)
+        rows = [(f"trip-{uuid.uuid4().hex[:12]}", {k: _plain(r[k]) for k in REQUEST_COLUMNS}, float(r[TARGET]))
+                for r in trips.to_dict("records")]
+
+        def one(row: tuple[str, dict[str, Any], float]) -> None:
+            self.w.serving_endpoints.query(self.endpoint, dataframe_records=[row[1]], client_request_id=row[0])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, rows))
+        return [(rid, fare) for rid, _, fare in rows]
+
+    def label(self, labels: list[tuple[str, float]]) -> None:
+        import pandas as pd
+
+        self.catalog.append_rows(LABELS, pd.DataFrame({"request_id": [r for r, _ in labels],
+                                                       "fare_amount": [f for _, f in labels]}))
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def figures_line(decision: dict[str, Any]) -> str:
+    """``psi(trip_distance) 1.93 > 0.25 ✘`` for each figure of a decision."""
+    parts = []
+    for f in decision.get("figures", []):
+        value = "n/a" if f["value"] is None else f"{f['value']:.3g}"
+        mark = {"violation": "✘", "ok": "✔"}.get(f["verdict"], f["verdict"])
+        op = ">" if f["direction"] == "above" else "<"
+        parts.append(f"{f['check']} {value} (alert {op} {f['threshold']:g}) {mark}")
+    return "; ".join(parts)
+
+
+def decisions(tables: Any, endpoint: str) -> list[dict[str, Any]]:
+    """Every decision, oldest first."""
+    out, token = [], None
+    while True:
+        page = store.decisions_page(tables, endpoint, limit=1000, continuation=token)
+        out.extend(e.data for e in page.entities)
+        token = page.continuation
+        if token is None:
+            return sorted(out, key=lambda d: d["at"])
+
+
+def first(items: list[dict[str, Any]], cond: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+    return next((d for d in items if cond(d)), None)
+
+
+def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, endpoint: str,
+             model: str, champion: Callable[[], str | None], serving_version: Callable[[], str | None],
+             ended: Callable[[str], bool]) -> None:
+    """Drift → retraining → the new version serves → its next window is ok."""
+    clients = Clients(w, endpoint, ws.catalog)
+    base = serving_version() or "?"
+
+    def latest(version: str, cond: Callable[[dict[str, Any]], bool] = lambda d: True) -> dict[str, Any] | None:
+        found = [d for d in decisions(tables, endpoint) if d["version"] == version and cond(d)]
+        return found[-1] if found else None
+
+    def traffic_window(drifted: bool, what: str) -> float:
+        start = wait_for_window_start()
+        labels = clients.send(drifted=drifted)
+        tl.say("client", f"{len(labels)} {what} trips sent in window {time.strftime('%H:%M:%S', time.gmtime(start))}")
+        ws.inference.flush()
+        clients.label(labels)
+        tl.say("labels", f"{len(labels)} fares arrived in {LABELS}")
+        return start
+
+    traffic_window(False, "ordinary")
+    b_start = traffic_window(True, "longer outer-zone")
+    ok = tl.wait("a decision on the drifted window", lambda: latest(base, lambda d: d["window"]["start"] == b_start
+                                                                     and d["verdict"] != "insufficient_data")
+                 is not None, 4 * WINDOW_SECONDS)
+    first_decision = latest(base, lambda d: d["window"]["start"] == b_start) or {}
+    expect(f"the drifted window of v{base} is a violation that asks for retraining",
+           ok and first_decision.get("verdict") == "violation" and first_decision.get("action") == "retrain")
+    c_start = traffic_window(True, "longer outer-zone")
+    ok = tl.wait("the decision on the next window", lambda: latest(base, lambda d: d["window"]["start"] >= c_start)
+                 is not None, 4 * WINDOW_SECONDS)
+    second = latest(base, lambda d: d["window"]["start"] >= c_start) or {}
+    expect("a second violating window within the cooldown launches nothing",
+           ok and second.get("verdict") in ("cooldown", "run_in_flight") and not second.get("run"))
+    ok = tl.wait("the retrained version to serve", lambda: (serving_version() or base) != base
+                 and ended(serving_version() or ""), 90)
+    new = serving_version() or "?"
+    expect(f"the retraining run registered v{new}, the webhook rolled it out and @Champion → v{new}",
+           ok and champion() == new)
+    launched = [d for d in decisions(tables, endpoint) if d.get("run")]
+    expect("exactly one retraining run was launched, and it succeeded",
+           len(launched) == 1 and (launched[0].get("run") or {}).get("result") == "SUCCESS")
+    expect(f"v{new}'s rollout links back to the decision that caused it",
+           bool(launched) and (launched[0].get("rollout") or {}).get("version") == new)
+    traffic_window(True, "longer outer-zone (now v" + new + ")")
+    d_start = traffic_window(True, "longer outer-zone")
+    ok = tl.wait(f"a decision on v{new}", lambda: latest(new, lambda d: d["window"]["start"] >= d_start)
+                 is not None, 4 * WINDOW_SECONDS)
+    last = latest(new, lambda d: d["window"]["start"] >= d_start) or {}
+    expect(f"against v{new}'s own baseline the next window is ok", ok and last.get("verdict") == "ok")
