@@ -200,10 +200,13 @@ def _previous_version(deps: Deps, endpoint: str, version: str, within: float, no
     return before[-1].get("version") if before else None
 
 
-def idempotency_token(model: str, environment: str, version: str | None, window_start: float | None,
+def idempotency_token(job_id: int, model: str, environment: str, version: str | None, window_start: float | None,
                       fallback: str) -> str:
-    """≤ 64 characters (reference §3.1), the same for the same (model, environment, version, window)."""
-    basis = f"{model}\n{environment}\n{version}\n{window_start}" if window_start is not None else fallback
+    """≤ 64 characters (reference §3.1), the same for the same (job, model, environment, version,
+    window); without a window (a ``retrain`` from another system), the command's record key
+    stands for the window. Tokens are looked up across the workspace, hence the job in it."""
+    basis = f"{job_id}\n{model}\n{environment}\n" + (f"{version}\n{window_start}" if window_start is not None
+                                                     else f"command\n{fallback}")
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
@@ -218,9 +221,9 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
     did = cmd.decision
     run_id = rec.get("run_id")
     if run_id is None:
-        token = rec.get("token")
+        token = rec.get("launch_key")
         if token is None:
-            verdict = _may_launch(deps, env, cmd)
+            verdict = _may_launch(deps, env, cmd, key)
             if verdict:
                 _note(deps, env.endpoint, did, verdict=verdict.split(":")[0], action=None, note=verdict)
                 return "done", [verdict], {}
@@ -229,15 +232,16 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
                 text = f"run_in_flight: run {active[0].run_id} of job {job.job_id} is active; not launching another"
                 _note(deps, env.endpoint, did, verdict="run_in_flight", action=None, note=text)
                 return "done", [text], {}
-            token = idempotency_token(cmd.model, cmd.environment, cmd.version, cmd.window_start, key)
+            token = idempotency_token(job.job_id, cmd.model, cmd.environment, cmd.version, cmd.window_start, key)
             # Kept before run_now: a retry after a crash sends the same token, and Databricks
-            # answers with the run it already launched.
-            journal.update(deps.tables, "command", key, "running", token=token)
+            # answers with the run it already launched. Not named "token": records are redacted
+            # by field name, and a masked token would launch a second run.
+            journal.update(deps.tables, "command", key, "running", launch_key=token)
         params = _parameters(deps, w, job.job_id, job.parameters, mp, cmd, env)
         run = w.jobs.run_now(job.job_id, job_parameters=params, idempotency_token=token)
         run_id = run.run_id
         _note(deps, env.endpoint, did, run={"job_id": job.job_id, "run_id": run_id, "state": "launched"})
-        return "wait", [f"launched run {run_id} of job {job.job_id}"], {"run_id": run_id, "token": token}
+        return "wait", [f"launched run {run_id} of job {job.job_id}"], {"run_id": run_id, "launch_key": token}
     got = w.jobs.get_run(run_id)
     state = got.state
     life = state.life_cycle_state.value if state and state.life_cycle_state else "UNKNOWN"
@@ -257,14 +261,15 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
     return "failed", [f"run {run_id} ended {life}/{result}: {message}"], {"run_id": run_id}
 
 
-def _may_launch(deps: Deps, env: Environment, cmd: Retrain) -> str | None:
+def _may_launch(deps: Deps, env: Environment, cmd: Retrain, key: str) -> str | None:
     """Why not to launch (cooldown), or None. The monitor's own decision took the cooldown
-    already when it decided; any other request takes it here."""
+    already when it decided; any other request takes it here, in its own name (its record key),
+    so that a retry of the same command finds it taken by itself."""
     cooldown = seconds(env.monitoring.decision.cooldown) if env.monitoring else 0.0
     st = store.state(deps.tables, env.endpoint)
-    if cmd.decision is not None and st.get("last_decision") == cmd.decision:
+    did = cmd.decision or f"command {key}"
+    if st.get("last_decision") == did:
         return None
-    did = cmd.decision or f"command-{uuid.uuid4().hex[:8]}"
     if store.take_action(deps.tables, env.endpoint, did, now=deps.clock(), cooldown_seconds=cooldown):
         return None
     ago = deps.clock() - float(st.get("last_action_at") or 0)

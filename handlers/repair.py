@@ -7,7 +7,8 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
 - an open event whose claim expired (its reconcile may never have been sent) gets its
   reconcile sent again; the command's id is the event's, so it is acted on once;
 - an open command whose claim expired (its worker died, or its redrive was lost) is
-  redriven; a ``running`` command whose rollout has ended is closed with its outcome;
+  redriven (a stepwise ``running`` one too: its next redrive was lost); a ``running`` command
+  whose rollout has ended is closed with its outcome;
 - the rollout holding an endpoint's lease gets its current step again when its message is
   ``REPAIR_GRACE_SECONDS`` overdue (``due_at``), or when it was handed the lease and never
   started; the step's sequence number makes a late original harmless.
@@ -62,7 +63,9 @@ def _events(deps: Deps, now: float) -> int:
 def _commands(deps: Deps, now: float) -> int:
     repaired = 0
     for rec in journal.stale(deps.tables, "command", now=now):
-        if rec["status"] == "running":
+        # A command that started rollouts ends when they do; a stepwise one (publish_features,
+        # check_drift, retrain) goes on by its own redrives, so a lost one is sent again here.
+        if rec["status"] == "running" and rec.get("started"):
             repaired += _close_if_ended(deps, rec)
             continue
         begun = journal.claim(deps.tables, "command", rec["key"], now=now, claim_seconds=deps.settings.claim_seconds)

@@ -88,14 +88,16 @@ def test_the_decision_never_acts_unless_n_of_the_last_m_and_the_newest_violate(h
     assert (got.verdict == decide.VIOLATION) == (last[-1] == V and last.count(V) >= n)
 
 
-def test_the_idempotency_token_depends_on_model_environment_version_and_window_only():
-    a = idempotency_token("taxi", "prod", "2", 3600.0, "cmd-1")
-    assert a == idempotency_token("taxi", "prod", "2", 3600.0, "cmd-2")
+def test_the_idempotency_token_depends_on_job_model_environment_version_and_window_only():
+    a = idempotency_token(7, "taxi", "prod", "2", 3600.0, "cmd-1")
+    assert a == idempotency_token(7, "taxi", "prod", "2", 3600.0, "cmd-2")
     assert len(a) <= 64
-    assert a != idempotency_token("taxi", "prod", "3", 3600.0, "cmd-1")
-    assert a != idempotency_token("taxi", "prod", "2", 7200.0, "cmd-1")
+    assert a != idempotency_token(7, "taxi", "prod", "3", 3600.0, "cmd-1")
+    assert a != idempotency_token(7, "taxi", "prod", "2", 7200.0, "cmd-1")
+    assert a != idempotency_token(8, "taxi", "prod", "2", 3600.0, "cmd-1")
     # Without a window (a retrain command from another system), the command's own key.
-    assert idempotency_token("taxi", "prod", None, None, "k1") != idempotency_token("taxi", "prod", None, None, "k2")
+    assert idempotency_token(7, "taxi", "prod", None, None, "k1") != idempotency_token(7, "taxi", "prod", None, None,
+                                                                                       "k2")
 
 
 POLICY = """

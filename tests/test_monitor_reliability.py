@@ -1,0 +1,104 @@
+"""Retraining is launched once, whatever fails: a fault at every storage write and enqueue of a
+``retrain`` command (before it takes effect, or after: a timeout that hides a success), duplicate
+deliveries, and a cooldown, against the local workspace's real Jobs API.
+
+The host is ``tests.engine.Driver`` (redelivery, poison, the repair sweep, a clock the test
+moves); the job is a real process the local workspace runs, so its run ends in real time while
+the driver polls it by re-enqueueing, as the app does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from databricks.sdk import WorkspaceClient
+
+from local.stack import WORKSPACE_TOKEN
+from shared import journal
+from shared.monitoring import store
+from tests.engine import ENDPOINT, MODEL, POLICY, Driver, Faults
+
+
+@pytest.fixture(scope="module")
+def w(plat) -> WorkspaceClient:
+    return WorkspaceClient(host=plat.workspace.url, token=WORKSPACE_TOKEN)
+
+
+def _job(w: WorkspaceClient, tmp: Path) -> int:
+    from databricks.sdk.service.jobs import SparkPythonTask, Task
+
+    script = tmp / "train.py"
+    script.write_text("import sys\nsys.exit(0)\n")
+    return int(w.jobs.create(name="retrain", max_concurrent_runs=1, tasks=[Task(
+        task_key="t", spark_python_task=SparkPythonTask(python_file=str(script)))]).job_id)
+
+
+def _driver(tmp: Path, w: WorkspaceClient, faults: Faults | None = None) -> tuple[Driver, int]:
+    d = Driver(tmp, faults)
+    job = _job(w, tmp)
+    policy = json.loads(json.dumps(POLICY))
+    env = policy["models"][0]["environments"]["prod"]
+    env.update(retraining={"job_id": job}, inference_table={"catalog": "main", "schema": "mon"},
+               monitoring={"checks": [{"metric": "psi", "of": "features", "threshold": 0.2}],
+                           "decision": {"cooldown": "1h"}})
+    Path(d.deps.settings.policy_file).write_text(json.dumps(policy))
+    ns = SimpleNamespace(serving_endpoints=d.serving_api, jobs=w.jobs)
+    d.deps.workspace = lambda: ns
+    return d, job
+
+
+def _retrain(d: Driver, key: str = "r-1") -> None:
+    d.command({"command": "retrain", "model": MODEL, "environment": "prod", "reason": "test", "id": key})
+
+
+def _runs(w: WorkspaceClient, job: int) -> list:
+    return list(w.jobs.list_runs(job_id=job))
+
+
+def test_a_retrain_command_launches_one_run_and_follows_it_to_its_end(tmp_path, w):
+    d, job = _driver(tmp_path, w)
+    _retrain(d)
+    _retrain(d)  # a duplicate delivery of the same command
+    d.run(horizon=10**6)
+    runs = _runs(w, job)
+    assert len(runs) == 1 and runs[0].state.result_state.value == "SUCCESS"
+    rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
+    assert rec["status"] == "done" and rec["run_id"] == runs[0].run_id, rec
+    assert any("succeeded" in line for line in rec["outcome"])
+    assert sys.executable  # the run is a real process of this interpreter
+
+
+def test_a_second_retrain_within_the_cooldown_launches_nothing(tmp_path, w):
+    d, job = _driver(tmp_path, w)
+    _retrain(d, "r-1")
+    d.run(horizon=10**6)
+    _retrain(d, "r-2")
+    d.run(horizon=10**6)
+    assert len(_runs(w, job)) == 1
+    second = journal.get(d.raw_tables, "command", journal.key("id", "r-2"))
+    assert second["status"] == "done" and second["outcome"][0].startswith("cooldown"), second
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_a_failure_at_every_storage_write_and_enqueue_still_launches_exactly_one_run(tmp_path, w, after):
+    clean, job = _driver(tmp_path / "clean", w)
+    _retrain(clean)
+    clean.run(horizon=10**6)
+    total = clean.faults.count
+    assert total >= 4
+    for at in range(1, total + 1):
+        d, job = _driver(tmp_path / f"{after}-{at}", w, Faults(at=at, after=after))
+        _retrain(d)
+        d.run(horizon=10**6)
+        try:
+            runs = _runs(w, job)
+            assert len(runs) == 1, runs
+            rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
+            assert rec is not None and rec["status"] == "done", rec
+            assert store.state(d.raw_tables, ENDPOINT).get("last_action_at") is not None
+        except AssertionError as exc:
+            raise AssertionError(f"fault at write {at} ({d.faults.fired}): {exc}") from exc
