@@ -150,6 +150,8 @@ def _retry(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, exc: Exceptio
     if attempts >= MAX_ATTEMPTS:
         reason = f"gave up after {attempts} attempts: {error}"
         journal.update(deps.tables, "command", key, "failed", reason=reason)
+        if isinstance(cmd, CheckDrift):
+            monitor.record_failure(deps, cmd, reason)
         step("command.failed", logging.ERROR, id=key, reason=reason)
         _close_event(deps, cmd.event, "failed", reason)
         return

@@ -160,6 +160,19 @@ def check_drift(deps: Deps, key: str, rec: dict[str, Any], cmd: CheckDrift) -> t
     return ("wait" if pending else "done"), outcome, cursor if pending else {}
 
 
+def record_failure(deps: Deps, cmd: CheckDrift, reason: str) -> None:
+    """A check that could not be made (a missing table, a failing statement) is a decision too,
+    listed with the others: nothing is decided on failed data, and nobody is left guessing."""
+    mp = deps.policy().model(cmd.model)
+    env = mp.environments.get(cmd.environment) if mp else None
+    if env is None:
+        return
+    store.record_decision(deps.tables, env.endpoint, {
+        "model": cmd.model, "environment": cmd.environment, "version": None, "verdict": "failed", "reason": reason,
+        "action": None, "windows": [], "figures": [], "window": None}, now=deps.clock())
+    step("monitor.check_failed", logging.ERROR, model=cmd.model, environment=cmd.environment, reason=reason)
+
+
 def _act(deps: Deps, mp: ModelPolicy, environment: str, env: Environment, decision: dict[str, Any]) -> str:
     from handlers.commands import submit
 

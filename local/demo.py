@@ -78,9 +78,11 @@ class Timeline:
                 self.say("rollout", f"v{row.get('version') or '?'} {h['step']}: {h['note']}")
         found = decisions(self.tables, ENDPOINT)
         for d in found[self.decided:]:
-            start = time.strftime("%H:%M:%S", time.gmtime(d["window"]["start"]))
+            window = d.get("window")
+            start = time.strftime("%H:%M:%S", time.gmtime(window["start"])) if window else "-"
             self.say("monitor", f"v{d['version']} window {start}: {d['verdict']}: {d['reason']}")
-            self.say("", f"  {figures_line(d)}")
+            if d.get("figures"):
+                self.say("", f"  {figures_line(d)}")
         self.decided = len(found)
 
     def wait(self, what: str, cond: Callable[[], bool], timeout: float) -> bool:

@@ -128,8 +128,9 @@ def decisions(tables: Any, endpoint: str) -> list[dict[str, Any]]:
             return sorted(out, key=lambda d: d["at"])
 
 
-def first(items: list[dict[str, Any]], cond: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-    return next((d for d in items if cond(d)), None)
+def started(decision: dict[str, Any]) -> float:
+    """The start of the window a decision judged (-1 for a check that failed)."""
+    return float((decision.get("window") or {}).get("start", -1))
 
 
 def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, endpoint: str,
@@ -154,16 +155,16 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
 
     traffic_window(False, "ordinary")
     b_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait("a decision on the drifted window", lambda: latest(base, lambda d: d["window"]["start"] == b_start
+    ok = tl.wait("a decision on the drifted window", lambda: latest(base, lambda d: started(d) == b_start
                                                                      and d["verdict"] != "insufficient_data")
                  is not None, 4 * WINDOW_SECONDS)
-    first_decision = latest(base, lambda d: d["window"]["start"] == b_start) or {}
+    first_decision = latest(base, lambda d: started(d) == b_start) or {}
     expect(f"the drifted window of v{base} is a violation that asks for retraining",
            ok and first_decision.get("verdict") == "violation" and first_decision.get("action") == "retrain")
     c_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait("the decision on the next window", lambda: latest(base, lambda d: d["window"]["start"] >= c_start)
+    ok = tl.wait("the decision on the next window", lambda: latest(base, lambda d: started(d) >= c_start)
                  is not None, 4 * WINDOW_SECONDS)
-    second = latest(base, lambda d: d["window"]["start"] >= c_start) or {}
+    second = latest(base, lambda d: started(d) >= c_start) or {}
     expect("a second violating window within the cooldown launches nothing",
            ok and second.get("verdict") in ("cooldown", "run_in_flight") and not second.get("run"))
     ok = tl.wait("the retrained version to serve", lambda: (serving_version() or base) != base
@@ -178,7 +179,7 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
            bool(launched) and (launched[0].get("rollout") or {}).get("version") == new)
     traffic_window(True, "longer outer-zone (now v" + new + ")")
     d_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait(f"a decision on v{new}", lambda: latest(new, lambda d: d["window"]["start"] >= d_start)
+    ok = tl.wait(f"a decision on v{new}", lambda: latest(new, lambda d: started(d) >= d_start)
                  is not None, 4 * WINDOW_SECONDS)
-    last = latest(new, lambda d: d["window"]["start"] >= d_start) or {}
+    last = latest(new, lambda d: started(d) >= d_start) or {}
     expect(f"against v{new}'s own baseline the next window is ok", ok and last.get("verdict") == "ok")
