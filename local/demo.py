@@ -11,7 +11,10 @@ which rolls each version out to the local Databricks workspace through ``databri
    and the endpoint's predictions change with no redeploy;
 3. version 2 → the endpoint is updated, ``@Champion`` moves to 2;
 4. version 3, whose model raises at predict time → its smoke query fails, the endpoint is
-   rolled back to version 2, and ``@Champion`` stays on 2.
+   rolled back to version 2, and ``@Champion`` stays on 2;
+5. monitoring closes the loop (``local/demo_loop.py``): traffic drifts, labels arrive late, the
+   monitor retrains once, the retrained version 4 is rolled out and becomes ``@Champion``, and its
+   next window, against its own baseline, is ok.
 
 It prints a timeline and a summary and exits 0 only if every expectation held.
 Run with ``./dev demo``.
@@ -256,6 +259,14 @@ def _run(data_dir: Path, azure: str | None) -> int:
     for r in journal.list_records(tables):
         by_status[f"{r['kind']}/{r['status']}"] = by_status.get(f"{r['kind']}/{r['status']}", 0) + 1
     print(f"  records: {', '.join(f'{k} {n}' for k, n in sorted(by_status.items()))}")
+    verdicts: dict[str, int] = {}
+    for d in decisions(tables, ENDPOINT):
+        verdicts[f"v{d['version']} {d['verdict']}"] = verdicts.get(f"v{d['version']} {d['verdict']}", 0) + 1
+        if d.get("run"):
+            run, rolled = d["run"], d.get("rollout") or {}
+            print(f"  decision {d['id']}: retraining run {run.get('run_id')} {run.get('result', run.get('state'))}"
+                  f" → v{rolled.get('version', '?')} {rolled.get('status', '')}")
+    print(f"  monitor decisions: {', '.join(f'{k} {n}' for k, n in sorted(verdicts.items()))}")
     print(f"  structured log: {data_dir / 'reactor.log'}")
     passed = sum(ok for _, ok in checks)
     print(f"  {passed} of {len(checks)} expectations held in {elapsed:.0f} s")

@@ -67,8 +67,13 @@ class Context:
     def endpoint(self) -> str:
         return self.env.endpoint
 
-    def run(self, key: str, statement: str) -> list[list[Any]] | None:
-        """Rows of ``statement``, or None (and noted) while it runs."""
+    def run(self, key: str, statement: str) -> list[dict[str, Any]] | None:
+        """Rows of ``statement``, or None (and noted) while it runs. Finished results (a few
+        aggregate rows) are kept in the cursor until the pass completes, so a pass that waits on
+        one statement does not submit the others again."""
+        done: dict[str, Any] = self.cursor.setdefault("results", {})
+        if key in done:
+            return list(done[key])
         try:
             result = sql.run(self.w, self.warehouse_id, statement, self.cursor, key, self.deadline)
         except sql.StatementPending:
@@ -77,7 +82,9 @@ class Context:
         except sql.StatementFailed as exc:
             raise CheckFailed(str(exc)) from exc
         names = [n for n, _ in result.columns]
-        return [dict(zip(names, row, strict=True)) for row in sql.rows(self.w, result)]  # type: ignore[misc]
+        rows = [dict(zip(names, row, strict=True)) for row in sql.rows(self.w, result)]
+        done[key] = rows
+        return rows
 
 
 @dataclass

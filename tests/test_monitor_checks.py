@@ -1,0 +1,194 @@
+"""The monitor's check pass against the local workspace, through databricks-sdk's Statement
+Execution API: baseline freezing, windows per version, figures against scipy, insufficient data,
+late labels, cooldown, a failing statement, and the data quality monitor path.
+
+A processed inference table (``monitoring.source``) holds hourly windows of two versions; the
+pass is run with a chosen ``now``. Tests loop on ``Pending`` (the app re-enqueues instead)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from databricks.sdk import WorkspaceClient
+from scipy import stats
+
+from local.stack import WORKSPACE_TOKEN
+from shared.monitoring import check, decide, store
+from shared.monitoring.relations import Watched
+from shared.policy import parse_policy
+from shared.storage import open_tables
+
+WAREHOUSE = "local-warehouse"
+H = 3600
+T0 = 1_764_547_200  # 2025-12-01T00:00Z, a window boundary
+
+
+def _frame(rng: np.random.Generator, start: int, n: int, version: str, shift: float = 0.0) -> pd.DataFrame:
+    x = rng.normal(10 + shift, 2 + shift / 4, n)
+    zones = np.array(["a", "b", "c", "d"]) if shift else np.array(["a", "b", "c"])
+    return pd.DataFrame({
+        "ts": pd.to_datetime(start + rng.integers(0, H, n), unit="s", utc=True),
+        "model_version": version,
+        "request_id": [f"r-{uuid.uuid4().hex[:10]}" for _ in range(n)],
+        "x": x,
+        "zone": rng.choice(zones, n),
+        "prediction": 2.0 * x + rng.normal(0, 1, n),
+    })
+
+
+@pytest.fixture(scope="module")
+def data(plat) -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    schema = f"main.mon{uuid.uuid4().hex[:8]}"
+    frames = [
+        _frame(rng, T0, 400, "2"),                 # window 0: v2's baseline
+        _frame(rng, T0 + H, 400, "2"),             # window 1: like the baseline
+        _frame(rng, T0 + 2 * H, 400, "2", 6.0),    # window 2: drifted
+        _frame(rng, T0 + 2 * H, 400, "3", 30.0),   # window 2, another version: must not count for v2
+        _frame(rng, T0 + 3 * H, 20, "2", 6.0),     # window 3: too few rows
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    plat.workspace.catalog.create_table(f"{schema}.inference", table)
+    labels = table[["request_id"]].assign(label=table["prediction"] + rng.normal(0, 2, len(table)))
+    plat.workspace.catalog.create_table(f"{schema}.labels", labels)
+    return {"schema": schema, "table": table}
+
+
+def _env(schema: str, extra: str = "", *, delay: str = "5s", checks: str | None = None) -> Any:
+    checks = checks or """
+          - {metric: psi, of: features, threshold: 0.25}
+          - {metric: ks, of: prediction, threshold: 0.2}
+          - {metric: chi2, of: zone, threshold: 0.01}
+          - {metric: rmse, threshold: 5}"""
+    text = f"""
+models:
+  - name: m
+    environments:
+      prod:
+        endpoint: ep-{uuid.uuid4().hex[:8]}
+        retraining: {{job_id: 1}}
+        monitoring:
+          window: 1h
+          columns: [x, zone]
+          categorical: [zone]
+          source: {{table: {schema}.inference, timestamp_column: ts, version_column: model_version,
+                    prediction_column: prediction, request_id_column: request_id}}
+          labels: {{table: {schema}.labels, key: request_id, column: label, delay: {delay}}}
+          decision: {{windows: 1, violations: 1, min_rows: 100, cooldown: 1h}}
+          checks:{checks}
+{extra}"""
+    return parse_policy(text).models[0].environments["prod"]
+
+
+def _pass(plat, tables, env, now: float, version: str = "2", explicit=None, cursor=None) -> dict[str, Any] | None:
+    w = WorkspaceClient(host=plat.workspace.url, token=WORKSPACE_TOKEN)
+    cursor = {} if cursor is None else cursor
+    for _ in range(200):
+        ctx = check.Context(w=w, warehouse_id=WAREHOUSE, tables=tables, model="m", environment="prod", env=env,
+                            cursor=cursor, now=now, deadline=time.monotonic() + 5,
+                            columns_of=lambda v: [Watched("x", "numeric"), Watched("zone", "categorical")],
+                            serving_since=lambda v: float(T0))
+        try:
+            return check.check_version(ctx, version, explicit)
+        except check.Pending:
+            time.sleep(0.05)
+    raise AssertionError("the check never finished")
+
+
+def _figure(decision: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f for f in decision["figures"] if f["check"] == name)
+
+
+@pytest.fixture
+def tables(tmp_path):
+    return open_tables(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def test_the_first_full_window_is_the_baseline_and_a_like_window_is_ok(plat, data, tables):
+    env = _env(data["schema"])
+    got = _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    assert got is not None and got["verdict"] == decide.OK, got
+    base = store.baseline(tables, env.endpoint, "2")
+    assert base["kind"] == "window" and base["start"] == T0 and base["rows"] == 400
+    assert got["window"] == {"start": T0 + H, "end": T0 + 2 * H}
+    # Labels were due (5 s after the window's end): the window is complete, rmse measured.
+    assert _figure(got, "rmse")["verdict"] == decide.OK and _figure(got, "rmse")["rows"] == 400
+
+
+def test_a_drifted_window_violates_with_figures_equal_to_scipy_on_that_version_only(plat, data, tables):
+    env = _env(data["schema"])
+    _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    got = _pass(plat, tables, env, now=T0 + 3 * H + 10, cursor={})
+    assert got["verdict"] == decide.VIOLATION and got.get("act") is True, got
+    t = data["table"]
+    ref = t[(t.model_version == "2") & (t.ts < pd.Timestamp(T0 + H, unit="s", tz="UTC"))]
+    cur = t[(t.model_version == "2") & (t.ts >= pd.Timestamp(T0 + 2 * H, unit="s", tz="UTC"))
+            & (t.ts < pd.Timestamp(T0 + 3 * H, unit="s", tz="UTC"))]
+    ks = _figure(got, "ks(prediction)")
+    assert ks["rows"] == 400  # version 3's rows in the same window are not counted
+    assert ks["value"] == pytest.approx(stats.ks_2samp(ref.prediction, cur.prediction).statistic, abs=1e-12)
+    table = pd.crosstab(pd.concat([ref.zone, cur.zone]), np.r_[np.zeros(len(ref)), np.ones(len(cur))])
+    assert _figure(got, "chi2(zone)")["value"] == pytest.approx(stats.chi2_contingency(table.T.values)[1], rel=1e-6)
+    assert _figure(got, "psi(x)")["verdict"] == decide.VIOLATION
+
+
+def test_a_second_violation_within_the_cooldown_does_not_act(plat, data, tables):
+    env = _env(data["schema"])
+    _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    first = _pass(plat, tables, env, now=T0 + 3 * H + 10)
+    assert first.get("act") is True
+    again = _pass(plat, tables, env, now=T0 + 3 * H + 20, explicit=(T0 + 2 * H, T0 + 3 * H))
+    assert again["verdict"] == decide.COOLDOWN and not again.get("act")
+    assert store.state(tables, env.endpoint)["last_decision"] == first["id"]
+
+
+def test_a_window_with_too_few_rows_is_insufficient_data(plat, data, tables):
+    env = _env(data["schema"])
+    _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    got = _pass(plat, tables, env, now=T0 + 4 * H + 10)
+    assert got["window"]["start"] == T0 + 3 * H
+    assert got["verdict"] == decide.INSUFFICIENT_DATA and not got.get("act")
+    assert {f["verdict"] for f in got["figures"]} == {decide.INSUFFICIENT}
+
+
+def test_performance_waits_for_late_labels_and_the_window_is_judged_again(plat, data, tables):
+    env = _env(data["schema"], delay="2h")
+    got = _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    assert _figure(got, "rmse")["verdict"] == decide.PENDING
+    assert store.window(tables, env.endpoint, "2", T0 + H)["complete"] is False
+    later = _pass(plat, tables, env, now=T0 + 4 * H + 10)
+    assert later is not None
+    assert store.window(tables, env.endpoint, "2", T0 + H)["complete"] is True
+
+
+def test_a_missing_table_fails_the_check_with_the_reason(plat, data, tables):
+    env = _env(data["schema"].replace("main.mon", "main.gone"))
+    with pytest.raises(check.CheckFailed, match="TABLE_OR_VIEW_NOT_FOUND"):
+        _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    assert store.baseline(tables, env.endpoint, "2") is None
+
+
+def test_two_checks_of_one_window_at_once_act_once(plat, data, tables):
+    """Two workers judge the drifted window at the same moment: one acts."""
+    import threading
+
+    env = _env(data["schema"])
+    _pass(plat, tables, env, now=T0 + 2 * H + 10)
+    got: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda: got.append(_pass(plat, tables, env, now=T0 + 3 * H + 10)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # The slower one finds the window judged already (None), or decides it too and meets the cooldown.
+    assert len(got) == 2
+    acted = [d for d in got if d and d.get("act")]
+    assert len(acted) == 1, got
+    assert all(d is None or d is acted[0] or d["verdict"] == decide.COOLDOWN for d in got), got
+    assert store.state(tables, env.endpoint)["last_decision"] == acted[0]["id"]
