@@ -353,6 +353,8 @@ def test_rows_keyed_by_column_name_give_the_same_metrics(ws: LocalWorkspace, w: 
     assert len(check.rows) <= (10 + 1) + (3 + 1 + 1)  # bins + missing, categories + other + missing
 
 
+# Only D is compared here; scipy's exact p sometimes gives up on these samples and warns.
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50)), min_size=1, max_size=40),
        st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50)), min_size=1, max_size=40))

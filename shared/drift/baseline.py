@@ -3,7 +3,8 @@ edges"): one statement of aggregates, and the small frozen description the app s
 model version.
 
 ``baseline_sql(reference, columns)`` is one Databricks SQL statement, a UNION ALL of one part per
-column over ``WITH drift_ref AS (SELECT * FROM <reference>)``. Its rows are ``BASELINE_COLUMNS``:
+column, each reading its column from ``<reference> AS drift_ref`` (as ``drift_sql`` does, see
+``shared.drift.comparison``). Its rows are ``BASELINE_COLUMNS``:
 
 - numeric column, one row, part ``numeric``: ``n`` finite values (NULL, NaN and ±infinity are
   ``missing``, left out of every distribution), ``std`` = stddev_pop, ``lo``/``hi`` = min/max,
@@ -127,29 +128,31 @@ def baseline_sql(reference: str, columns: Sequence[Column], top: int = TOP_CATEG
     """One statement of the reference's aggregates per column (module docstring)."""
     if not columns:
         raise ValueError("a baseline needs at least one column")
-    parts = [_numeric_profile(c.name) if c.kind == "numeric" else _category_profile(c.name, top) for c in columns]
-    return f"WITH {REFERENCE} AS (SELECT * FROM {reference} AS r) " + " UNION ALL ".join(parts)
+    parts = [_numeric_profile(c.name, reference) if c.kind == "numeric" else _category_profile(c.name, reference, top)
+             for c in columns]
+    return " UNION ALL ".join(parts)
 
 
-def _numeric_profile(column: str) -> str:
+def _numeric_profile(column: str, reference: str) -> str:
     x = as_double(column)
     quantiles = ", ".join(f"percentile_cont({q}) WITHIN GROUP (ORDER BY y) AS {a}" for q, a in zip(QUANTILES, _Q,
                                                                                                    strict=True))
     return (f"SELECT {name(column)} AS column_name, 'numeric' AS part, CAST(NULL AS STRING) AS key, "
             f"count(y) AS n, count(*) - count(y) AS missing, stddev_pop(y) AS std, min(y) AS lo, max(y) AS hi, "
             f"{quantiles} "
-            f"FROM (SELECT CASE WHEN {finite(x)} THEN {x} END AS y FROM {REFERENCE}) AS v")
+            f"FROM (SELECT CASE WHEN {finite(x)} THEN {x} END AS y FROM {reference} AS {REFERENCE}) AS v")
 
 
-def _category_profile(column: str, top: int) -> str:
+def _category_profile(column: str, reference: str, top: int) -> str:
     nulls = ", ".join(f"CAST(NULL AS DOUBLE) AS {a}" for a in ("std", "lo", "hi", *_Q))
     top = int(top)
+    values = f"SELECT {as_string(column)} AS v FROM {reference} AS {REFERENCE}"
     return (f"SELECT {name(column)} AS column_name, part, key, SUM(cnt) AS n, CAST(NULL AS BIGINT) AS missing, "
             f"{nulls} FROM ("
             f"SELECT CASE WHEN v IS NULL THEN 'missing' WHEN rk <= {top} THEN 'category' ELSE 'other' END AS part, "
             f"CASE WHEN v IS NOT NULL AND rk <= {top} THEN v END AS key, cnt FROM ("
             f"SELECT v, cnt, ROW_NUMBER() OVER (ORDER BY CASE WHEN v IS NULL THEN 1 ELSE 0 END, cnt DESC, v) AS rk "
-            f"FROM (SELECT v, count(*) AS cnt FROM (SELECT {as_string(column)} AS v FROM {REFERENCE}) AS s "
+            f"FROM (SELECT v, count(*) AS cnt FROM ({values}) AS s "
             f"GROUP BY v) AS g) AS ranked) AS k GROUP BY part, key")
 
 
