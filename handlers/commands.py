@@ -57,7 +57,7 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     else:
         cmd = env.command
         begun = journal.begin(deps.tables, "command", env.key, now=now, claim_seconds=deps.settings.claim_seconds,
-                              id=env.id, source=env.source, command=cmd.model_dump(exclude_none=True),
+                              id=env.id, source=env.source, command=cmd.model_dump(mode="json", exclude_none=True),
                               cid=env.correlation_id, body_sha=hashlib.sha256(body).hexdigest())
     cid = begun.record.get("cid") or env.correlation_id
     with correlated(cid):
@@ -175,7 +175,7 @@ def submit(deps: Deps, key: str, command: dict[str, Any], cid: str) -> bool:
     token = uuid.uuid4().hex
     cmd = commands.stored(command)
     _, created = journal.record(deps.tables, "command", key, "accepted", id=key, source="app",
-                                command=cmd.model_dump(exclude_none=True), cid=cid, claim_holder=token,
+                                command=cmd.model_dump(mode="json", exclude_none=True), cid=cid, claim_holder=token,
                                 claim_until=deps.clock() + deps.settings.claim_seconds, attempts=0)
     if created:
         send_redrive(deps, key, token)

@@ -1,9 +1,10 @@
 """Monitoring reactions: the ``monitor`` timer, and the ``check_drift`` and ``retrain`` commands.
 
-The timer (``%REACTOR_MONITOR_SCHEDULE%``) only submits one recorded ``check_drift`` per
-environment and window end, so a tick costs a record and a message, and two ticks in one window
-do the work once. The check itself (``shared.monitoring.check``) runs as a command: recorded,
-claimed, retried with backoff, handed on by the repair sweep, never waiting on a statement.
+The timer (``%REACTOR_MONITOR_SCHEDULE%``) only submits a recorded ``check_drift`` per
+environment when a window ends, and again when its labels are due, so a tick costs a record and a
+message, and two ticks in one window do the work once. The check itself
+(``shared.monitoring.check``) runs as a command: recorded, claimed, retried with backoff, handed on
+by the repair sweep, never waiting on a statement.
 
 A decision that calls for retraining submits a ``retrain`` command, recorded before it is sent
 (DESIGN.md principle 5). ``retrain`` launches the job with ``jobs.run_now`` and an idempotency
@@ -54,11 +55,17 @@ def tick(deps: Deps) -> dict[str, int]:
             for name, env in mp.environments.items():
                 if env.monitoring is None:
                     continue
-                W = env.monitoring.window_seconds
-                end = math.floor(now / W) * W
-                key = journal.key("monitor", f"{env.endpoint}.{int(end)}")
-                if submit(deps, key, {"command": "check_drift", "model": mp.name, "environment": name}, cid):
-                    sent += 1
+                m = env.monitoring
+                W = m.window_seconds
+                # Once when a window ends (its drift and health), and once when its labels are due
+                # (its performance): each key is recorded, so later ticks of the window add nothing.
+                marks = [f"{int(math.floor(now / W) * W)}"]
+                if m.labels is not None:
+                    marks.append(f"{int(math.floor((now - seconds(m.labels.delay)) / W) * W)}.labels")
+                for mark in marks:
+                    key = journal.key("monitor", f"{env.endpoint}.{mark}")
+                    if submit(deps, key, {"command": "check_drift", "model": mp.name, "environment": name}, cid):
+                        sent += 1
         step("monitor.tick", submitted=sent)
     return {"submitted": sent}
 

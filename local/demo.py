@@ -84,7 +84,7 @@ class Timeline:
             window = d.get("window")
             start = time.strftime("%H:%M:%S", time.gmtime(window["start"])) if window else "-"
             self.say("monitor", f"v{d['version']} window {start}: {d['verdict']}: {d['reason']}")
-            if d.get("figures"):
+            if d.get("figures") and d["verdict"] != "insufficient_data":
                 self.say("", f"  {figures_line(d)}")
         self.decided = len(found)
 
@@ -238,7 +238,7 @@ def _run(data_dir: Path, azure: str | None) -> int:
             expect("@Champion still → v2", champion() == "2")
             expect("v2 still answers queries", predicts())
             tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
-            run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, endpoint=ENDPOINT, model=MODEL,
+            run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, endpoint=ENDPOINT, model=MODEL,
                      champion=champion, serving_version=serving_version, ended=lambda v: _ended(tables, v))
             # Let the echo events (our own alias changes, a watcher tick) settle, then check the ledger.
             host.wait_idle(10)

@@ -133,7 +133,17 @@ def started(decision: dict[str, Any]) -> float:
     return float((decision.get("window") or {}).get("start", -1))
 
 
-def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, endpoint: str,
+def _labelled(decision: dict[str, Any]) -> bool:
+    """Its performance figures were measured (its labels were due)."""
+    return not any(f["verdict"] == "pending" for f in decision.get("figures", []))
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, queues: Any,
+             endpoint: str,
              model: str, champion: Callable[[], str | None], serving_version: Callable[[], str | None],
              ended: Callable[[str], bool]) -> None:
     """Drift → retraining → the new version serves → its next window is ok."""
@@ -161,17 +171,23 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
     first_decision = latest(base, lambda d: started(d) == b_start) or {}
     expect(f"the drifted window of v{base} is a violation that asks for retraining",
            ok and first_decision.get("verdict") == "violation" and first_decision.get("action") == "retrain")
-    c_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait("the decision on the next window", lambda: latest(base, lambda d: started(d) >= c_start)
-                 is not None, 4 * WINDOW_SECONDS)
-    second = latest(base, lambda d: started(d) >= c_start) or {}
-    expect("a second violating window within the cooldown launches nothing",
-           ok and second.get("verdict") in ("cooldown", "run_in_flight") and not second.get("run"))
+    # A second check of the drifted window, within the cooldown: a decision, and no second run.
+    from shared.queues import COMMANDS_QUEUE, enqueue
+
+    enqueue(queues, COMMANDS_QUEUE, {"command": "check_drift", "model": model, "environment": "prod", "window": {
+        "start": _iso(b_start), "end": _iso(b_start + WINDOW_SECONDS)}})
+    ok = tl.wait("the second check of the drifted window",
+                 lambda: len([d for d in decisions(tables, endpoint) if started(d) == b_start]) >= 2, 30)
+    second = [d for d in decisions(tables, endpoint) if started(d) == b_start][-1]
+    expect("a second check of that window within the cooldown launches nothing",
+           ok and second.get("verdict") == "cooldown" and not second.get("run"))
     ok = tl.wait("the retrained version to serve", lambda: (serving_version() or base) != base
                  and ended(serving_version() or ""), 90)
     new = serving_version() or "?"
     expect(f"the retraining run registered v{new}, the webhook rolled it out and @Champion → v{new}",
            ok and champion() == new)
+    tl.wait("the retraining run's recorded outcome",
+            lambda: any((d.get("run") or {}).get("result") for d in decisions(tables, endpoint)), 30)
     launched = [d for d in decisions(tables, endpoint) if d.get("run")]
     expect("exactly one retraining run was launched, and it succeeded",
            len(launched) == 1 and (launched[0].get("run") or {}).get("result") == "SUCCESS")
@@ -179,7 +195,9 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
            bool(launched) and (launched[0].get("rollout") or {}).get("version") == new)
     traffic_window(True, "longer outer-zone (now v" + new + ")")
     d_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait(f"a decision on v{new}", lambda: latest(new, lambda d: started(d) >= d_start)
-                 is not None, 4 * WINDOW_SECONDS)
-    last = latest(new, lambda d: started(d) >= d_start) or {}
+    def judged(d: dict[str, Any]) -> bool:
+        return started(d) >= d_start and _labelled(d)
+
+    ok = tl.wait(f"a decision on v{new} with its labels", lambda: latest(new, judged) is not None, 4 * WINDOW_SECONDS)
+    last = latest(new, judged) or {}
     expect(f"against v{new}'s own baseline the next window is ok", ok and last.get("verdict") == "ok")

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from shared import commands
 from shared.commands import CommandRejected, Deploy, Reconcile, parse
 
 
@@ -60,3 +61,25 @@ def test_cloudevents_envelope():
 def test_invalid_messages_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(CommandRejected, match=reason):
         parse(raw, "m")
+
+
+def test_a_check_drift_window_is_stored_as_text_and_read_back():
+    """The record keeps the command as JSON: a window's datetimes are ISO text, parsed again on redrive."""
+    env = commands.parse(b'{"command": "check_drift", "model": "m", "environment": "prod", "window": '
+                         b'{"start": "2026-12-02T04:00:00Z", "end": "2026-12-02T05:00:00+00:00"}}', "m-1")
+    stored = env.command.model_dump(mode="json", exclude_none=True)
+    assert stored["window"] == {"start": "2026-12-02T04:00:00Z", "end": "2026-12-02T05:00:00Z"}
+    again = commands.stored(stored)
+    assert again.window.start.timestamp() == 1796184000 and again.window.end.timestamp() == 1796187600
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (b'{"command": "check_drift", "model": "m", "environment": "p", "window": {"start": "2026-12-02T05:00:00Z", '
+     b'"end": "2026-12-02T04:00:00Z"}}', "end must be after start"),
+    (b'{"command": "check_drift", "model": "m", "environment": "p", "window": {"start": "2026-12-02T04:00:00", '
+     b'"end": "2026-12-02T05:00:00Z"}}', "timezone"),
+    (b'{"command": "retrain", "model": "m", "environment": "p"}', "reason"),
+])
+def test_monitoring_commands_are_validated(body, problem):
+    with pytest.raises(commands.CommandRejected, match=problem):
+        commands.parse(body, "m-2")

@@ -72,7 +72,9 @@ def window_verdict(figures: Sequence[Figure]) -> str:
     if any(all(v == VIOLATION for v in vs) for vs in groups.values()):
         return VIOLATION
     if figures and all(f.verdict in (INSUFFICIENT, PENDING, MISSING) for f in figures):
-        return PENDING if any(f.verdict == PENDING for f in figures) else INSUFFICIENT
+        # Too few rows now stays too few once the labels are in: only a window waiting for
+        # nothing but its labels is pending.
+        return INSUFFICIENT if any(f.verdict == INSUFFICIENT for f in figures) else PENDING
     return OK
 
 
