@@ -192,3 +192,30 @@ def test_two_checks_of_one_window_at_once_act_once(plat, data, tables):
     assert len(acted) == 1, got
     assert all(d is None or d is acted[0] or d["verdict"] == decide.COOLDOWN for d in got), got
     assert store.state(tables, env.endpoint)["last_decision"] == acted[0]["id"]
+
+
+def test_the_figures_of_a_data_quality_monitor_are_judged_after_a_refresh_the_check_waits_for(plat, data, tables):
+    """lakehouse_monitor: the check requests a refresh, looks at it again on later passes (Pending),
+    then judges the monitor's CONSECUTIVE drift rows of the version's latest ended window."""
+    from databricks.sdk.service import dataquality as dq
+
+    w = WorkspaceClient(host=plat.workspace.url, token=WORKSPACE_TOKEN)
+    table = f"{data['schema']}.inference"
+    table_id = w.tables.get(table).table_id
+    schema_id = plat.workspace.data_quality.schema_id(data["schema"])
+    hourly = dq.AggregationGranularity.AGGREGATION_GRANULARITY_1_HOUR
+    log = dq.InferenceLogConfig(problem_type=dq.InferenceProblemType.INFERENCE_PROBLEM_TYPE_REGRESSION,
+                                timestamp_column="ts", granularities=[hourly], prediction_column="prediction",
+                                model_id_column="model_version")
+    w.data_quality.create_monitor(dq.Monitor(object_type="table", object_id=table_id, data_profiling_config=dq.
+                                             DataProfilingConfig(output_schema_id=schema_id, inference_log=log)))
+    monitor = f"          lakehouse_monitor: {{table: {table}, drift_type: CONSECUTIVE, refresh: true}}"
+    env = _env(data["schema"], extra=monitor, checks="""
+          - {metric: js, of: features, threshold: 0.2}
+          - {metric: ks, of: prediction, threshold: 0.2}""")
+    got = _pass(plat, tables, env, now=T0 + 3 * H + 10)
+    assert got is not None and got["window"] == {"start": T0 + 2 * H, "end": T0 + 3 * H}, got
+    assert got["verdict"] == decide.VIOLATION, got
+    names = {f["check"] for f in got["figures"]}
+    assert {"js(x)", "js(zone)", "ks(prediction)"} <= names, names
+    assert {f["rows"] for f in got["figures"]} == {400}, got  # version 2's rows only, never version 3's

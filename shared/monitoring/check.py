@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import statements as sql
@@ -334,7 +335,8 @@ def _lakehouse_windows(ctx: Context, version: str) -> list[dict[str, Any]] | Non
     since = ctx.serving_since(version) or ctx.now - 50 * ctx.m.window_seconds
     try:
         found = lakehouse.read_windows(ctx.w, ctx.warehouse_id, lm.table, model_id=version, drift_type=lm.drift_type,
-                                       since=since, cursor=ctx.cursor, deadline=ctx.deadline)
+                                       since=datetime.fromtimestamp(since, UTC), cursor=ctx.cursor,
+                                       deadline=ctx.deadline)
     except sql.StatementPending:
         ctx.pending.append("lakehouse")
         return None
@@ -344,7 +346,8 @@ def _lakehouse_windows(ctx: Context, version: str) -> list[dict[str, Any]] | Non
     names = {"prediction": log.prediction_column if log else "prediction",
              "label": (log.label_column if log else None) or "label"}
     m, out = ctx.m, []
-    for win in found[-m.decision.windows:]:
+    ended = [win for win in found if win.end.timestamp() <= ctx.now]  # a window still open is not judged
+    for win in ended[-m.decision.windows:]:
         start, end = win.start.timestamp(), win.end.timestamp()
         if store.window(ctx.tables, ctx.endpoint, version, start):
             continue
