@@ -173,3 +173,57 @@ def test_defaults_follow_the_model_kind():
     m = Monitoring(checks=[PSI])
     assert m.prediction_kind == "numeric" and m.window_seconds == 3600 and m.decision.min_rows == 100
     assert Monitoring(problem="classification", checks=[PSI]).prediction_kind == "categorical"
+
+
+def _deps(tmp_path, action: str, within: str = "1d"):
+    import json
+
+    from handlers.deps import Deps
+    from shared.queues.sqlite import SqliteQueueService
+    from shared.settings import Settings
+    from shared.tables.sqlite import SqliteTableService
+
+    policy = {"models": [{"name": "m", "environments": {"prod": {
+        "endpoint": "ep", "inference_table": {"catalog": "c", "schema": "s"},
+        "monitoring": {"checks": [{"metric": "rmse", "threshold": 5}],
+                       "labels": {"table": "c.s.l", "key": "k", "column": "y"},
+                       "decision": {"action": action, "rollback_within": within}}}}}]}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    db = str(tmp_path / "state.db")
+    settings = Settings.from_env({"REACTOR_STORAGE": f"sqlite:///{db}",
+                                  "REACTOR_POLICY_FILE": str(tmp_path / "policy.json")})
+    tables = SqliteTableService(db)
+    for rid, version, at in (("r1", "1", 1000.0), ("r2", "2", 5000.0)):
+        tables.insert("rollouts", "ep", rid, {"id": rid, "endpoint": "ep", "version": version, "status": "done",
+                                              "created_at": at, "finished_at": at + 10})
+    return Deps(settings, tables, SqliteQueueService(db), lambda: None, lambda: None, clock=lambda: 5000.0 + 3600)
+
+
+def _decide_and_act(deps):
+    from handlers import monitor
+
+    mp = deps.policy().model("m")
+    env = mp.environments["prod"]
+    row = {"id": "1796184000000-abcd1234", "version": "2", "reason": "rmse 9 > 5", "window": {"start": 0.0}}
+    return monitor._act(deps, mp, "prod", env, row)
+
+
+def test_a_rollback_decision_deploys_the_version_that_served_before(tmp_path):
+    from shared import journal
+
+    deps = _deps(tmp_path, "rollback")
+    assert _decide_and_act(deps) == "rolling back to version 1"
+    sent = [r for r in journal.list_records(deps.tables, "command") if r["command"]["command"] == "deploy"]
+    assert len(sent) == 1 and sent[0]["command"]["version"] == "1" and sent[0]["status"] == "accepted"
+    # The same decision acting again (a redelivery) sends nothing new: the command's key is the decision's.
+    _decide_and_act(deps)
+    assert len([r for r in journal.list_records(deps.tables, "command")
+                if r["command"]["command"] == "deploy"]) == 1
+
+
+def test_a_rollback_long_after_the_rollout_is_only_an_alert(tmp_path):
+    from shared import journal
+
+    deps = _deps(tmp_path, "rollback", within="30m")  # version 2 has served for an hour
+    assert _decide_and_act(deps) == "alert recorded"
+    assert not journal.list_records(deps.tables, "command")
