@@ -23,7 +23,7 @@ from typing import Any
 
 from shared import statements as sql
 from shared.monitoring import decide, performance, relations, store
-from shared.monitoring.policy import DRIFT_METRICS, HEALTH_METRICS, PERFORMANCE_METRICS, Check, Monitoring
+from shared.monitoring.policy import DRIFT_METRICS, HEALTH_METRICS, PERFORMANCE_METRICS, Check, Monitoring, seconds
 from shared.monitoring.relations import LabelJoin, Watched
 from shared.policy import Environment
 
@@ -86,12 +86,6 @@ class Context:
         rows = [dict(zip(names, row, strict=True)) for row in sql.rows(self.w, result)]
         done[key] = rows
         return rows
-
-
-@dataclass
-class Outcome:
-    text: str
-    decisions: list[dict[str, Any]] = field(default_factory=list)  # recorded; those with "act" want an action
 
 
 def watched(ctx: Context, version: str) -> list[Watched]:
@@ -203,7 +197,7 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
     checks = m.all_checks
     label_checks = any(c.metric in PERFORMANCE_METRICS or c.of == "label"
                        or (c.metric == "custom" and "{{label_col}}" in m.custom.get(c.name or "", "")) for c in checks)
-    labels_due = not label_checks or m.labels is None or end + _seconds(m.labels.delay) <= ctx.now
+    labels_due = not label_checks or m.labels is None or end + seconds(m.labels.delay) <= ctx.now
     current = relations.window(recs, version, start, end)
     cols = _drift_columns(columns, m)
     if baseline["kind"] == "table" and not m.baseline.prediction_column:
@@ -259,12 +253,6 @@ def _label_reference(ctx: Context, baseline: dict[str, Any], recs: str, version:
         return relations.baseline_table(b.table or "", [], b.version_column, version, None, b.label_column,
                                         m.prediction_kind)
     return relations.window(recs, version, baseline["start"], baseline["end"], _label_join(m))
-
-
-def _seconds(d: str) -> int:
-    from shared.monitoring.policy import seconds
-
-    return seconds(d)
 
 
 def _figures(ctx: Context, version: str, start: float, end: float, checks: list[Check], columns: list[Watched],
@@ -409,7 +397,7 @@ def check_version(ctx: Context, version: str, explicit: tuple[float, float] | No
         return None
     history = sorted(store.windows(ctx.tables, ctx.endpoint, version), key=lambda w: w["start"])
     last = store.state(ctx.tables, ctx.endpoint).get("last_action_at")
-    cooldown = _seconds(m.decision.cooldown)
+    cooldown = seconds(m.decision.cooldown)
     v = decide.decide([w["verdict"] for w in history], m.decision, now=ctx.now, last_action_at=last,
                       cooldown_seconds=cooldown)
     latest = history[-m.decision.windows:]
