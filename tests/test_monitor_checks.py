@@ -219,3 +219,34 @@ def test_the_figures_of_a_data_quality_monitor_are_judged_after_a_refresh_the_ch
     names = {f["check"] for f in got["figures"]}
     assert {"js(x)", "js(zone)", "ks(prediction)"} <= names, names
     assert {f["rows"] for f in got["figures"]} == {400}, got  # version 2's rows only, never version 3's
+
+
+def test_default_columns_are_the_model_signatures_inputs(plat, tmp_path):
+    """Without monitoring.columns: the MLmodel signature of the serving version, read from the
+    registry; strings (and columns named categorical in the policy) are categories."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from handlers import monitor
+    from handlers.deps import Deps
+    from local.taxi import train_and_register
+    from shared.settings import Settings
+
+    model = f"sig_{uuid.uuid4().hex[:6]}"
+    version = train_and_register(plat.mlflow.url, model_name=model, seed=1, n=200)
+    policy = {"models": [{"name": model, "environments": {"prod": {
+        "endpoint": f"ep-{uuid.uuid4().hex[:6]}", "inference_table": {"catalog": "c", "schema": "s"},
+        "monitoring": {"categorical": ["pickup_zone"], "decision": {"action": "alert"},
+                       "checks": [{"metric": "psi", "of": "features", "threshold": 0.2}]}}}}]}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    settings = Settings.from_env({"REACTOR_STORAGE": f"sqlite:///{tmp_path / 's.db'}",
+                                  "REACTOR_POLICY_FILE": str(tmp_path / "policy.json"),
+                                  "MLFLOW_REGISTRY_URI": plat.mlflow.url})
+    deps = Deps(settings, open_tables(settings.storage), None, lambda: None, lambda: MlflowClient(plat.mlflow.url))
+    got = monitor._signature_columns(deps, model)(version)
+    assert got == [Watched("trip_distance", "numeric"), Watched("passenger_count", "numeric"),
+                   Watched("pickup_hour", "numeric"), Watched("pickup_zone", "categorical"),
+                   Watched("dropoff_zone", "numeric")]
+    with pytest.raises(check.CheckFailed, match=r"monitoring\.columns"):
+        monitor._signature_columns(deps, model)("99")
