@@ -238,8 +238,9 @@ def _run(data_dir: Path, azure: str | None) -> int:
             expect("@Champion still → v2", champion() == "2")
             expect("v2 still answers queries", predicts())
             tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
-            run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, endpoint=ENDPOINT, model=MODEL,
-                     champion=champion, serving_version=serving_version, ended=lambda v: _ended(tables, v))
+            run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, host_url=host.url,
+                     endpoint=ENDPOINT, model=MODEL, champion=champion, serving_version=serving_version,
+                     ended=lambda v: _ended(tables, v))
             # Let the echo events (our own alias changes, a watcher tick) settle, then check the ledger.
             host.wait_idle(10)
             tl.poll()

@@ -143,7 +143,7 @@ def _iso(epoch: float) -> str:
 
 
 def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, queues: Any,
-             endpoint: str,
+             host_url: str, endpoint: str,
              model: str, champion: Callable[[], str | None], serving_version: Callable[[], str | None],
              ended: Callable[[str], bool]) -> None:
     """Drift → retraining → the new version serves → its next window is ok."""
@@ -201,3 +201,13 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
     ok = tl.wait(f"a decision on v{new} with its labels", lambda: latest(new, judged) is not None, 4 * WINDOW_SECONDS)
     last = latest(new, judged) or {}
     expect(f"against v{new}'s own baseline the next window is ok", ok and last.get("verdict") == "ok")
+    # What an operator reads: GET /api/monitor with a function key.
+    import requests
+
+    from local.stack import HOST_KEY
+
+    listed = requests.get(f"{host_url}/api/monitor", params={"endpoint": endpoint},
+                          headers={"x-functions-key": HOST_KEY}, timeout=10).json()["decisions"]
+    expect("GET /api/monitor lists every decision, newest first, with its figures",
+           [d["id"] for d in listed] == [d["id"] for d in reversed(decisions(tables, endpoint))]
+           and all("figures" in d for d in listed))

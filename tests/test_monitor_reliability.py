@@ -102,3 +102,21 @@ def test_a_failure_at_every_storage_write_and_enqueue_still_launches_exactly_one
             assert store.state(d.raw_tables, ENDPOINT).get("last_action_at") is not None
         except AssertionError as exc:
             raise AssertionError(f"fault at write {at} ({d.faults.fired}): {exc}") from exc
+
+
+def test_a_run_that_fails_is_recorded_with_its_reason(tmp_path, w):
+    from databricks.sdk.service.jobs import SparkPythonTask, Task
+
+    d, _ = _driver(tmp_path, w)
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nsys.exit('no labelled rows since the window began')\n")
+    job = int(w.jobs.create(name="broken", tasks=[Task(task_key="t", spark_python_task=SparkPythonTask(
+        python_file=str(script)))]).job_id)
+    policy = json.loads(Path(d.deps.settings.policy_file).read_text())
+    policy["models"][0]["environments"]["prod"]["retraining"] = {"job_id": job}
+    Path(d.deps.settings.policy_file).write_text(json.dumps(policy))
+    _retrain(d)
+    d.run(horizon=10**6)
+    rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
+    assert rec["status"] == "failed", rec
+    assert "FAILED" in rec["outcome"][0] and "no labelled rows" in rec["outcome"][0], rec
