@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.drift.sqltext import REFERENCE, as_double, as_string, finite, name, records
+from shared.drift.sqltext import REFERENCE, as_double, as_string, finite, records
+from shared.statements import literal
 
 TOP_CATEGORIES = 50
 CATEGORY_BYTES = 32 * 1024
@@ -137,7 +138,7 @@ def _numeric_profile(column: str, reference: str) -> str:
     x = as_double(column)
     quantiles = ", ".join(f"percentile_cont({q}) WITHIN GROUP (ORDER BY y) AS {a}" for q, a in zip(QUANTILES, _Q,
                                                                                                    strict=True))
-    return (f"SELECT {name(column)} AS column_name, 'numeric' AS part, CAST(NULL AS STRING) AS key, "
+    return (f"SELECT {literal(column)} AS column_name, 'numeric' AS part, CAST(NULL AS STRING) AS key, "
             f"count(y) AS n, count(*) - count(y) AS missing, stddev_pop(y) AS std, min(y) AS lo, max(y) AS hi, "
             f"{quantiles} "
             f"FROM (SELECT CASE WHEN {finite(x)} THEN {x} END AS y FROM {reference} AS {REFERENCE}) AS v")
@@ -147,7 +148,7 @@ def _category_profile(column: str, reference: str, top: int) -> str:
     nulls = ", ".join(f"CAST(NULL AS DOUBLE) AS {a}" for a in ("std", "lo", "hi", *_Q))
     top = int(top)
     values = f"SELECT {as_string(column)} AS v FROM {reference} AS {REFERENCE}"
-    return (f"SELECT {name(column)} AS column_name, part, key, SUM(cnt) AS n, CAST(NULL AS BIGINT) AS missing, "
+    return (f"SELECT {literal(column)} AS column_name, part, key, SUM(cnt) AS n, CAST(NULL AS BIGINT) AS missing, "
             f"{nulls} FROM ("
             f"SELECT CASE WHEN v IS NULL THEN 'missing' WHEN rk <= {top} THEN 'category' ELSE 'other' END AS part, "
             f"CASE WHEN v IS NOT NULL AND rk <= {top} THEN v END AS key, cnt FROM ("

@@ -52,7 +52,8 @@ from typing import Any, Literal
 from shared.drift.baseline import Baseline, CategoricalBaseline, Column, NumericBaseline
 from shared.drift.distances import chi2_contingency, js_distance, psi
 from shared.drift.pvalues import ks_pvalue
-from shared.drift.sqltext import CURRENT, REFERENCE, as_double, as_string, double, finite, name, records, strings
+from shared.drift.sqltext import CURRENT, REFERENCE, as_double, as_string, double, finite, records, strings
+from shared.statements import literal
 
 DRIFT_COLUMNS = ("column_name", "part", "key", "ref_value", "cur_value", "ks_d", "w1")
 MIN_STD = 0.001  # Evidently's floor under the reference std in the normalised W1
@@ -106,7 +107,7 @@ def _numeric_part(column: str, b: NumericBaseline, reference: str, current: str)
     sides = _sides(as_double(column), reference, current)
     # NULLIF: an empty side gives NULL CDFs, not a division by zero (an error under ANSI mode).
     return (
-        f"SELECT {name(column)} AS column_name, part, key, SUM(r) AS ref_value, SUM(1 - r) AS cur_value, "
+        f"SELECT {literal(column)} AS column_name, part, key, SUM(r) AS ref_value, SUM(1 - r) AS cur_value, "
         f"MAX(ABS(f - g)) AS ks_d, SUM(ABS(f - g) * dx) AS w1 FROM ("
         f"SELECT CASE WHEN ok = 1 THEN 'bin' ELSE 'missing' END AS part, "
         f"CASE WHEN ok = 1 THEN CAST({bin_of} AS STRING) END AS key, r, "
@@ -121,7 +122,7 @@ def _category_part(column: str, b: CategoricalBaseline, reference: str, current:
     frozen = f"x IN ({strings(b.categories)})" if b.categories else "FALSE"
     sides = _sides(as_string(column), reference, current)
     return (
-        f"SELECT {name(column)} AS column_name, part, key, SUM(cr) AS ref_value, SUM(cc) AS cur_value, "
+        f"SELECT {literal(column)} AS column_name, part, key, SUM(cr) AS ref_value, SUM(cc) AS cur_value, "
         f"CAST(NULL AS DOUBLE) AS ks_d, CAST(NULL AS DOUBLE) AS w1 FROM ("
         f"SELECT CASE WHEN x IS NULL THEN 'missing' WHEN {frozen} THEN 'category' ELSE 'other' END AS part, "
         f"CASE WHEN {frozen} THEN x END AS key, cr, cc FROM ("

@@ -37,11 +37,6 @@ def finite(expr: str) -> str:
     return f"abs({expr}) <= {MAX_DOUBLE}"
 
 
-def name(column: str) -> str:
-    """The column's name as a STRING literal (the ``column_name`` of every result row)."""
-    return literal(column)
-
-
 def strings(values: Iterable[str]) -> str:
     return ", ".join(literal(v) for v in values)
 
