@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.drift.sqltext import REFERENCE, as_double, as_string, finite, records
+from shared.drift.sqltext import REFERENCE, as_double, as_string, by_column, finite
 from shared.statements import literal
 
 TOP_CATEGORIES = 50
@@ -161,14 +161,12 @@ def _category_profile(column: str, reference: str, top: int) -> str:
 def freeze(rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Sequence[Column],
            category_bytes: int = CATEGORY_BYTES) -> Baseline:
     """The frozen baseline from ``baseline_sql``'s rows (module docstring)."""
-    by_column: dict[str, list[Mapping[str, Any]]] = {}
-    for row in records(rows, BASELINE_COLUMNS):
-        by_column.setdefault(str(row["column_name"]), []).append(row)
+    found_rows = by_column(rows, BASELINE_COLUMNS)
     n_categorical = sum(1 for c in columns if c.kind == "categorical")
     budget = category_bytes // max(1, n_categorical)
     out: dict[str, NumericBaseline | CategoricalBaseline] = {}
     for c in columns:
-        found = by_column.get(c.name, [])
+        found = found_rows.get(c.name, [])
         out[c.name] = _numeric(found) if c.kind == "numeric" else _categorical(found, budget)
     return Baseline(out)
 

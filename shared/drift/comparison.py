@@ -46,13 +46,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from shared.drift.baseline import Baseline, CategoricalBaseline, Column, NumericBaseline
 from shared.drift.distances import chi2_contingency, js_distance, psi
 from shared.drift.pvalues import ks_pvalue
-from shared.drift.sqltext import CURRENT, REFERENCE, as_double, as_string, double, finite, records, strings
+from shared.drift.sqltext import CURRENT, REFERENCE, as_double, as_string, by_column, double, finite, strings
 from shared.statements import literal
 
 DRIFT_COLUMNS = ("column_name", "part", "key", "ref_value", "cur_value", "ks_d", "w1")
@@ -134,10 +134,8 @@ def _category_part(column: str, b: CategoricalBaseline, reference: str, current:
 def drift_metrics(rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Sequence[Column],
                   baseline: Baseline) -> dict[str, ColumnDrift]:
     """Metrics per column from ``drift_sql``'s rows (module docstring)."""
-    by_column: dict[str, list[Mapping[str, Any]]] = {}
-    for row in records(rows, DRIFT_COLUMNS):
-        by_column.setdefault(str(row["column_name"]), []).append(row)
-    return {c.name: _column(c, baseline.column(c), by_column.get(c.name, [])) for c in columns}
+    found = by_column(rows, DRIFT_COLUMNS)
+    return {c.name: _column(c, baseline.column(c), found.get(c.name, [])) for c in columns}
 
 
 def _count(value: Any) -> int:
@@ -182,7 +180,7 @@ def _column(c: Column, b: NumericBaseline | CategoricalBaseline, rows: list[Mapp
         d = max(ks_parts, default=0.0)
         w1 = math.fsum(w1_parts)
         norm = None if b.std is None else w1 / max(b.std, MIN_STD)
-        return ColumnDrift(c.kind, n_ref, n_cur, nulls[0], nulls[1], ks_d=d, ks_p=ks_pvalue(d, n_ref, n_cur),
-                           wasserstein=w1, wasserstein_norm=norm, **common)
+        return replace(out, ks_d=d, ks_p=ks_pvalue(d, n_ref, n_cur), wasserstein=w1, wasserstein_norm=norm,
+                       **common)
     stat, p, _ = chi2_contingency(ref, cur)
-    return ColumnDrift(c.kind, n_ref, n_cur, nulls[0], nulls[1], chi2=stat, chi2_p=p, **common)
+    return replace(out, chi2=stat, chi2_p=p, **common)

@@ -38,9 +38,14 @@ def _proportions(counts: Sequence[float]) -> list[float]:
     return [c / total for c in counts]
 
 
+def _nonempty(ref: Sequence[float], cur: Sequence[float]) -> list[tuple[float, float]]:
+    """The (reference, current) count pairs of the bins non-empty on at least one side."""
+    return [(r, c) for r, c in zip(ref, cur, strict=True) if r > 0 or c > 0]
+
+
 def psi(ref: Sequence[float], cur: Sequence[float]) -> float:
     """Population stability index of two count vectors (zero rule in the module docstring)."""
-    kept = [(r, c) for r, c in zip(ref, cur, strict=True) if r > 0 or c > 0]
+    kept = _nonempty(ref, cur)
     r = _proportions([r for r, _ in kept])
     c = _proportions([c for _, c in kept])
     r = _proportions([x if x > 0 else PSI_EPSILON for x in r])
@@ -64,7 +69,7 @@ def js_distance(ref: Sequence[float], cur: Sequence[float]) -> float:
 
 def chi2_contingency(ref: Sequence[float], cur: Sequence[float]) -> tuple[float, float, int]:
     """(statistic, p-value, dof) of the 2xk contingency test of two count vectors."""
-    kept = [(r, c) for r, c in zip(ref, cur, strict=True) if r > 0 or c > 0]
+    kept = _nonempty(ref, cur)
     n_ref, n_cur = math.fsum(r for r, _ in kept), math.fsum(c for _, c in kept)
     if n_ref <= 0 or n_cur <= 0:
         raise ValueError("the contingency test needs counts on both sides")

@@ -53,3 +53,12 @@ def records(rows: Iterable[Mapping[str, Any] | Sequence[Any]], names: Sequence[s
                 raise ValueError(f"a drift result row has {len(row)} values, expected {len(names)} ({names})")
             out.append(dict(zip(names, row, strict=True)))
     return out
+
+
+def by_column(rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+              names: Sequence[str]) -> dict[str, list[Mapping[str, Any]]]:
+    """``records(rows, names)`` grouped by their ``column_name``."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for row in records(rows, names):
+        out.setdefault(str(row["column_name"]), []).append(row)
+    return out
