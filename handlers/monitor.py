@@ -80,8 +80,13 @@ def _environment(deps: Deps, model: str, environment: str) -> tuple[ModelPolicy,
     return mp, env
 
 
+def _done(deps: Deps, endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's rollouts that ended with their version serving, oldest first."""
+    return [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+
+
 def _serving_since(deps: Deps, endpoint: str) -> Any:
-    done = [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+    done = _done(deps, endpoint)
 
     def since(version: str) -> float | None:
         ends = [r.get("finished_at") or r.get("updated_at") for r in done if r.get("version") == version]
@@ -90,7 +95,7 @@ def _serving_since(deps: Deps, endpoint: str) -> Any:
     return since
 
 
-def _signature_columns(deps: Deps, model: str) -> Any:
+def _signature_columns(deps: Deps, model: str, categorical: set[str]) -> Any:
     """The model signature's inputs (MLmodel ``signature.inputs``): strings and booleans are
     categorical, numbers numeric (name a column in ``monitoring.categorical`` to compare IDs as
     categories)."""
@@ -110,16 +115,11 @@ def _signature_columns(deps: Deps, model: str) -> Any:
                                      "list the watched columns in monitoring.columns") from exc
         if sig is None or sig.inputs is None:
             raise checks.CheckFailed(f"{model} version {version} has no signature: set monitoring.columns")
-        env_cats: set[str] = set()
-        for mp in deps.policy().models:
-            for e in mp.environments.values():
-                if mp.name == model and e.monitoring:
-                    env_cats |= set(e.monitoring.categorical)
         out = []
         for spec in sig.inputs.to_dict():
             name, typ = spec.get("name"), str(spec.get("type"))
             if name:
-                out.append(Watched(name, "categorical" if typ in ("string", "boolean") or name in env_cats
+                out.append(Watched(name, "categorical" if typ in ("string", "boolean") or name in categorical
                                    else "numeric"))
         return out
 
@@ -142,7 +142,8 @@ def check_drift(deps: Deps, key: str, rec: dict[str, Any], cmd: CheckDrift) -> t
     ctx = checks.Context(w=w, warehouse_id=deps.settings.warehouse_id, tables=deps.tables, model=mp.name,
                          environment=cmd.environment, env=env, cursor=cursor, now=deps.clock(),
                          deadline=time.monotonic() + _STEP_BUDGET_SECONDS,
-                         columns_of=_signature_columns(deps, mp.name), serving_since=_serving_since(deps, env.endpoint))
+                         columns_of=_signature_columns(deps, mp.name, set(env.monitoring.categorical)),
+                         serving_since=_serving_since(deps, env.endpoint))
     explicit = (cmd.window.start.timestamp(), cmd.window.end.timestamp()) if cmd.window else None
     outcome: list[str] = []
     pending = False
@@ -212,7 +213,7 @@ def _act(deps: Deps, mp: ModelPolicy, environment: str, env: Environment, decisi
 
 def _previous_version(deps: Deps, endpoint: str, version: str, within: float, now: float) -> str | None:
     """The version that served before ``version``, if ``version`` began serving within ``within``."""
-    done = [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+    done = _done(deps, endpoint)
     mine = [r for r in done if r.get("version") == version]
     if not mine or now - float(mine[-1].get("finished_at") or 0) > within:
         return None

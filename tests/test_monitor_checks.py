@@ -244,9 +244,9 @@ def test_default_columns_are_the_model_signatures_inputs(plat, tmp_path):
                                   "REACTOR_POLICY_FILE": str(tmp_path / "policy.json"),
                                   "MLFLOW_REGISTRY_URI": plat.mlflow.url})
     deps = Deps(settings, open_tables(settings.storage), None, lambda: None, lambda: MlflowClient(plat.mlflow.url))
-    got = monitor._signature_columns(deps, model)(version)
+    got = monitor._signature_columns(deps, model, {"pickup_zone"})(version)
     assert got == [Watched("trip_distance", "numeric"), Watched("passenger_count", "numeric"),
                    Watched("pickup_hour", "numeric"), Watched("pickup_zone", "categorical"),
                    Watched("dropoff_zone", "numeric")]
     with pytest.raises(check.CheckFailed, match=r"monitoring\.columns"):
-        monitor._signature_columns(deps, model)("99")
+        monitor._signature_columns(deps, model, set())("99")

@@ -23,7 +23,15 @@ from typing import Any
 
 from shared import statements as sql
 from shared.monitoring import decide, performance, relations, store
-from shared.monitoring.policy import DRIFT_METRICS, HEALTH_METRICS, PERFORMANCE_METRICS, Check, Monitoring, seconds
+from shared.monitoring.policy import (
+    DRIFT_METRICS,
+    HEALTH_METRICS,
+    LABEL_PLACEHOLDER,
+    PERFORMANCE_METRICS,
+    Check,
+    Monitoring,
+    seconds,
+)
 from shared.monitoring.relations import LabelJoin, Watched
 from shared.policy import Environment
 
@@ -109,9 +117,13 @@ def records(ctx: Context, columns: list[Watched]) -> str:
 
 
 def _drift_columns(columns: list[Watched], m: Monitoring) -> list[Any]:
+    """The watched columns and the prediction, unless the baseline table has no prediction."""
     from shared.drift import Column
 
-    return [Column(c.name, c.kind) for c in columns] + [Column(PREDICTION, m.prediction_kind)]
+    cols = [Column(c.name, c.kind) for c in columns]
+    if m.baseline.table is None or m.baseline.prediction_column:
+        cols.append(Column(PREDICTION, m.prediction_kind))
+    return cols
 
 
 def _label_join(m: Monitoring) -> LabelJoin | None:
@@ -120,21 +132,17 @@ def _label_join(m: Monitoring) -> LabelJoin | None:
     return LabelJoin(m.labels.table, m.labels.key, m.labels.column, m.prediction_kind)
 
 
-def ensure_baseline(ctx: Context, version: str, columns: list[Watched], recs: str) -> dict[str, Any] | None:
-    """The version's frozen baseline, freezing it now if it can be; None while it cannot yet."""
+def freeze_baseline(ctx: Context, version: str, columns: list[Watched], recs: str) -> dict[str, Any] | None:
+    """Freeze the version's baseline now if it can be (the one stored first wins); None while it
+    cannot yet."""
     from shared import drift
 
-    found = store.baseline(ctx.tables, ctx.endpoint, version)
-    if found is not None:
-        return found
     m = ctx.m
     cols = _drift_columns(columns, m)
     if m.baseline.table is not None:
         b = m.baseline
         reference = relations.baseline_table(b.table, columns, b.version_column, version, b.prediction_column,
                                              b.label_column, m.prediction_kind)
-        if not b.prediction_column:
-            cols = cols[:-1]
         info: dict[str, Any] = {"kind": "table", "table": b.table, "reference": reference}
     else:
         W = m.window_seconds
@@ -195,13 +203,10 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
 
     m, min_rows = ctx.m, ctx.m.decision.min_rows
     checks = m.all_checks
-    label_checks = any(c.metric in PERFORMANCE_METRICS or c.of == "label"
-                       or (c.metric == "custom" and "{{label_col}}" in m.custom.get(c.name or "", "")) for c in checks)
+    label_checks = any(m.uses_labels(c) for c in checks)
     labels_due = not label_checks or m.labels is None or end + seconds(m.labels.delay) <= ctx.now
     current = relations.window(recs, version, start, end)
     cols = _drift_columns(columns, m)
-    if baseline["kind"] == "table" and not m.baseline.prediction_column:
-        cols = cols[:-1]
     frozen = drift.Baseline.from_dict(baseline["frozen"])
     tag = f"{version}:{int(start)}"
     results: dict[str, Any] = {}
@@ -228,8 +233,8 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
                 results["label"] = None if lrows is None else drift.drift_metrics(lrows, label_col, lf)
             else:
                 results["label"] = None
-    custom = {n: s for n, s in m.custom.items() if "{{label_col}}" not in s}
-    labelled_custom = {n: s for n, s in m.custom.items() if "{{label_col}}" in s}
+    custom = {n: s for n, s in m.custom.items() if LABEL_PLACEHOLDER not in s}
+    labelled_custom = {n: s for n, s in m.custom.items() if LABEL_PLACEHOLDER in s}
     rows = ctx.run(f"{tag}:agg", performance.aggregates_sql(current, custom))
     results["agg"] = rows[0] if rows is not None else None
     if labelled_custom and labelled and needs_labels:
@@ -282,7 +287,7 @@ def _figures(ctx: Context, version: str, start: float, end: float, checks: list[
         elif c.metric in PERFORMANCE_METRICS:
             add(c, c.label, perf.get(c.metric), n_labelled, pending=not labels_due)
         elif c.metric == "custom":
-            needs = "{{label_col}}" in ctx.m.custom[c.name or ""]
+            needs = ctx.m.uses_labels(c)
             src = (results.get("lagg") or {}) if needs else agg
             value = src.get(f"custom_{c.name}")
             add(c, c.label, None if value is None else float(value), int(src.get("n") or 0),
@@ -374,9 +379,11 @@ def check_version(ctx: Context, version: str, explicit: tuple[float, float] | No
         for win in judged:
             store.save_window(ctx.tables, ctx.endpoint, version, win["start"], win)
     else:
-        columns = watched(ctx, version)
+        # The watched columns are frozen with the baseline: the signature is read once per version.
+        baseline = store.baseline(ctx.tables, ctx.endpoint, version)
+        columns = [Watched(n, k) for n, k in baseline["columns"]] if baseline else watched(ctx, version)
         recs = records(ctx, columns)
-        baseline = ensure_baseline(ctx, version, columns, recs)
+        baseline = baseline or freeze_baseline(ctx, version, columns, recs)
         if baseline is None:
             if ctx.pending:
                 raise Pending(", ".join(ctx.pending))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.monitoring.policy import LABEL_PLACEHOLDER
 from shared.statements import quote_ident
 
 
 def expand(template: str) -> str:
-    return template.replace("{{prediction_col}}", "__prediction").replace("{{label_col}}", "__label")
+    return template.replace("{{prediction_col}}", "__prediction").replace(LABEL_PLACEHOLDER, "__label")
 
 
 def aggregates_sql(relation: str, custom: dict[str, str]) -> str:

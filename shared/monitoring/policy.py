@@ -32,6 +32,7 @@ PERFORMANCE_METRICS = ("rmse", "mae", "f1", "accuracy", "precision", "recall")
 HEALTH_METRICS = ("error_rate", "p95_latency_ms", "request_count")
 # Which way is bad, unless a check says otherwise: a distance or an error that grows, a score
 # that falls. chi2 is judged on its p-value, so a small value is the violation.
+LABEL_PLACEHOLDER = "{{label_col}}"
 _BAD_BELOW = {"f1", "accuracy", "precision", "recall", "request_count", "chi2"}
 
 
@@ -212,8 +213,7 @@ class Monitoring(_Strict):
         checks = self.all_checks
         if not checks:
             raise ValueError("no checks: list some, or use preset: databricks")
-        needs_labels = [c.label for c in checks if c.metric in PERFORMANCE_METRICS or c.of == "label"
-                        or (c.metric == "custom" and "{{label_col}}" in self.custom.get(c.name or "", ""))]
+        needs_labels = [c.label for c in checks if self.uses_labels(c)]
         if needs_labels and self.labels is None:
             raise ValueError(f"{', '.join(needs_labels)} need labels: add labels (table, key, column)")
         missing = sorted({c.name for c in checks if c.metric == "custom" and c.name not in self.custom})
@@ -228,6 +228,11 @@ class Monitoring(_Strict):
             raise ValueError("with lakehouse_monitor, checks read the monitor's tables: custom and health metrics "
                              "are not among them")
         return self
+
+    def uses_labels(self, check: Check) -> bool:
+        """Measured on labelled rows only: performance, label drift, a custom metric of the label."""
+        return (check.metric in PERFORMANCE_METRICS or check.of == "label"
+                or (check.metric == "custom" and LABEL_PLACEHOLDER in self.custom.get(check.name or "", "")))
 
     @property
     def all_checks(self) -> list[Check]:
