@@ -57,6 +57,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.drift_methods import peak_rss_mib
 from bench.report import emit
 from local.workspace.catalog import UnityCatalog
 from shared.settings import APP_ROOT
@@ -168,10 +169,7 @@ class Warehouse:
             raise RuntimeError(f"the local workspace did not start: {self.url!r}")
 
     def peak_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-        raise RuntimeError("no VmHWM")
+        return peak_rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -207,7 +205,7 @@ def fmt(v: float | None, digits: int = 4) -> str:
         return "n/a"
     if v == 0:
         return "0"  # underflow: below the smallest double
-    if v != 0 and abs(v) < 10 ** -digits:
+    if abs(v) < 10 ** -digits:
         return f"{v:.1e}"
     return f"{v:.{digits}f}"
 

@@ -28,14 +28,15 @@ import time
 from typing import Any
 
 
-def _rss_mib() -> float:
-    """Peak resident memory of this process: VmHWM, which starts afresh at exec (ru_maxrss would
-    carry the parent's resident size at fork over, getrusage(2) "preserved across execve")."""
-    with open("/proc/self/status") as f:
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """Peak resident memory of a process (this one by default): VmHWM, which starts afresh at exec
+    (ru_maxrss would carry the parent's resident size at fork over, getrusage(2) "preserved across
+    execve")."""
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
 
 
 def _cpu_s() -> float:
@@ -53,7 +54,7 @@ def app(args: dict[str, Any]) -> dict[str, Any]:
 
     from shared import drift, statements
 
-    imported = _rss_mib()
+    imported = peak_rss_mib()
     w = WorkspaceClient(host=args["host"], token=args["token"])
     cols = [drift.Column(n, "numeric") for n in args["numeric"]] + \
         [drift.Column(n, "categorical") for n in args["categorical"]]
@@ -86,7 +87,7 @@ def evidently(args: dict[str, Any]) -> dict[str, Any]:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    imported = _rss_mib()
+    imported = peak_rss_mib()
     t0 = time.perf_counter()
     ref, cur = pd.read_parquet(args["reference"]), pd.read_parquet(args["current"])
     t1 = time.perf_counter()
@@ -110,7 +111,7 @@ def scipy_exact(args: dict[str, Any]) -> dict[str, Any]:
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    imported = _rss_mib()
+    imported = peak_rss_mib()
     t0 = time.perf_counter()
     ref, cur = pd.read_parquet(args["reference"]), pd.read_parquet(args["current"])
     t1 = time.perf_counter()
@@ -138,5 +139,5 @@ METHODS = {"app": app, "evidently": evidently, "scipy": scipy_exact}
 
 if __name__ == "__main__":
     out = METHODS[sys.argv[1]](json.loads(sys.argv[2]))
-    out |= {"rss_peak_mib": _rss_mib(), "cpu_s": _cpu_s()}
+    out |= {"rss_peak_mib": peak_rss_mib(), "cpu_s": _cpu_s()}
     print(json.dumps(out))
