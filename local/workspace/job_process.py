@@ -109,12 +109,17 @@ def child_environment(base: Mapping[str, str], *, host: str, token: str, registr
     return env
 
 
+def log_files(log_dir: Path) -> tuple[Path, Path]:
+    """Where a task's stdout and stderr go: ``log_dir/stdout.log``, ``log_dir/stderr.log``."""
+    return log_dir / "stdout.log", log_dir / "stderr.log"
+
+
 class TaskProcess:
-    """A started task process, its output in ``log_dir/stdout.log`` and ``log_dir/stderr.log``."""
+    """A started task process, its output in ``log_files(log_dir)``."""
 
     def __init__(self, script: Path, arguments: Sequence[str], env: Mapping[str, str], cwd: Path, log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.stdout_path, self.stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
+        self.stdout_path, self.stderr_path = log_files(log_dir)
         try:
             with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
                 self._proc = subprocess.Popen(

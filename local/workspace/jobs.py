@@ -77,7 +77,17 @@ from typing import Any
 from databricks.sdk.service import jobs as sdk
 
 from .errors import invalid_parameter
-from .job_process import CannotStart, TaskProcess, child_environment, logs, reference_values, resolve, script_path, tail
+from .job_process import (
+    CannotStart,
+    TaskProcess,
+    child_environment,
+    log_files,
+    logs,
+    reference_values,
+    resolve,
+    script_path,
+    tail,
+)
 from .web import Request, Response, Router
 
 log = logging.getLogger("local.workspace.jobs")
@@ -395,7 +405,7 @@ class JobsService:
                 out["error_trace"] = task.error_trace
             log_dir = Path(task.log_dir) if task.log_dir else None
         if log_dir is not None:
-            text, truncated = logs([log_dir / "stdout.log", log_dir / "stderr.log"], LOG_BYTES)
+            text, truncated = logs(log_files(log_dir), LOG_BYTES)
             out.update(logs=text, logs_truncated=truncated)
         return Response(body=out)
 
@@ -647,7 +657,7 @@ class JobsService:
             with self._lock:
                 self._end_task(task, TERMINATED, "SUCCESS", "", "SUCCESS", "SUCCESS")
             return
-        stderr = Path(task.log_dir or ".") / "stderr.log"
+        stderr = proc.stderr_path
         message = tail(stderr, MESSAGE_CHARS) or f"The Python process exited with code {code}."
         with self._lock:
             task.error, task.error_trace = message, tail(stderr, TRACE_CHARS) or None
