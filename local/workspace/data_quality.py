@@ -365,9 +365,7 @@ class DataQualityService:
             rec = self._monitor(object_type, object_id)
             rec.deleted = True
             for r in rec.refreshes:
-                if r.state == PENDING:
-                    r.state, r.end_time_ms = CANCELED, now
-                r.cancel.set()
+                _cancel(r, now)
             del self._monitors[object_id]
         return Response(body={})
 
@@ -411,9 +409,7 @@ class DataQualityService:
     def cancel_refresh(self, req: Request, object_type: str, object_id: str, refresh_id: str) -> Response:
         with self._lock:
             r = self._refresh(object_type, object_id, refresh_id)
-            if r.state == PENDING:
-                r.state, r.end_time_ms = CANCELED, _now_ms()
-            r.cancel.set()
+            _cancel(r, _now_ms())
             return Response(body={"refresh": r.render()})
 
     def _queue(self, rec: MonitorRecord) -> RefreshRecord:
@@ -494,6 +490,13 @@ class DataQualityService:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _cancel(r: RefreshRecord, now_ms: int) -> None:
+    """Cancel a refresh: a PENDING one ends CANCELED now; a RUNNING one stops at its next check."""
+    if r.state == PENDING:
+        r.state, r.end_time_ms = CANCELED, now_ms
+    r.cancel.set()
 
 
 def _get_path(obj: Any, parts: list[str]) -> Any:

@@ -488,7 +488,7 @@ class JobsService:
     def _admit(self, run: JobRun) -> None:
         """Start the new run, queue it, or skip it (reference §3.3)."""
         limit = int(run.settings.get("max_concurrent_runs", 1))
-        active = sum(1 for r in self._runs.values() if r.job_id == run.job_id and r.state in ACTIVE and r is not run)
+        active = self._holding(run.job_id, but=run)
         waiting = any(r.job_id == run.job_id and r.state == QUEUED and r is not run for r in self._runs.values())
         if limit > 0 and active < limit and not (waiting and run.queue_enabled):
             self._dispatch(run)
@@ -501,6 +501,10 @@ class JobsService:
             message = f"Skipping this run because the limit of {limit} maximum concurrent runs has been reached."
             self._end(run, SKIPPED, "MAXIMUM_CONCURRENT_RUNS_REACHED", message, "MAX_CONCURRENT_RUNS_EXCEEDED",
                       "CLIENT_ERROR")
+
+    def _holding(self, job_id: int, but: JobRun | None = None) -> int:
+        """How many runs of the job hold a slot of its max_concurrent_runs (``but`` not counted)."""
+        return sum(1 for r in self._runs.values() if r.job_id == job_id and r.state in ACTIVE and r is not but)
 
     def _dispatch(self, run: JobRun) -> None:
         run.state, run.queue_reason, run.dispatched = PENDING, None, now_ms()
@@ -521,8 +525,7 @@ class JobsService:
                         key=lambda r: r.run_id)
         for run in queued:
             limit = int(run.settings.get("max_concurrent_runs", 1))
-            active = sum(1 for r in self._runs.values() if r.job_id == job_id and r.state in ACTIVE)
-            if active >= limit:
+            if self._holding(job_id) >= limit:
                 return
             self._dispatch(run)
 
