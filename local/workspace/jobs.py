@@ -838,17 +838,17 @@ def _check_tasks(tasks: list[dict[str, Any]]) -> None:
 
 def _ordered(items: Iterable[Any], key: Callable[[Any], str] = lambda t: t.task_key,
              deps: Callable[[Any], list[str]] | None = None) -> list[Any]:
-    """Items in dependency order (upstream first), keeping the given order otherwise."""
+    """Items (unique keys) in dependency order (upstream first), keeping the given order otherwise; a
+    dependency that is not among the items does not hold an item back."""
     deps = deps or (lambda t: [d.get("task_key") for d in t.task.get("depends_on") or []])
-    pending, done, order = list(items), set(), []
+    pending, order = list(items), []
     while pending:
-        ready = [i for i in pending if all(d in done or d not in {key(p) for p in pending} | done for d in deps(i))]
+        waiting = {key(p) for p in pending}
+        ready = [i for i in pending if waiting.isdisjoint(deps(i))]
         if not ready:
             raise ValueError(f"The task dependencies form a cycle: {', '.join(key(i) for i in pending)}.")
-        for item in ready:
-            order.append(item)
-            done.add(key(item))
-            pending.remove(item)
+        order.extend(ready)
+        pending = [i for i in pending if i not in ready]
     return order
 
 
