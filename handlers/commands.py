@@ -137,9 +137,7 @@ def _stepwise(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures | 
         if status == "wait":
             status = "failed"
             outcome = [*outcome, f"gave up waiting after {limit:.0f} s"]
-        journal.update(deps.tables, "command", key, status, outcome=outcome,
-                       **{k: None for k in fields if k in ("cursors", "cursor")},
-                       **{k: v for k, v in fields.items() if k not in ("cursors", "cursor")})
+        journal.update(deps.tables, "command", key, status, outcome=outcome, **fields)
         _close_event(deps, cmd.event, "done", "; ".join(outcome))
     step(f"command.{status}", id=key, outcome=outcome)
 

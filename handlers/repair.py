@@ -13,8 +13,9 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
   ``REPAIR_GRACE_SECONDS`` overdue (``due_at``), or when it was handed the lease and never
   started; the step's sequence number makes a late original harmless.
 
-Then retention: finished records older than ``RECORD_RETENTION_DAYS`` and finished rollouts
-older than ``ROLLOUT_RETENTION_DAYS`` are deleted, a bounded number per tick, at most hourly.
+Then retention: finished records, monitor decisions and judged windows older than
+``RECORD_RETENTION_DAYS`` and finished rollouts older than ``ROLLOUT_RETENTION_DAYS`` are deleted,
+a bounded number per tick, at most hourly.
 With the sweep every 30 s, claims of 45 s and a grace of 30 s, everything accepted reaches
 a terminal state within about 2 minutes of a restart (tests/test_crash_recovery.py).
 """
@@ -32,6 +33,7 @@ from handlers.webhook import CLAIM_SECONDS, reconcile_for
 from shared import journal, rollouts
 from shared.events import RegistryEvent
 from shared.log import correlated, step
+from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, enqueue
 
 STATE = "watermarks"
@@ -123,5 +125,7 @@ def _retention(deps: Deps, now: float) -> int:
                                           limit=_RETENTION_BATCH) for kind in journal.KINDS)
     deleted += sum(rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
                                             limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
+    deleted += sum(monitor_store.delete_older(deps.tables, endpoint, older_than=now - s.record_retention_days * 86400,
+                                              limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
     deps.tables.upsert(STATE, "repair", "retention", {"at": now, "deleted": deleted})
     return deleted

@@ -227,3 +227,21 @@ def test_a_rollback_long_after_the_rollout_is_only_an_alert(tmp_path):
     deps = _deps(tmp_path, "rollback", within="30m")  # version 2 has served for an hour
     assert _decide_and_act(deps) == "alert recorded"
     assert not journal.list_records(deps.tables, "command")
+
+
+def test_retention_deletes_old_decisions_and_windows_and_keeps_the_baseline_and_state(tmp_path):
+    from shared.monitoring import store
+    from shared.tables.sqlite import SqliteTableService
+
+    tables = SqliteTableService(str(tmp_path / "s.db"))
+    old = store.record_decision(tables, "ep", {"verdict": "ok"}, now=1000.0)
+    new = store.record_decision(tables, "ep", {"verdict": "ok"}, now=9000.0)
+    store.save_window(tables, "ep", "2", 0.0, {"start": 0.0, "end": 1000.0})
+    store.save_window(tables, "ep", "2", 8000.0, {"start": 8000.0, "end": 9000.0})
+    store.freeze_baseline(tables, "ep", "2", {"version": "2"})
+    assert store.take_action(tables, "ep", old["id"], now=1000.0, cooldown_seconds=0)
+    assert store.delete_older(tables, "ep", older_than=5000.0, limit=100) == 2
+    assert [e.data["id"] for e in store.decisions_page(tables, "ep", limit=10, continuation=None).entities] == [
+        new["id"]]
+    assert [w["start"] for w in store.windows(tables, "ep", "2")] == [8000.0]
+    assert store.baseline(tables, "ep", "2") and store.state(tables, "ep")["last_decision"] == old["id"]
