@@ -22,9 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
+from local.stack import HOST_KEY
 from shared.monitoring import store
+from shared.queues import COMMANDS_QUEUE, enqueue
 
 WINDOW_SECONDS = 10
 LABEL_DELAY = "3s"
@@ -172,8 +175,6 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
     expect(f"the drifted window of v{base} is a violation that asks for retraining",
            ok and first_decision.get("verdict") == "violation" and first_decision.get("action") == "retrain")
     # A second check of the drifted window, within the cooldown: a decision, and no second run.
-    from shared.queues import COMMANDS_QUEUE, enqueue
-
     enqueue(queues, COMMANDS_QUEUE, {"command": "check_drift", "model": model, "environment": "prod", "window": {
         "start": _iso(b_start), "end": _iso(b_start + WINDOW_SECONDS)}})
     ok = tl.wait("the second check of the drifted window",
@@ -202,10 +203,6 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
     last = latest(new, judged) or {}
     expect(f"against v{new}'s own baseline the next window is ok", ok and last.get("verdict") == "ok")
     # What an operator reads: GET /api/monitor with a function key.
-    import requests
-
-    from local.stack import HOST_KEY
-
     listed = requests.get(f"{host_url}/api/monitor", params={"endpoint": endpoint},
                           headers={"x-functions-key": HOST_KEY}, timeout=10).json()["decisions"]
     expect("GET /api/monitor lists every decision, newest first, with its figures",
