@@ -30,8 +30,8 @@ from local.stack import WORKSPACE_TOKEN
 from local.workspace import LocalWorkspace
 from shared import statements
 from shared.monitoring import lakehouse
+from tests.sql_results import WAREHOUSE
 
-WAREHOUSE = "local-warehouse"
 DAY1 = pd.Timestamp("2026-11-30", tz="UTC")
 DAY2 = pd.Timestamp("2026-12-01", tz="UTC")
 ONE_DAY = dq.AggregationGranularity.AGGREGATION_GRANULARITY_1_DAY
