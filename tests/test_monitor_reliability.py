@@ -10,7 +10,6 @@ the driver polls it by re-enqueueing, as the app does.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -69,7 +68,6 @@ def test_a_retrain_command_launches_one_run_and_follows_it_to_its_end(tmp_path, 
     rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
     assert rec["status"] == "done" and rec["run_id"] == runs[0].run_id, rec
     assert any("succeeded" in line for line in rec["outcome"])
-    assert sys.executable  # the run is a real process of this interpreter
 
 
 def test_a_second_retrain_within_the_cooldown_launches_nothing(tmp_path, w):
