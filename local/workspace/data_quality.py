@@ -317,12 +317,7 @@ class DataQualityService:
             return Response(body=self._monitor(object_type, object_id).render())
 
     def list_monitor(self, req: Request) -> Response:
-        try:
-            size = int((req.query.get("page_size") or ["100"])[0])
-            offset = int((req.query.get("page_token") or ["0"])[0] or 0)
-        except ValueError as exc:
-            raise invalid_parameter("page_size and page_token must be integers.") from exc
-        size = min(max(size, 1), _PAGE_MAX)
+        size, offset = _paging(req, 100)
         with self._lock:
             ids = sorted(self._monitors)
             page = [self._monitors[i].render() for i in ids[offset:offset + size]]
@@ -377,12 +372,7 @@ class DataQualityService:
             return Response(body=self._queue(rec).render())
 
     def list_refresh(self, req: Request, object_type: str, object_id: str) -> Response:
-        try:
-            size = int((req.query.get("page_size") or ["25"])[0])
-            offset = int((req.query.get("page_token") or ["0"])[0] or 0)
-        except ValueError as exc:
-            raise invalid_parameter("page_size and page_token must be integers.") from exc
-        size = min(max(size, 1), _PAGE_MAX)
+        size, offset = _paging(req, 25)
         with self._lock:
             refreshes = list(reversed(self._monitor(object_type, object_id).refreshes))
             page = [r.render() for r in refreshes[offset:offset + size]]
@@ -490,6 +480,16 @@ class DataQualityService:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _paging(req: Request, default_size: int) -> tuple[int, int]:
+    """``page_size`` (clamped to 1.._PAGE_MAX) and the offset that ``page_token`` carries."""
+    try:
+        size = int((req.query.get("page_size") or [str(default_size)])[0])
+        offset = int((req.query.get("page_token") or ["0"])[0] or 0)
+    except ValueError as exc:
+        raise invalid_parameter("page_size and page_token must be integers.") from exc
+    return min(max(size, 1), _PAGE_MAX), offset
 
 
 def _cancel(r: RefreshRecord, now_ms: int) -> None:
