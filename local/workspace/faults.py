@@ -19,6 +19,15 @@ so that the app's retry and rollback paths can be exercised on one machine:
   ``SYNCED_TABLE_ONLINE_PIPELINE_FAILED`` (``..._OFFLINE_FAILED`` if it never synced) with a message.
 - ``statement_pending_seconds``: how long every SQL statement stays ``PENDING`` before it runs,
   as on a warehouse that is starting (reference §4.2: "PENDING means waiting for the warehouse").
+- ``entity_faults``: per served entity, keyed ``"model/version"`` like ``fail_load``, a dict of
+  ``error_rate`` (0..1), ``latency_ms`` (>= 0) and ``bias`` (any finite number; each key optional,
+  default 0). They imitate one served model misbehaving behind an endpoint whose other entities
+  are healthy, the case a canary analysis must catch (progressive-delivery reference §5.1, §6):
+  ``error_rate`` is the share of that entity's queries answered ``500 INTERNAL_ERROR`` (a model
+  server failing; the SDK does not retry a 500 with another message than "Unexpected error",
+  reference §8), ``latency_ms`` is added to each of its answers (a slower model: the time counts in
+  the inference table's ``execution_duration_ms``, "model inference time", reference §1.7), and
+  ``bias`` is added to each numeric prediction it answers (a model whose predictions shifted).
 
 The object is shared by the request threads and may be changed at any time, in code
 (``ws.faults.rate_503 = 1.0``) or over HTTP (``POST /local/faults``). Random draws come from a
@@ -27,6 +36,7 @@ seeded generator so that tests are reproducible (``ws.faults.reseed(7)``).
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from dataclasses import dataclass, field
@@ -35,7 +45,16 @@ from typing import Any
 from .errors import invalid_parameter
 
 FIELDS = ("latency_ms", "provisioning_seconds", "fail_load", "rate_429", "rate_503", "store_provisioning_seconds",
-          "store_unavailable", "sync_provisioning_seconds", "sync_fail", "statement_pending_seconds")
+          "store_unavailable", "sync_provisioning_seconds", "sync_fail", "statement_pending_seconds", "entity_faults")
+
+
+@dataclass(frozen=True)
+class EntityFault:
+    """The faults of one served entity (``Faults.entity_faults``); all zero means healthy."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    bias: float = 0.0
 
 
 @dataclass
@@ -50,6 +69,7 @@ class Faults:
     sync_provisioning_seconds: float = 0.1
     sync_fail: list[str] = field(default_factory=list)
     statement_pending_seconds: float = 0.0
+    entity_faults: dict[str, dict[str, float]] = field(default_factory=dict)
     seed: int = 0
     _rng: random.Random = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -58,7 +78,7 @@ class Faults:
         self._rng = random.Random(self.seed)
 
     def reseed(self, seed: int) -> None:
-        """Restart the generator used for the 429/503 draws."""
+        """Restart the generator used for the 429/503 and per-entity error draws."""
         with self._lock:
             self.seed = seed
             self._rng.seed(seed)
@@ -75,6 +95,10 @@ class Faults:
     def fails_load(self, entity_name: str, entity_version: str) -> bool:
         return f"{entity_name}/{entity_version}" in set(self.fail_load)
 
+    def for_entity(self, entity_name: str, entity_version: str) -> EntityFault:
+        """The faults of the served entity of that model version (none unless ``entity_faults`` names it)."""
+        return EntityFault(**self.entity_faults.get(f"{entity_name}/{entity_version}", {}))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "latency_ms": self.latency_ms,
@@ -87,6 +111,7 @@ class Faults:
             "sync_provisioning_seconds": self.sync_provisioning_seconds,
             "sync_fail": list(self.sync_fail),
             "statement_pending_seconds": self.statement_pending_seconds,
+            "entity_faults": {key: dict(value) for key, value in self.entity_faults.items()},
             "seed": self.seed,
         }
 
@@ -116,6 +141,8 @@ class Faults:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise invalid_parameter(f"{key} must be a list of names.")
                 clean[key] = list(value)
+        if "entity_faults" in changes:
+            clean["entity_faults"] = _entity_faults(changes["entity_faults"])
         seed = changes.get("seed")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise invalid_parameter("seed must be an integer.")
@@ -125,10 +152,34 @@ class Faults:
             self.reseed(seed)
 
 
-def _number(name: str, value: Any, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid_parameter(f"{name} must be a number.")
-    if value < low or (high is not None and value > high):
+def _entity_faults(value: Any) -> dict[str, dict[str, float]]:
+    """``{"model/version": {"error_rate": 0..1, "latency_ms": >= 0, "bias": number}}``, each entry
+    stored with all three keys (a missing one is 0)."""
+    if not isinstance(value, dict):
+        raise invalid_parameter('entity_faults must be an object keyed by "model/version".')
+    clean: dict[str, dict[str, float]] = {}
+    for key, spec in value.items():
+        if "/" not in key:
+            raise invalid_parameter(f'entity_faults keys must be "model/version" strings; got {key!r}.')
+        if not isinstance(spec, dict):
+            raise invalid_parameter(f"entity_faults[{key!r}] must be an object.")
+        unknown = set(spec) - {"error_rate", "latency_ms", "bias"}
+        if unknown:
+            raise invalid_parameter(f"Unknown fields in entity_faults[{key!r}]: {sorted(unknown)}. "
+                                    "Known: ['bias', 'error_rate', 'latency_ms'].")
+        clean[key] = {
+            "error_rate": _number(f"entity_faults[{key!r}].error_rate", spec.get("error_rate", 0.0), low=0.0, high=1.0),
+            "latency_ms": _number(f"entity_faults[{key!r}].latency_ms", spec.get("latency_ms", 0.0), low=0.0),
+            "bias": _number(f"entity_faults[{key!r}].bias", spec.get("bias", 0.0)),
+        }
+    return clean
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
+    # Python's json module reads NaN and Infinity, which would pass every comparison below.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise invalid_parameter(f"{name} must be a finite number.")
+    if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise invalid_parameter(f"{name} must be {bounds}; got {value}.")
     return float(value)

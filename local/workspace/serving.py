@@ -181,6 +181,28 @@ def _refuse_both(gateway: CaptureTarget | None, legacy: CaptureTarget | None) ->
             "enabled; disable auto_capture_config before enabling ai_gateway.inference_table_config.")
 
 
+def _slow_down(latency_ms: float) -> int:
+    """Sleep an injected latency; returns the milliseconds actually slept (0 when none)."""
+    if latency_ms <= 0:
+        return 0
+    started = time.perf_counter()
+    time.sleep(latency_ms / 1000.0)
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _biased(body: str, bias: float) -> str:
+    """A scoring answer with ``bias`` added to each numeric prediction; anything else (strings,
+    objects, nested lists, a body without a predictions list) is left as it is."""
+    answer = json.loads(body)
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if not isinstance(predictions, list):
+        return body
+    answer["predictions"] = [
+        p + bias if isinstance(p, int | float) and not isinstance(p, bool) else p for p in predictions
+    ]
+    return json.dumps(answer)
+
+
 def _stamp(line: str) -> str:
     return f"{datetime.now(UTC).isoformat(timespec='milliseconds')} {line}"
 
@@ -808,10 +830,16 @@ class ServingService:
     def invocations(self, req: Request, name: str, served_model: str | None = None) -> Response:
         """POST /serving-endpoints/{name}/invocations (reference §1.5, MLflow scoring protocol).
 
-        Routes by the traffic percentages of the active config (weighted random), scores with the
-        loaded pyfunc model and answers ``{"predictions": ...}`` with the ``served-model-name``
-        header. ``/served-models/{served_model}/invocations`` queries one entity directly
-        (Databricks docs: "Query individual models behind an endpoint"; path [INF]).
+        Routes by the traffic percentages of the active config (weighted random, drawn from the
+        generator ``reseed`` restarts, so a seed fixes the sequence), scores with the loaded pyfunc
+        model and answers ``{"predictions": ...}`` with the ``served-model-name`` header.
+        ``/served-models/{served_model}/invocations`` queries one entity directly, whatever its
+        route, 0% included (Databricks docs: "Query individual models behind an endpoint"; path [INF]).
+
+        The chosen entity's injected faults (``Faults.entity_faults``) apply once the request is
+        valid: its latency is slept and counted in ``execution_duration_ms``; a drawn error answers
+        500 INTERNAL_ERROR naming the entity (captured with that status, the entity's id and the
+        latency as its duration); a bias is added to every numeric prediction it answers.
 
         An endpoint with no ready config answers 503 TEMPORARILY_UNAVAILABLE while its first update
         is in progress (the SDK retries 503, so a query made right after create waits for it, as a
@@ -869,6 +897,15 @@ class ServingService:
                 raise bad_request(
                     f"{required_input_message()}. Received dictionary with input fields: {list(payload)}."
                 )
+            fault = self.faults.for_entity(chosen.entity_name, chosen.entity_version)
+            slept_ms = _slow_down(fault.latency_ms)
+            if self.faults.roll(fault.error_rate):
+                exec_ms = slept_ms  # the entity took its time, then failed
+                failure = ApiError(500, "INTERNAL_ERROR", (
+                    f"Served entity {chosen.name} (model {chosen.entity_name} version {chosen.entity_version}) of "
+                    f"endpoint {name} failed to answer the query (injected fault entity_faults error_rate)."))
+                self._server_log(name, chosen.name, f"500 {failure.message}")
+                raise failure
             loaded = self.models.cached(chosen.entity_name, chosen.entity_version)
             if loaded is None:  # evicted or never loaded in this process: load on demand
                 try:
@@ -882,8 +919,9 @@ class ServingService:
                 result = self._score_with_features(name, chosen, loaded, payload)
             else:
                 result = score(loaded.model, payload, content_type)
-            exec_ms = result.execution_ms
-            response = Response(result.status, result.body, headers={"served-model-name": chosen.name})
+            exec_ms = slept_ms + result.execution_ms
+            body = _biased(result.body, fault.bias) if result.status == 200 and fault.bias else result.body
+            response = Response(result.status, body, headers={"served-model-name": chosen.name})
             if result.status != 200:
                 self._server_log(name, chosen.name, f"{result.status} {result.body}")
         except ApiError as err:
