@@ -1,5 +1,7 @@
 """Commands queue: ``deploy``, ``reconcile``, ``publish_features``, ``check_drift`` and ``retrain``
-from other systems, the webhook, the watcher and the monitor; ``redrive`` from the app itself.
+from other systems, the webhook, the watcher and the monitor; the operators' ``promote``,
+``pause``, ``resume``, ``abort`` and ``rollback`` (handlers/steering.py); ``redrive`` from the app
+itself.
 
 An invalid message is recorded as rejected and acknowledged, so it never cycles into the
 poison queue (DESIGN.md "Queue commands"). A valid one is recorded, with the command itself,
@@ -21,11 +23,21 @@ import os
 import uuid
 from typing import Any, NamedTuple
 
-from handlers import monitor, rollout
+from handlers import monitor, rollout, steering
 from handlers.deps import Deps
 from shared import commands, journal, rollouts, serving
 from shared import features as feature_tables
-from shared.commands import Acting, CheckDrift, CommandRejected, Deploy, PublishFeatures, Reconcile, Redrive, Retrain
+from shared.commands import (
+    Acting,
+    CheckDrift,
+    CommandRejected,
+    Deploy,
+    PublishFeatures,
+    Reconcile,
+    Redrive,
+    Retrain,
+    Steering,
+)
 from shared.log import correlated, step
 from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
@@ -88,8 +100,13 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
         if isinstance(cmd, PublishFeatures | CheckDrift | Retrain):
             _stepwise(deps, key, rec, cmd)
             return
-        outcomes = [deploy(deps, cmd, origin, cid)] if isinstance(cmd, Deploy) else reconcile(deps, cmd, origin, cid)
-    except PolicyError as exc:
+        if isinstance(cmd, Steering):
+            outcomes = [Outcome(steering.apply(deps, key, cmd))]
+        elif isinstance(cmd, Deploy):
+            outcomes = [deploy(deps, cmd, origin, cid)]
+        else:
+            outcomes = reconcile(deps, cmd, origin, cid)
+    except (PolicyError, steering.Refused) as exc:
         journal.update(deps.tables, "command", key, "rejected", reason=str(exc))
         step("command.rejected", logging.WARNING, id=key, reason=str(exc))
         _close_event(deps, cmd.event, "rejected", str(exc))

@@ -17,6 +17,7 @@ from handlers.deps import Deps
 from handlers.http_types import Request, Response
 from shared import commands, journal, rejections, rollouts
 from shared.commands import CommandRejected, Redrive
+from shared.delivery import store as analyses
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
@@ -50,6 +51,17 @@ def list_records(deps: Deps, req: Request) -> Response:
 
 
 def list_rollouts(deps: Deps, req: Request) -> Response:
+    """A page of rollouts; with ``endpoint`` and ``rollout``, that rollout and its analysis runs."""
+    endpoint, rid = req.params.get("endpoint") or None, req.params.get("rollout") or None
+    if rid:
+        try:
+            entity = rollouts.get(deps.tables, endpoint, rid) if endpoint else None
+        except ValueError as exc:
+            return Response(400, {"error": str(exc)})
+        if entity is None:
+            return Response(404, {"error": f"no rollout {rid} on endpoint {endpoint}" if endpoint
+                                  else "rollout= needs endpoint="})
+        return Response(200, {"rollout": entity.data, "analyses": analyses.for_rollout(deps.tables, endpoint, rid)})
     paging = _paging(req)
     if isinstance(paging, Response):
         return paging

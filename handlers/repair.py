@@ -14,7 +14,7 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
   started; the step's sequence number makes a late original harmless.
 
 Then retention: finished records, monitor decisions and judged windows older than
-``RECORD_RETENTION_DAYS`` and finished rollouts older than ``ROLLOUT_RETENTION_DAYS`` are deleted,
+``RECORD_RETENTION_DAYS`` and finished rollouts and analysis runs older than ``ROLLOUT_RETENTION_DAYS`` are deleted,
 a bounded number per tick, at most hourly.
 With the sweep every 30 s, claims of 45 s and a grace of 30 s, everything accepted reaches
 a terminal state within about 2 minutes of a restart (tests/test_crash_recovery.py).
@@ -31,6 +31,7 @@ from handlers.deps import Deps
 from handlers.rollout import kick
 from handlers.webhook import CLAIM_SECONDS, reconcile_for
 from shared import journal, rollouts
+from shared.delivery import store as analyses
 from shared.events import RegistryEvent
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
@@ -108,7 +109,7 @@ def _rollouts(deps: Deps, now: float) -> int:
         # A running rollout is late past its next message's due time; a pending one, past the
         # moment it was handed the lease.
         due = row.get("due_at") if row["status"] == "running" else lease.get("active_since")
-        if due is not None and now - due > grace:
+        if due is not None and now - due > grace and not row.get("paused"):
             kick(deps, endpoint, rid)
             step("repair.rollout", logging.WARNING, rollout=rid, endpoint=endpoint, step=row["step"],
                  late_s=round(now - due, 1))
@@ -127,5 +128,7 @@ def _retention(deps: Deps, now: float) -> int:
                                             limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
     deleted += sum(monitor_store.delete_older(deps.tables, endpoint, older_than=now - s.record_retention_days * 86400,
                                               limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
+    deleted += sum(analyses.delete_older(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
+                                         limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
     deps.tables.upsert(STATE, "repair", "retention", {"at": now, "deleted": deleted})
     return deleted

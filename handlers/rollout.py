@@ -1,22 +1,30 @@
 """The rollout: a persisted state machine that one queue message advances by one step.
 
-Direct strategy (DESIGN.md "Rollout"): resolve → validate → features → deploy → wait_deploy →
-smoke → promote → done; a failed gate goes rollback → wait_rollback → failed, with the previous
-endpoint config restored and the aliases untouched. An endpoint that served nothing before the
-rollout (it created it, or it had no config) is deleted instead: no caller may ever get an
-answer from a version that failed its gates (DESIGN.md principle 6), and nothing is left to
-restore.
+Every strategy (shared.delivery.policy) goes resolve → validate → features → deploy →
+wait_deploy → smoke, where the candidate sits beside the serving entities at a 0% route and is
+smoke-queried through its own served entity, so no caller is answered by it before it passed
+(DESIGN.md principle 6). Then traffic stages: shift → wait_shift → bake → analyze for each canary
+step or the A/B split, promote (aliases; the previous champion kept as the rollback pointer),
+shift to 100% → wait_shift → bake (the old entities stay at 0%: a rollback is traffic only),
+retire (the old entities removed) → wait_retire → done. A failed gate, a Failed or Error
+analysis, an ``abort`` or a ``rollback`` goes rollback → wait_rollback (the previous config's
+routes restored at once, the candidate kept at 0% for ``abort_delay`` if it took traffic) →
+retire → wait_retire → failed / aborted / rolled_back. An endpoint that served nothing before
+the rollout is deleted instead: nothing is left to restore.
 
 Each message names a rollout and the sequence number it expects. A step runs only when the
 stored sequence matches, so duplicated, late and replayed messages do nothing. A step that
-must wait for Databricks re-enqueues its rollout with a capped exponential delay; no function
-sleeps on the platform. The next message is enqueued *before* the conditional write that
-commits the transition: a crash in between leaves a message that waits for the redelivered
-step to commit, never a rollout with no message. Ending a rollout commits its terminal state
-and the lease hand-over in one transaction (shared.rollouts); what follows (waking the next
-holder, closing the record that asked for it) is idempotent and is done again by any later
-message of the ended rollout and by the repair sweep (handlers/repair.py), so a crash at any
-point leaves nothing running, nothing holding the lease, and no record open.
+must wait for Databricks re-enqueues its rollout with a capped exponential delay, and a bake
+with the exact time left; no function sleeps on the platform. A paused rollout (an operator's
+``pause``, an inconclusive analysis) consumes its message and waits for ``resume`` or
+``promote`` (handlers/steering.py), which send the next one. The next message is enqueued
+*before* the conditional write that commits the transition: a crash in between leaves a
+message that waits for the redelivered step to commit, never a rollout with no message. Ending
+a rollout commits its terminal state and the lease hand-over in one transaction
+(shared.rollouts); what follows (waking the next holder, closing the record that asked for it)
+is idempotent and is done again by any later message of the ended rollout and by the repair
+sweep (handlers/repair.py), so a crash at any point leaves nothing running, nothing holding the
+lease, and no record open.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,27 +41,41 @@ from typing import Any
 from handlers.deps import Deps
 from shared import features as feature_tables
 from shared import journal, rollouts, serving, smoke, telemetry
+from shared.delivery import analysis as runs
+from shared.delivery import store as analyses
+from shared.delivery.judge import verdicts
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
+from shared.monitoring.policy import seconds
 from shared.monitoring.store import DECISION_TAG
 from shared.policy import Environment, ModelPolicy, PolicyError
 from shared.queues import ROLLOUT_QUEUE, enqueue
-from shared.registry import VersionNotFound, get_version, resolve, set_aliases
+from shared.registry import VersionNotFound, aliases, delete_alias, get_version, resolve, set_aliases
+from shared.statements import StatementPending
 from shared.tables import ConcurrencyConflict, Entity
 
 # Until it reaches ``deploy`` a newer rollout may take over (supersede) this one. Not in
 # ``deploy`` itself: its write may have reached the endpoint while its commit failed, and a
 # version written but never smoke-tested must be seen through to its smoke or its rollback.
 _SUPERSEDABLE = frozenset({"resolve", "validate", "features"})
+# Steps where the endpoint may carry the candidate: trouble there restores the previous config.
+_ON_ENDPOINT = frozenset({"deploy", "wait_deploy", "smoke", "shift", "wait_shift", "bake", "analyze", "promote"})
 _MAX_STEP_ERRORS = 5
 _MAX_EARLY = 30
+# Argo Rollouts retries a measurement that errored after 10 s, not after the interval (§1.4).
+_ERROR_RETRY_SECONDS = 10.0
+# A bake longer than this is looked at again after it: a queue message waits at most 7 days.
+_MAX_AFTER = 86400.0
+_STATEMENT_BUDGET = 20.0
 
 
 @dataclass(frozen=True)
 class Transition:
     step: str | None = None  # next step; None: the same step again (a wait) or the end
-    status: str = "running"  # running | done | failed
+    status: str = "running"  # running | done | failed | aborted | rolled_back
     wait: bool = False
+    after: float | None = None  # a timed wait (a bake): look again after exactly this long
+    paused: dict[str, Any] | None = None  # stop here until an operator resumes or promotes
     note: str = ""
     reason: str = ""
     set: dict[str, Any] = field(default_factory=dict)
@@ -62,16 +85,25 @@ def go(next_step: str, note: str = "", **fields: Any) -> Transition:
     return Transition(step=next_step, note=note, set=fields)
 
 
-def wait(note: str) -> Transition:
-    return Transition(wait=True, note=note)
+def wait(note: str, **fields: Any) -> Transition:
+    return Transition(wait=True, note=note, set=fields)
+
+
+def later(seconds_left: float, note: str, **fields: Any) -> Transition:
+    return Transition(after=max(0.0, seconds_left), note=note, set=fields)
+
+
+def pause(note: str, reason: str, now: float, awaiting: str = "operator", **fields: Any) -> Transition:
+    return Transition(note=note, paused={"reason": reason, "at": now, "by": "analysis", "awaiting": awaiting},
+                      set=fields)
 
 
 def fail(reason: str) -> Transition:
     return Transition(status="failed", reason=reason, note=reason)
 
 
-def roll_back(reason: str, **fields: Any) -> Transition:
-    return Transition(step="rollback", note=reason, set={"failure": reason, **fields})
+def roll_back(reason: str, status: str = "failed", **fields: Any) -> Transition:
+    return Transition(step="rollback", note=reason, set={"failure": reason, "ending": status, **fields})
 
 
 @dataclass
@@ -97,12 +129,35 @@ class StepContext:
     def target(self) -> dict[str, Any]:
         return self.row["target"]
 
+    @property
+    def candidate(self) -> dict[str, Any]:
+        return self.row["candidate"]
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        return self.env.strategy.stages()
+
     def waited_too_long(self) -> bool:
         started = self.row.get("wait_started")
         return started is not None and self.deps.clock() - started > self.env.wait_timeout_seconds
 
     def read(self) -> serving.EndpointView:
         return serving.read(self.w, self.endpoint)
+
+    def shifted(self, weight: int) -> dict[str, Any]:
+        """The config with the candidate at ``weight``: beside the previous entities, or alone."""
+        previous = self.row.get("previous")
+        return serving.split(previous, self.candidate, weight) if previous else serving.only(self.target,
+                                                                                               self.candidate["name"])
+
+
+def _champion(previous: dict[str, Any] | None) -> str | None:
+    """The version with the largest share of the config that serves."""
+    shares = serving.routes(previous)
+    if not previous or not shares:
+        return None
+    top = max(shares, key=lambda n: shares[n])
+    return next(str(e["entity_version"]) for e in previous["served_entities"] if e["name"] == top)
 
 
 def step_resolve(ctx: StepContext) -> Transition:
@@ -112,12 +167,23 @@ def step_resolve(ctx: StepContext) -> Transition:
     except VersionNotFound as exc:
         return fail(str(exc))
     view = ctx.read()
+    candidate = serving.entity(ctx.model.name, info.version, ctx.env.served_entity)
+    alone = serving.config([candidate], {candidate["name"]: 100})
     # The config that serves now is what a failed rollout restores. It is read before this
-    # rollout writes anything, and no other rollout writes while we hold the lease.
-    target = serving.single_version_config(ctx.model.name, info.version, ctx.env.served_entity)
-    fields = {"version": info.version, "previous": view.active, "target": target}
-    if view.serves(target) and not view.updating:
-        return go("promote", f"version {info.version} already serves", **fields)
+    # rollout writes anything, and no other rollout writes while we hold the lease. A candidate
+    # left in it (an aborted rollout's, at 0%) is not part of it.
+    previous = serving.without(view.active, candidate["name"]) if view.active else None
+    if previous is not None and not previous["served_entities"]:
+        previous = None
+    target = serving.split(previous, candidate, 0) if previous else alone
+    before = aliases(ctx.registry, ctx.model.name)
+    fields = {"version": info.version, "previous": previous, "target": target, "candidate": candidate,
+              "champion": _champion(previous), "stage": 0, "weight": 0,
+              "pointer": {a: before.get(a) for a in _lifecycle(ctx)},
+              "fallback_on": serving.fallback_on(ctx.w, ctx.endpoint) if view.exists else False}
+    if view.serves(alone) and not view.updating:
+        return go("promote", f"version {info.version} already serves", **{**fields, "previous": None, "target": alone,
+                                                                          "stage": len(ctx.stages)})
     return go("validate", f"resolved version {info.version}", **fields)
 
 
@@ -139,8 +205,6 @@ def step_validate(ctx: StepContext) -> Transition:
     cause = info.tags.get(DECISION_TAG)
     return go("features", f"version {info.version} is READY" + (f" (retrained by decision {cause})" if cause else ""),
               **({"caused_by": cause} if cause else {}))
-
-
 def step_features(ctx: StepContext) -> Transition:
     """Feature tables published and in sync before anything serves (traffic never moves to a
     version whose features are not ready; the endpoint is untouched if they never are)."""
@@ -175,7 +239,9 @@ def step_deploy(ctx: StepContext) -> Transition:
             return fail("the endpoint stayed busy with another update; nothing was changed")
         return wait("endpoint is busy with another update")
     serving.write(ctx.w, ctx.endpoint, ctx.target, exists=view.exists)
-    return go("wait_deploy", ("updated" if view.exists else "created") + f" endpoint for version {ctx.row['version']}")
+    how = "beside the serving entities at 0% traffic" if ctx.row.get("previous") else "as its only served entity"
+    return go("wait_deploy", ("updated" if view.exists else "created") + f" endpoint: version {ctx.row['version']} "
+              + how)
 
 
 def step_wait_deploy(ctx: StepContext) -> Transition:
@@ -185,7 +251,7 @@ def step_wait_deploy(ctx: StepContext) -> Transition:
             return roll_back(f"endpoint not ready after {ctx.env.wait_timeout_seconds:.0f} s")
         return wait(f"endpoint {view.config_update}/{view.ready}")
     if view.serves(ctx.target):
-        return go("smoke", "endpoint READY with the new version")
+        return go("smoke", f"endpoint READY; version {ctx.row['version']} loaded")
     detail = f": {view.message}" if view.message else ""
     return roll_back(f"endpoint update ended {view.config_update}{detail}")
 
@@ -195,64 +261,317 @@ def step_smoke(ctx: StepContext) -> Transition:
     if table is not None:
         # Before any query, so the smoke queries and everything after are captured.
         serving.ensure_capture(ctx.w, ctx.endpoint, table.catalog, table.schema_name, table.prefix or ctx.endpoint)
-    outcomes = smoke.run(ctx.env.smoke, lambda records: serving.query(ctx.w, ctx.endpoint, records))
+    served = ctx.candidate["name"]
+    outcomes = smoke.run(ctx.env.smoke, lambda records: serving.query(ctx.w, ctx.endpoint, records, served=served))
     results = [{"name": o.name, "passed": o.passed, "latency_ms": round(o.latency_ms, 1), "reason": o.reason}
                for o in outcomes]
     failed = [o for o in outcomes if not o.passed]
     if failed:
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         return roll_back(f"smoke query '{failed[0].name}' failed: {failed[0].reason}{more}", smoke=results)
-    return go("promote", f"{len(outcomes)} smoke queries passed", smoke=results)
+    note = f"{len(outcomes)} smoke queries passed on served entity {served}"
+    if not ctx.row.get("previous") or not ctx.stages:
+        return go("promote", note, smoke=results, stage=len(ctx.stages))
+    return go("shift", note, smoke=results)
+
+
+def _stage(ctx: StepContext) -> dict[str, Any]:
+    """The current traffic stage; past the strategy's stages: 100% and the strategy's bake."""
+    stage = ctx.row.get("stage", 0)
+    if stage < len(ctx.stages):
+        return ctx.stages[stage]
+    return {"weight": 100, "bake": seconds(ctx.env.strategy.bake), "analysis": False}
+
+
+def step_shift(ctx: StepContext) -> Transition:
+    weight = _stage(ctx)["weight"]
+    cfg = ctx.shifted(weight)
+    view = ctx.read()
+    if view.updating:
+        if ctx.waited_too_long():
+            return roll_back("the endpoint stayed busy; traffic was not shifted")
+        return wait("endpoint is busy with another update")
+    fields: dict[str, Any] = {"shift": cfg}
+    notes = []
+    if weight < 100:
+        # The champion's fallback would retry the candidate's failures and hide them (§5.1).
+        if ctx.row.get("fallback_on"):
+            serving.set_fallback(ctx.w, ctx.endpoint, False)
+            notes.append("AI Gateway fallback off")
+        challenger = ctx.env.aliases.challenger
+        if challenger and set_aliases(ctx.registry, ctx.model.name, ctx.row["version"], [challenger]):
+            notes.append(f"@{challenger} set")
+    if not view.serves(cfg):
+        serving.write(ctx.w, ctx.endpoint, cfg, exists=True)
+    others = ", ".join(f"{n} {p}%" for n, p in serving.routes(cfg).items() if n != ctx.candidate["name"])
+    notes.insert(0, f"shifting version {ctx.row['version']} to {weight}%" + (f" ({others})" if others else ""))
+    return go("wait_shift", "; ".join(notes), **fields)
+
+
+def step_wait_shift(ctx: StepContext) -> Transition:
+    view = ctx.read()
+    cfg = ctx.row["shift"]
+    if view.updating or (view.serves(cfg) and view.ready != "READY"):
+        if ctx.waited_too_long():
+            return roll_back(f"traffic shift not done after {ctx.env.wait_timeout_seconds:.0f} s")
+        return wait(f"endpoint {view.config_update}/{view.ready}")
+    if not view.serves(cfg):
+        detail = f": {view.message}" if view.message else ""
+        return roll_back(f"traffic shift ended {view.config_update}{detail}")
+    now = ctx.deps.clock()
+    stage = _stage(ctx)
+    return go("bake", f"{stage['weight']}% of traffic on version {ctx.row['version']}; baking {stage['bake']} s",
+              weight=stage["weight"], took_traffic=True, shifted_at=now, bake_until=now + stage["bake"], extensions=0,
+              run=None, analysis_cursor=None)
+
+
+def _delivery_delay(ctx: StepContext) -> float:
+    return float(seconds(ctx.env.strategy.analysis.delivery_delay))
+
+
+def step_bake(ctx: StepContext) -> Transition:
+    stage = _stage(ctx)
+    ready_at = ctx.row["bake_until"] + (_delivery_delay(ctx) if stage["analysis"] else 0.0)
+    left = ready_at - ctx.deps.clock()
+    if left > 0:
+        return later(min(left, _MAX_AFTER), f"baking: {left:.0f} s left")
+    if stage["analysis"]:
+        return go("analyze", "bake done; analysing")
+    if ctx.row["stage"] < len(ctx.stages):
+        return _next_stage(ctx, "bake done")
+    return go("retire", "bake at 100% done", final=serving.only(ctx.row["shift"], ctx.candidate["name"]),
+              retire_at=ctx.deps.clock())
+
+
+def _next_stage(ctx: StepContext, note: str, **fields: Any) -> Transition:
+    nxt = ctx.row["stage"] + 1
+    return go("shift" if nxt < len(ctx.stages) else "promote", note, stage=nxt, **fields)
+
+
+def _limits(ctx: StepContext) -> runs.Limits:
+    a = ctx.env.strategy.analysis
+    return runs.Limits(count=a.count, failure_limit=a.failure_limit, inconclusive_limit=a.inconclusive_limit,
+                       consecutive_error_limit=a.consecutive_error_limit)
+
+
+def step_analyze(ctx: StepContext) -> Transition:
+    """One measurement of the step's analysis run, over [shifted_at, now - delivery delay), and
+    what its phase means for the rollout (Argo Rollouts, reference §1.5): Successful → the next
+    stage; Failed or Error → rollback; Inconclusive → pause, extend or fail as the policy says."""
+    from shared.statements import StatementFailed
+
+    a = ctx.env.strategy.analysis
+    row, now = ctx.row, ctx.deps.clock()
+    s, table = ctx.deps.settings, ctx.env.inference_table
+    if table is None or not s.warehouse_id:
+        return roll_back("analysis needs the inference table and DATABRICKS_WAREHOUSE_ID")
+    number = row.get("runs", 0) if row.get("run") else row.get("runs", 0) + 1
+    run = row.get("run") or runs.new_run(a.metrics)
+    rid = analyses.key(row["id"], row["stage"], number)
+    start, end = row["shifted_at"], now - _delivery_delay(ctx)
+    cursor = row.get("analysis_cursor") or {}
+    from shared.delivery.measure import measure
+
+    try:
+        figures = measure(ctx.w, s.warehouse_id, table.full_name(ctx.endpoint), row["version"], row["champion"],
+                          start, end, cursor, time.monotonic() + _STATEMENT_BUDGET)
+    except StatementPending as pending:
+        return wait(f"analysis query {pending.state}", analysis_cursor=cursor, run=run, runs=number)
+    except (StatementFailed, ValueError) as exc:
+        figures, error = None, f"{type(exc).__name__}: {exc}"
+    else:
+        error = None
+    if figures is not None:
+        for metric, verdict in verdicts(figures, a).items():
+            run = runs.record(run, metric, verdict, None, now)
+    else:
+        for metric in a.metrics:
+            run = runs.record(run, metric, None, error, now)
+    run = runs.assess(run, _limits(ctx))
+    phase = run["phase"]
+    record = {"id": rid, "rollout": row["id"], "stage": row["stage"], "weight": row["weight"], "run": number,
+              "version": row["version"], "champion": row["champion"], "phase": phase, "window": [start, end],
+              "metrics": run["metrics"], "started_at": (analyses.get(ctx.deps.tables, ctx.endpoint, rid) or {}).get(
+                  "started_at", now), "finished_at": None if phase == "Running" else now,
+              "figures": _figures(figures)}
+    analyses.put(ctx.deps.tables, ctx.endpoint, record)
+    summary = runs.summary(run)
+    done = [*(row.get("analyses") or []), {"id": rid, "stage": row["stage"], "weight": row["weight"], "phase": phase}]
+    base = {"run": run, "runs": number, "analysis_cursor": None}
+    if phase == "Running":
+        retry = _ERROR_RETRY_SECONDS if error else float(seconds(a.interval) if a.interval else _ERROR_RETRY_SECONDS)
+        return later(retry, f"analysis {rid} measured: {summary}", **base)
+    base.update(run=None, analyses=done)
+    note = f"analysis {rid} at {row['weight']}%: {summary}"
+    if phase == "Successful":
+        if ctx.env.strategy.kind == "ab" and ctx.env.strategy.decision == "operator":
+            return pause(note + "; waiting for an operator's promote or abort",
+                         "A/B analysis Successful: promote or abort", now, awaiting="decision", **base)
+        return _next_stage(ctx, note, **base)
+    if phase in ("Failed", "Error"):
+        kept = " (A/B: the champion is kept)" if ctx.env.strategy.kind == "ab" else ""
+        return roll_back(f"analysis {phase}{kept}: {summary}", **base)
+    # Inconclusive: never a rollback or a promotion for lack of data.
+    extensions = row.get("extensions", 0)
+    if a.on_inconclusive == "fail":
+        return roll_back(f"analysis Inconclusive: {summary}", **base)
+    if a.on_inconclusive == "extend" and extensions < a.max_extensions:
+        bake = _stage(ctx)["bake"]
+        return go("bake", note + f"; extending the step by {bake} s ({extensions + 1} of {a.max_extensions})",
+                  **base, extensions=extensions + 1, bake_until=now + bake)
+    return pause(note + "; paused: promote, resume (a new analysis) or abort", f"analysis Inconclusive: {summary}", now,
+                 **base)
+
+
+def _figures(figures: Any) -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    return asdict(figures) if figures is not None else None
+
+
+def _lifecycle(ctx: StepContext) -> list[str]:
+    a = ctx.env.aliases
+    return [n for n in (a.challenger, *a.champion, a.production) if n]
 
 
 def step_promote(ctx: StepContext) -> Transition:
-    moved = set_aliases(ctx.registry, ctx.model.name, ctx.row["version"], ctx.env.aliases)
-    aliases = ", ".join(f"@{a}" for a in ctx.env.aliases) or "no aliases"
-    return Transition(status="done", note=f"version {ctx.row['version']} serves; {aliases} set",
-                      set={"aliases_moved": moved})
+    """The candidate passed: the champion aliases (and, after an A/B test, the production one)
+    move to it, then it takes all traffic. The aliases as they were before the rollout
+    (``pointer``, read at resolve) are what a rollback restores."""
+    version = ctx.row["version"]
+    names = [*ctx.env.aliases.champion]
+    if ctx.env.strategy.kind == "ab" and ctx.env.aliases.production:
+        names.append(ctx.env.aliases.production)
+    moved = set_aliases(ctx.registry, ctx.model.name, version, names)
+    said = ", ".join(f"@{a}" for a in names) or "no aliases"
+    challenger = ctx.env.aliases.challenger
+    if challenger and aliases(ctx.registry, ctx.model.name).get(challenger) == version:
+        delete_alias(ctx.registry, ctx.model.name, challenger)  # it is the champion now, no longer a challenger
+        said += f"; @{challenger} removed"
+    alone = serving.only(ctx.target, ctx.candidate["name"])
+    view = ctx.read()
+    if view.serves(alone) and not view.updating:
+        return Transition(status="done", note=f"version {version} serves; {said} set", set={"aliases_moved": moved,
+                                                                                          "final": alone})
+    return go("shift", f"version {version} passed; {said} set; taking all traffic", aliases_moved=moved,
+              stage=len(ctx.stages))
+
+
+def _restore_aliases(ctx: StepContext) -> list[str]:
+    """Aliases that point at the candidate go back to where they pointed before the rollout
+    (the previous champion: the rollback pointer), or are removed if they pointed nowhere."""
+    version = ctx.row["version"]
+    before = ctx.row.get("pointer") or {}
+    now = aliases(ctx.registry, ctx.model.name)
+    changed = []
+    for alias in _lifecycle(ctx):
+        if now.get(alias) != version or before.get(alias) == version:
+            continue
+        if before.get(alias) and alias != ctx.env.aliases.challenger:
+            ctx.registry.set_registered_model_alias(ctx.model.name, alias, before[alias])
+            changed.append(f"@{alias} back to {before[alias]}")
+        else:
+            delete_alias(ctx.registry, ctx.model.name, alias)
+            changed.append(f"@{alias} removed")
+    return changed
 
 
 def step_rollback(ctx: StepContext) -> Transition:
     previous = ctx.row.get("previous")
     failure = ctx.row.get("failure", "rollout failed")
     view = ctx.read()
+    restored = _restore_aliases(ctx)
     if previous is None:
         return _remove_endpoint(ctx, view, failure)
-    if view.serves(previous) and not view.updating:
-        return go("wait_rollback", "previous config still serves")
+    # A candidate that took traffic stays at 0% for abort_delay (Argo's abortScaleDownDelaySeconds).
+    keep = bool(ctx.row.get("took_traffic")) and seconds(ctx.env.strategy.abort_delay) > 0
+    cfg = serving.split(previous, ctx.candidate, 0) if keep else previous
+    aliases_note = f"; {', '.join(restored)}" if restored else ""
+    if view.serves(cfg) and not view.updating:
+        return go("wait_rollback", "previous routes already serve" + aliases_note, restore=cfg)
     if view.updating:
         if ctx.waited_too_long():
             return fail(f"{failure}; the endpoint stayed busy, so the previous config was not restored")
         return wait("endpoint busy; waiting to restore the previous config")
-    serving.write(ctx.w, ctx.endpoint, previous, exists=view.exists)
-    return go("wait_rollback", f"restoring versions {serving.served_versions(previous)}")
+    serving.write(ctx.w, ctx.endpoint, cfg, exists=view.exists)
+    return go("wait_rollback", f"restoring the routes of versions {serving.served_versions(previous)}" + aliases_note,
+              restore=cfg)
 
 
 def _remove_endpoint(ctx: StepContext, view: serving.EndpointView, failure: str) -> Transition:
     """The endpoint served nothing before this rollout: delete it rather than leave the failed
     version answering (deleting while an update runs is allowed, and cancels it)."""
     if not view.exists:
-        return fail(f"{failure}; nothing serves (the endpoint does not exist)")
+        return _end(ctx, f"{failure}; nothing serves (the endpoint does not exist)")
     serving.delete(ctx.w, ctx.endpoint)
     return go("wait_rollback", "deleting the endpoint, which served nothing before this rollout")
+
+
+def _end(ctx: StepContext, reason: str) -> Transition:
+    """The rollout's end: the status it was heading for, and AI Gateway fallback back on if it was."""
+    if ctx.row.get("fallback_on") and ctx.read().exists:
+        serving.set_fallback(ctx.w, ctx.endpoint, True)
+    status = ctx.row.get("ending") or "done"
+    return Transition(status=status, reason="" if status == "done" else reason, note=reason)
 
 
 def step_wait_rollback(ctx: StepContext) -> Transition:
     failure = ctx.row.get("failure", "rollout failed")
     view = ctx.read()
-    if ctx.row.get("previous") is None:
+    previous = ctx.row.get("previous")
+    if previous is None:
         if view.exists:
             if ctx.waited_too_long():
                 return fail(f"{failure}; deleting the endpoint did not finish")
             return wait("deleting the endpoint")
-        return fail(f"{failure}; the endpoint served nothing before, so it was deleted")
+        return _end(ctx, f"{failure}; the endpoint served nothing before, so it was deleted")
     if view.updating:
         if ctx.waited_too_long():
             return fail(f"{failure}; restoring the previous config did not finish")
         return wait("restoring the previous config")
-    if view.serves(ctx.row["previous"]):
-        return fail(f"{failure} (rolled back to versions {serving.served_versions(ctx.row['previous'])})")
-    return fail(f"{failure}; restoring the previous config ended {view.config_update}: {view.message}")
+    restore = ctx.row["restore"]
+    if not view.serves(restore):
+        return fail(f"{failure}; restoring the previous config ended {view.config_update}: {view.message}")
+    if restore != previous:
+        delay = seconds(ctx.env.strategy.abort_delay)
+        return go("retire", f"routes restored; version {ctx.row['version']} stays at 0% for {delay} s", final=previous,
+                  retire_at=ctx.deps.clock() + delay)
+    return _end(ctx, f"{failure} (rolled back to versions {serving.served_versions(previous)})")
+
+
+def step_retire(ctx: StepContext) -> Transition:
+    left = ctx.row["retire_at"] - ctx.deps.clock()
+    if left > 0:
+        return later(min(left, _MAX_AFTER), f"removing the unused entities in {left:.0f} s")
+    final = ctx.row["final"]
+    view = ctx.read()
+    if view.serves(final) and not view.updating:
+        return go("wait_retire", "unused entities already removed")
+    if view.updating:
+        if ctx.waited_too_long():
+            return _end(ctx, f"{ctx.row.get('failure', 'rollout')}; the unused entities were left at 0% (the endpoint "
+                        "stayed busy)")
+        return wait("endpoint busy; waiting to remove the unused entities")
+    gone = [str(e["entity_version"]) for e in view.active["served_entities"]] if view.active else []
+    serving.write(ctx.w, ctx.endpoint, final, exists=True)
+    kept = serving.served_versions(final)
+    return go("wait_retire", f"removing versions {sorted(set(gone) - set(kept))}; keeping {kept}")
+
+
+def step_wait_retire(ctx: StepContext) -> Transition:
+    view = ctx.read()
+    final = ctx.row["final"]
+    if view.updating:
+        if ctx.waited_too_long():
+            return _end(ctx, "removing the unused entities did not finish")
+        return wait("removing the unused entities")
+    served = serving.served_versions(final)
+    if ctx.row.get("ending"):
+        return _end(ctx, f"{ctx.row.get('failure', 'rollout failed')} (rolled back to versions {served})")
+    if not view.serves(final):
+        return _end(ctx, f"removing the unused entities ended {view.config_update}: {view.message}")
+    said = ", ".join(f"@{a}" for a in ctx.env.aliases.champion) or "no aliases"
+    return _end(ctx, f"version {ctx.row['version']} serves alone; {said} on it")
 
 
 STEPS: dict[str, Callable[[StepContext], Transition]] = {
@@ -262,13 +581,19 @@ STEPS: dict[str, Callable[[StepContext], Transition]] = {
     "deploy": step_deploy,
     "wait_deploy": step_wait_deploy,
     "smoke": step_smoke,
+    "shift": step_shift,
+    "wait_shift": step_wait_shift,
+    "bake": step_bake,
+    "analyze": step_analyze,
     "promote": step_promote,
     "rollback": step_rollback,
     "wait_rollback": step_wait_rollback,
+    "retire": step_retire,
+    "wait_retire": step_wait_retire,
 }
 
 
-def _message(row: dict[str, Any], seq: int, early: int = 0) -> dict[str, Any]:
+def message(row: dict[str, Any], seq: int, early: int = 0) -> dict[str, Any]:
     return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid"), "early": early}
 
 
@@ -276,7 +601,7 @@ def kick(deps: Deps, endpoint: str, rid: str) -> None:
     """Send a rollout's current step (a duplicate is harmless: its sequence number dedupes it)."""
     entity = rollouts.get(deps.tables, endpoint, rid)
     if entity and entity.data["status"] not in rollouts.TERMINAL:
-        enqueue(deps.queues, ROLLOUT_QUEUE, _message(entity.data, entity.data["seq"]))
+        enqueue(deps.queues, ROLLOUT_QUEUE, message(entity.data, entity.data["seq"]))
 
 
 def start(deps: Deps, *, model: str, environment: str, version: str | None, alias: str | None,
@@ -297,7 +622,7 @@ def start(deps: Deps, *, model: str, environment: str, version: str | None, alia
     }, now=deps.clock(), join_version=version if join else None)
     row = claim.rollout
     if claim.superseded:
-        _after_end(deps, claim.superseded, None)
+        after_end(deps, claim.superseded, None)
     step("rollout.start", rollout=row["id"], model=model, environment=environment, endpoint=env.endpoint,
          version=version, alias=alias, lease="active" if claim.active else "queued", new=claim.created)
     if claim.active and row["status"] == "pending":
@@ -305,7 +630,7 @@ def start(deps: Deps, *, model: str, environment: str, version: str | None, alia
     return row, row.get("origin") == origin
 
 
-def _after_end(deps: Deps, row: dict[str, Any], holder: str | None) -> None:
+def after_end(deps: Deps, row: dict[str, Any], holder: str | None) -> None:
     """What follows a rollout's end, safe to repeat: wake the lease's new holder if it has not
     started, and close the record that asked for the rollout."""
     if holder and holder != row["id"]:
@@ -321,6 +646,8 @@ def _after_end(deps: Deps, row: dict[str, Any], holder: str | None) -> None:
 def _close_origin(deps: Deps, row: dict[str, Any], status: str, reason: str) -> None:
     origin = row.get("origin") or {}
     if origin.get("kind") and origin.get("id"):
+        # The record that asked for the version did not get it when an operator stopped it.
+        status = "failed" if status in rollouts.STOPPED else status
         journal.update(deps.tables, origin["kind"], origin["id"], status, reason=reason, rollout=row["id"],
                        version=row.get("version"))
 
@@ -349,7 +676,7 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
     if row["status"] in rollouts.TERMINAL:
         # A message of an ended rollout: finish what its end may not have done (a crash, a failed enqueue).
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
-        _after_end(deps, row, rollouts.lease(deps.tables, endpoint).get("active"))
+        after_end(deps, row, rollouts.lease(deps.tables, endpoint).get("active"))
         return
     if seq < row["seq"]:
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
@@ -357,7 +684,10 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
     if seq > row["seq"]:
         # The step that sent this has not committed yet (or crashed before it could): look again soon.
         if early < _MAX_EARLY:
-            enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, seq, early + 1), delay=1.0)
+            enqueue(deps.queues, ROLLOUT_QUEUE, message(row, seq, early + 1), delay=1.0)
+        return
+    if row.get("paused"):
+        step("rollout.paused", rollout=rid, step=row["step"], reason=row["paused"].get("reason"))
         return
     lease = rollouts.lease(deps.tables, endpoint)
     if lease.get("active") != rid:
@@ -388,8 +718,8 @@ def _execute(deps: Deps, row: dict[str, Any]) -> Transition:
              error=reason)
         if errors < _MAX_STEP_ERRORS:
             return Transition(wait=True, note=reason, set={"errors": errors})
-        if row["step"] in ("deploy", "wait_deploy", "smoke"):
-            return Transition(step="rollback", note=reason, set={"failure": reason, "errors": 0})
+        if row["step"] in _ON_ENDPOINT:
+            return roll_back(reason, errors=0)
         return fail(reason)
 
 
@@ -408,10 +738,15 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
         attempt = row.get("attempt", 0) + 1
         delay = _backoff(deps, attempt)
         changes = {"attempt": attempt, "wait_started": row.get("wait_started") or now}
+    elif tr.after is not None or tr.paused:
+        delay, changes = tr.after or 0.0, {"attempt": 0, "wait_started": None}
     else:
         delay, changes = 0.0, {"attempt": 0, "wait_started": None, "errors": 0, "step": tr.step}
-    changes.update(tr.set, status="running", due_at=now + delay)
-    enqueue(deps.queues, ROLLOUT_QUEUE, _message(row, row["seq"] + 1), delay=delay)
+    changes.update(tr.set, status="running", due_at=None if tr.paused else now + delay)
+    if tr.paused:
+        changes["paused"] = tr.paused
+    else:
+        enqueue(deps.queues, ROLLOUT_QUEUE, message(row, row["seq"] + 1), delay=delay)
     try:
         rollouts.advance(deps.tables, entity, tr.note, now=now, **changes)
     except ConcurrencyConflict:
@@ -434,4 +769,4 @@ def _finish(deps: Deps, entity: Entity, tr: Transition) -> None:
     level = logging.INFO if tr.status == "done" else logging.WARNING
     step(f"rollout.{tr.status}", level, rollout=row["id"], model=row["model"], version=row.get("version"),
          endpoint=row["endpoint"], reason=reason)
-    _after_end(deps, ended.rollout, ended.holder)
+    after_end(deps, ended.rollout, ended.holder)

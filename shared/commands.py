@@ -119,6 +119,52 @@ class Retrain(_Command):
     window_start: float | None = Field(None, description="the triggering window (set by the app)")
 
 
+class _Steer(_Command):
+    """An operator's command to a rollout of ``model`` in ``environment``: the one holding the
+    endpoint's lease, or ``rollout`` (its id) when given (handlers/steering.py)."""
+
+    model: str = Field(min_length=1, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    rollout: str | None = Field(None, pattern=r"^[0-9a-f]{24}$")
+    reason: str | None = Field(None, max_length=500)
+
+
+class Promote(_Steer):
+    """Go to the next traffic step now (skipping the rest of this one's bake and analysis), or with
+    ``full`` straight to 100% (Argo Rollouts ``promote`` / ``promote --full``)."""
+
+    command: Literal["promote"]
+    full: bool = False
+
+
+class Pause(_Steer):
+    """Hold the rollout where it is until ``resume`` or ``promote``."""
+
+    command: Literal["pause"]
+
+
+class Resume(_Steer):
+    """Go on from a pause (after an inconclusive analysis: a new analysis run)."""
+
+    command: Literal["resume"]
+
+
+class Abort(_Steer):
+    """Traffic back to the champion at once; the candidate is removed after the abort delay."""
+
+    command: Literal["abort"]
+
+
+class Rollback(_Steer):
+    """Restore the config that served before the rollout and move the aliases back to the
+    previous champion."""
+
+    command: Literal["rollback"]
+
+
+Steering = Promote | Pause | Resume | Abort | Rollback
+
+
 class Redrive(BaseModel):
     """Internal: run the accepted command stored in ``record`` again."""
 
@@ -129,7 +175,7 @@ class Redrive(BaseModel):
     token: str | None = Field(None, pattern=_KEY, description="the claim the record's last holder handed on")
 
 
-Acting = Deploy | Reconcile | PublishFeatures | CheckDrift | Retrain
+Acting = Deploy | Reconcile | PublishFeatures | CheckDrift | Retrain | Promote | Pause | Resume | Abort | Rollback
 Command = Annotated[Acting | Redrive, Field(discriminator="command")]
 _adapter: TypeAdapter[Acting | Redrive] = TypeAdapter(Command)
 _acting: TypeAdapter[Acting] = TypeAdapter(Annotated[Acting, Field(discriminator="command")])

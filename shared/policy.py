@@ -16,13 +16,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.delivery.policy import ALIAS_NAME, Aliases, Strategy
 from shared.monitoring.policy import InferenceTable, Monitoring
 from shared.redaction import SECRET_REFERENCE, contains_secret
 
 # Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
 # (reference databricks-api.md §1.3).
 _ENDPOINT_NAME = r"^[A-Za-z0-9_-]{1,63}$"
-_ALIAS_NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,254}$"
 
 
 class PolicyError(ValueError):
@@ -189,9 +189,10 @@ class Environment(_Strict):
         "(the version an alias points to)",
     )
     served_entity: ServedEntity = Field(default_factory=ServedEntity)
-    aliases: list[str] = Field(
-        default_factory=lambda: ["Champion"], description="aliases set on the version after a successful rollout"
-    )
+    aliases: Aliases = Field(default_factory=Aliases, description="the alias lifecycle: challenger when the candidate "
+                             "first takes traffic, champion when it passed and takes it all, production when an A/B "
+                             "test promotes it; a list names the champion aliases only")
+    strategy: Strategy = Field(default_factory=Strategy, description="how the new version takes traffic")
     smoke: list[SmokeQuery] = Field(default_factory=list)
     retraining: Retraining | None = None
     inference_table: InferenceTable | None = Field(
@@ -204,17 +205,16 @@ class Environment(_Strict):
     @field_validator("track")
     @classmethod
     def _track(cls, v: str) -> str:
-        if v == "latest" or (v.startswith("@") and re.match(_ALIAS_NAME, v[1:])):
+        if v == "latest" or (v.startswith("@") and re.match(ALIAS_NAME, v[1:])):
             return v
         raise ValueError("must be 'latest' or '@' followed by an alias name, e.g. '@Challenger'")
 
-    @field_validator("aliases")
-    @classmethod
-    def _aliases(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not re.match(_ALIAS_NAME, a)]
-        if bad:
-            raise ValueError(f"invalid alias name(s): {bad}")
-        return v
+    @model_validator(mode="after")
+    def _analysis_needs(self) -> Environment:
+        if any(stage["analysis"] for stage in self.strategy.stages()) and self.inference_table is None:
+            raise ValueError(f"strategy {self.strategy.kind}: its analysis reads the endpoint's inference table: set "
+                             "inference_table (catalog, schema)")
+        return self
 
     @model_validator(mode="after")
     def _monitoring_needs(self) -> Environment:

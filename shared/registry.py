@@ -102,6 +102,15 @@ def set_aliases(client: Any, model: str, version: str, names: list[str]) -> list
     return moved
 
 
+def delete_alias(client: Any, model: str, alias: str) -> None:
+    """Remove ``alias`` from the model; an alias already gone is not an error."""
+    try:
+        client.delete_registered_model_alias(model, alias)
+    except _client_errors() as exc:
+        if not _not_found(exc):
+            raise
+
+
 @dataclass(frozen=True)
 class _UcVersion:
     name: str
@@ -158,6 +167,9 @@ class UnityCatalogRegistry:
 
     def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
         self._w.registered_models.set_alias(name, alias, int(version))
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self._w.registered_models.delete_alias(name, alias)
 
     def _get(self, path: str, **query: str) -> dict[str, Any]:
         return self._w.api_client.do("GET", path, query=query or None, headers={"Accept": "application/json"})

@@ -33,7 +33,10 @@ from shared.tables import ConcurrencyConflict, Entity, EntityExists, Op, Page, T
 
 ROLLOUTS = "rollouts"
 LEASE = "lease"
-TERMINAL = frozenset({"done", "failed", "superseded"})
+# Ended by an operator's ``abort`` or ``rollback`` (handlers/steering.py): like ``failed``, the
+# version is not retried by reconcile.
+STOPPED = frozenset({"aborted", "rolled_back"})
+TERMINAL = frozenset({"done", "failed", "superseded", *STOPPED})
 _HISTORY = 40
 _FAILED_KEPT = 20
 _RETRIES = 50
@@ -207,9 +210,11 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
         version = row.get("version")
         failed = dict(ls.get("failed") or {})
         if status == "done":
-            ls.update(last_good=row["target"], serving_version=version, serving_model=row["model"])
+            # The champion it replaced is the rollback pointer (DESIGN.md "Rollout").
+            ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
+                      previous_champion=row.get("champion") or ls.get("previous_champion"))
             failed.pop(str(version), None)
-        elif status == "failed" and version:
+        elif (status == "failed" or status in STOPPED) and version:
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))
         ls["failed"] = dict(list(failed.items())[-_FAILED_KEPT:])

@@ -39,10 +39,7 @@ class EndpointView:
 
 def signature(config: dict[str, Any]) -> tuple[Any, ...]:
     entities = tuple(sorted((e.get("entity_name"), str(e.get("entity_version"))) for e in config["served_entities"]))
-    routes = (config.get("traffic_config") or {}).get("routes") or []
-    traffic = tuple(sorted((r.get("served_entity_name") or r.get("served_model_name"), r["traffic_percentage"])
-                           for r in routes))
-    return entities, traffic
+    return entities, tuple(sorted(routes(config).items()))
 
 
 def entity_name(model: str, version: str) -> str:
@@ -50,10 +47,10 @@ def entity_name(model: str, version: str) -> str:
     return f"{model.rsplit('.', 1)[-1]}-{version}"
 
 
-def single_version_config(model: str, version: str, spec: ServedEntity) -> dict[str, Any]:
-    name = entity_name(model, version)
-    entity: dict[str, Any] = {
-        "name": name,
+def entity(model: str, version: str, spec: ServedEntity) -> dict[str, Any]:
+    """A ``ServedEntityInput``, named explicitly: the default name would carry a UC name's dots."""
+    out: dict[str, Any] = {
+        "name": entity_name(model, version),
         "entity_name": model,
         "entity_version": version,
         "workload_size": spec.workload_size,
@@ -61,11 +58,56 @@ def single_version_config(model: str, version: str, spec: ServedEntity) -> dict[
         "scale_to_zero_enabled": spec.scale_to_zero,
     }
     if spec.environment_vars:
-        entity["environment_vars"] = dict(spec.environment_vars)
-    return {
-        "served_entities": [entity],
-        "traffic_config": {"routes": [{"served_entity_name": name, "traffic_percentage": 100}]},
-    }
+        out["environment_vars"] = dict(spec.environment_vars)
+    return out
+
+
+def config(entities: list[dict[str, Any]], weights: dict[str, int]) -> dict[str, Any]:
+    """A whole endpoint config: ``update_config`` replaces the served-entity list, so every change
+    sends every entity, each with a route (0% keeps it loaded but out of the split)."""
+    listed = [{"served_entity_name": e["name"], "traffic_percentage": weights.get(e["name"], 0)} for e in entities]
+    return {"served_entities": entities, "traffic_config": {"routes": listed}}
+
+
+def single_version_config(model: str, version: str, spec: ServedEntity) -> dict[str, Any]:
+    e = entity(model, version, spec)
+    return config([e], {e["name"]: 100})
+
+
+def routes(cfg: dict[str, Any] | None) -> dict[str, int]:
+    """Served-entity name → traffic percentage (a lone entity without traffic_config takes 100)."""
+    if not cfg:
+        return {}
+    listed = (cfg.get("traffic_config") or {}).get("routes") or []
+    if not listed and len(cfg["served_entities"]) == 1:
+        return {cfg["served_entities"][0]["name"]: 100}
+    return {str(r.get("served_entity_name") or r.get("served_model_name")): int(r["traffic_percentage"])
+            for r in listed}
+
+
+def split(base: dict[str, Any], candidate: dict[str, Any], weight: int) -> dict[str, Any]:
+    """``base``'s entities with their routes scaled to ``100 - weight`` and the candidate at
+    ``weight`` (the percentages stay integers summing to 100: the remainder goes to the
+    entity with the largest share)."""
+    entities = [e for e in base["served_entities"] if e["name"] != candidate["name"]]
+    old = {n: p for n, p in routes(base).items() if n != candidate["name"]}
+    total = sum(old.values())
+    scaled = {n: (p * (100 - weight)) // total for n, p in old.items()} if total else {}
+    if scaled:
+        top = max(old, key=lambda n: old[n])
+        scaled[top] += 100 - weight - sum(scaled.values())
+    return config([*entities, candidate], {**scaled, candidate["name"]: weight})
+
+
+def without(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """``cfg`` with the entity ``name`` removed (it must have no traffic)."""
+    kept = [e for e in cfg["served_entities"] if e["name"] != name]
+    return config(kept, {n: p for n, p in routes(cfg).items() if n != name})
+
+
+def only(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """``cfg`` reduced to the entity ``name``, at 100%."""
+    return config([e for e in cfg["served_entities"] if e["name"] == name], {name: 100})
 
 
 def served_versions(config: dict[str, Any] | None) -> list[str]:
@@ -118,11 +160,21 @@ def write(w: Any, endpoint: str, config: dict[str, Any], exists: bool) -> None:
             w.serving_endpoints.create(endpoint, config=cfg)
 
 
+_GATEWAY_PARTS = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
+
+
+def _put_gateway(w: Any, endpoint: str, gateway: Any, **changes: Any) -> None:
+    """``put_ai_gateway`` replaces the whole gateway config (reference databricks-api.md §1.7), so
+    the parts not changed are sent back as they are."""
+    parts = {k: getattr(gateway, k) for k in _GATEWAY_PARTS} if gateway else {}
+    with telemetry.span(_SPAN + "put_ai_gateway", endpoint=endpoint, parts=sorted(changes)):
+        w.serving_endpoints.put_ai_gateway(endpoint, **{**parts, **changes})
+
+
 def ensure_capture(w: Any, endpoint: str, catalog: str, schema: str, prefix: str) -> bool:
     """The endpoint's AI Gateway inference table on, at ``<catalog>.<schema>.<prefix>_payload``
-    (reference databricks-api.md §1.7: ``put_ai_gateway`` replaces the whole gateway config, so
-    its other parts are passed back unchanged; catalog, schema or prefix change only while the
-    table is disabled, so a table elsewhere is disabled first). True if it changed anything."""
+    (catalog, schema or prefix change only while the table is disabled, so a table elsewhere is
+    disabled first). True if it changed anything."""
     from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
 
     gateway = w.serving_endpoints.get(endpoint).ai_gateway
@@ -131,14 +183,27 @@ def ensure_capture(w: Any, endpoint: str, catalog: str, schema: str, prefix: str
                                          enabled=True)
     if current is not None and current.as_dict() == want.as_dict():
         return False
-    keep = {k: getattr(gateway, k) for k in ("fallback_config", "guardrails", "rate_limits", "usage_tracking_config")
-            } if gateway else {}
-    with telemetry.span(_SPAN + "put_ai_gateway", endpoint=endpoint):
-        if current is not None and current.enabled:
-            off = AiGatewayInferenceTableConfig.from_dict({**current.as_dict(), "enabled": False})
-            w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=off, **keep)
-        w.serving_endpoints.put_ai_gateway(endpoint, inference_table_config=want, **keep)
+    if current is not None and current.enabled:
+        off = AiGatewayInferenceTableConfig.from_dict({**current.as_dict(), "enabled": False})
+        _put_gateway(w, endpoint, gateway, inference_table_config=off)
+    _put_gateway(w, endpoint, gateway, inference_table_config=want)
     return True
+
+
+def fallback_on(w: Any, endpoint: str) -> bool:
+    gateway = w.serving_endpoints.get(endpoint).ai_gateway
+    return bool(gateway and gateway.fallback_config and gateway.fallback_config.enabled)
+
+
+def set_fallback(w: Any, endpoint: str, enabled: bool) -> None:
+    """Turn AI Gateway fallback routing on or off. A candidate's failed requests would be retried
+    on the other entities (reference progressive-delivery.md §5.1) and its errors hidden from
+    the analysis, so it is off while a candidate takes traffic."""
+    from databricks.sdk.service.serving import FallbackConfig
+
+    gateway = w.serving_endpoints.get(endpoint).ai_gateway
+    if bool(gateway and gateway.fallback_config and gateway.fallback_config.enabled) != enabled:
+        _put_gateway(w, endpoint, gateway, fallback_config=FallbackConfig(enabled=enabled))
 
 
 def delete(w: Any, endpoint: str) -> None:
@@ -162,14 +227,25 @@ class QueryResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def query(w: Any, endpoint: str, records: list[dict[str, Any]]) -> QueryResult:
-    """POST /serving-endpoints/{name}/invocations with ``dataframe_records`` (§1.5)."""
+def query(w: Any, endpoint: str, records: list[dict[str, Any]], served: str | None = None) -> QueryResult:
+    """POST /serving-endpoints/{name}/invocations with ``dataframe_records`` (§1.5); with
+    ``served``, /serving-endpoints/{name}/served-models/{served}/invocations: that entity answers
+    whatever its route, as Databricks documents for querying "individual models behind an
+    endpoint" (the path as Databricks' own ``databricks-agents`` builds it). The SDK has no method
+    for it, so it goes through the SDK's ``api_client`` with the headers ``query`` sends."""
     from databricks.sdk.errors import DatabricksError
+    from databricks.sdk.service.serving import QueryEndpointResponse
 
     started = time.perf_counter()
     try:
-        with telemetry.span(_SPAN + "query", endpoint=endpoint, records=len(records)):
-            resp = w.serving_endpoints.query(endpoint, dataframe_records=records)
+        with telemetry.span(_SPAN + "query", endpoint=endpoint, records=len(records), served=served):
+            if served is None:
+                resp = w.serving_endpoints.query(endpoint, dataframe_records=records)
+            else:
+                resp = QueryEndpointResponse.from_dict(w.api_client.do(
+                    "POST", f"/serving-endpoints/{endpoint}/served-models/{served}/invocations",
+                    body={"dataframe_records": records}, response_headers=["served-model-name"],
+                    headers={"Accept": "application/json", "Content-Type": "application/json"}))
     except DatabricksError as exc:
         elapsed = (time.perf_counter() - started) * 1000
         text = str(exc)

@@ -25,7 +25,7 @@ from typing import Any
 from handlers import commands, operators, repair, rollout, webhook
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
-from shared import journal, rollouts
+from shared import journal, rollouts, serving
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX, ROLLOUT_QUEUE, QueueService, ReceivedMessage, decode_content
 from shared.queues.sqlite import SqliteQueueService
 from shared.settings import Settings
@@ -165,6 +165,7 @@ class FakeServing:
         self.bad_answers: set[str] = set()
         self.settle_reads = 1
         self.violations: list[str] = []
+        self.writes: list[dict[str, Any]] = []  # every config written, in order
         self.lock = threading.Lock()
 
     def _require(self, name: str) -> _Endpoint:
@@ -213,6 +214,7 @@ class FakeServing:
                 raise ResourceAlreadyExists(f"Endpoint with name '{name}' already exists")
             self._written(name)
             self.endpoints[name] = _Endpoint(pending=_input(config.as_dict()), reads_left=self.settle_reads)
+            self.writes.append(self.endpoints[name].pending)
 
     def update_config(self, name: str, served_entities: Any = None, traffic_config: Any = None):
         from databricks.sdk.errors import ResourceConflict
@@ -225,6 +227,7 @@ class FakeServing:
             ep.pending = {"served_entities": [e.as_dict() for e in served_entities],
                           "traffic_config": traffic_config.as_dict() if traffic_config else None}
             ep.reads_left, ep.failed_message = self.settle_reads, ""
+            self.writes.append(ep.pending)
 
     def delete(self, name: str):
         with self.lock:
@@ -232,16 +235,26 @@ class FakeServing:
             self._written(name)
             del self.endpoints[name]
 
-    def query(self, name: str, dataframe_records: list[dict[str, Any]]):
+    def query(self, name: str, dataframe_records: list[dict[str, Any]], served: str | None = None):
         from databricks.sdk.errors import NotFound
 
         with self.lock:
             ep = self.endpoints.get(name)
             if ep is None or ep.config is None:
                 raise NotFound(f"endpoint {name} is not serving")
-            versions = self.serving(name)
-        fare = -1.0 if set(versions) & self.bad_answers else 12.5
-        return SimpleNamespace(predictions=[fare] * len(dataframe_records), served_model_name=versions[0])
+            entities = {e["name"]: str(e["entity_version"]) for e in ep.config["served_entities"]}
+            if served is None:
+                served = max(serving.routes(ep.config).items(), key=lambda r: r[1])[0]
+            elif served not in entities:
+                raise NotFound(f"Served model {served} does not exist in endpoint {name}")
+        fare = -1.0 if entities[served] in self.bad_answers else 12.5
+        return SimpleNamespace(predictions=[fare] * len(dataframe_records), served_model_name=served)
+
+    def do(self, method: str, path: str, body: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """``api_client.do`` for the served-model route the smoke queries take."""
+        _, name, _, served, _ = path.strip("/").split("/")
+        got = self.query(name, body["dataframe_records"], served=served)
+        return {"predictions": got.predictions, "served-model-name": got.served_model_name}
 
     def serving(self, name: str) -> list[str]:
         ep = self.endpoints.get(name)
@@ -302,6 +315,11 @@ class FakeRegistry:
         with self.lock:
             self.aliases[alias] = version
 
+    def delete_registered_model_alias(self, name: str, alias: str):
+        with self.lock:
+            if self.aliases.pop(alias, None) is None:
+                raise self._missing(f"alias {alias}")
+
 
 POLICY = {"version": 1, "models": [{"name": MODEL, "environments": {"prod": {
     "endpoint": ENDPOINT, "track": "latest", "aliases": ["Champion"], "wait_timeout_seconds": 600,
@@ -312,12 +330,15 @@ POLICY = {"version": 1, "models": [{"name": MODEL, "environments": {"prod": {
 class Driver:
     """Plays the Functions host for the commands and rollout queues."""
 
-    def __init__(self, tmp: Path, faults: Faults | None = None) -> None:
+    def __init__(self, tmp: Path, faults: Faults | None = None, env: dict[str, Any] | None = None) -> None:
+        """``env``: policy settings of the environment over the default ones (POLICY)."""
         self.clock = Clock()
         self.faults = faults or Faults()
         tmp.mkdir(parents=True, exist_ok=True)
         policy = tmp / "policy.json"
-        policy.write_text(json.dumps(POLICY))
+        model = POLICY["models"][0]
+        policy.write_text(json.dumps({**POLICY, "models": [{**model, "environments": {
+            "prod": {**model["environments"]["prod"], **(env or {})}}}]}))
         settings = Settings.from_env({
             "REACTOR_STORAGE": f"sqlite:///{tmp / 'state.db'}", "REACTOR_POLICY_FILE": str(policy),
             "MLFLOW_WEBHOOK_SECRET": SECRET, "ROLLOUT_BACKOFF_BASE_SECONDS": "2", "ROLLOUT_BACKOFF_CAP_SECONDS": "30",
@@ -326,13 +347,15 @@ class Driver:
         self.raw_queues = SqliteQueueService(str(tmp / "state.db"), clock=self.clock)
         self.serving_api = FakeServing(self)
         self.registry = FakeRegistry()
-        workspace = SimpleNamespace(serving_endpoints=self.serving_api)
+        workspace = SimpleNamespace(serving_endpoints=self.serving_api, api_client=self.serving_api)
         self.deps = Deps(settings, FaultyTables(self.raw_tables, self.faults),
                          FaultyQueues(self.raw_queues, self.faults), lambda: workspace, lambda: self.registry,
                          clock=self.clock)
         self.current: str | None = None
         self.poisoned: list[str] = []
         self.crashes = 0
+        self.steps_taken = 0  # rollout-step messages received so far
+        self.crash_at: set[int] = set()  # the host dies holding these rollout-step messages (by ``steps_taken``)
 
     # --- what the outside world does -------------------------------------------------------
     def webhook(self, version: str, delivery: str | None = None, at: str | None = None) -> Response:
@@ -366,7 +389,8 @@ class Driver:
         if taken is None:
             return False
         queue, msg = taken
-        if crash:
+        self.steps_taken += queue == ROLLOUT_QUEUE
+        if crash or (queue == ROLLOUT_QUEUE and self.steps_taken in self.crash_at):
             self.crashes += 1  # the host died holding it: invisible until the receive timeout
             return True
         body = decode_content(msg.content)

@@ -37,7 +37,9 @@ def test_a_valid_policy_loads_with_defaults():
     assert prod.smoke[0].expect.max_latency_ms == 1500 and prod.smoke[0].expect.count is None
     assert prod.retraining.job_id == 42
     staging = m.environments["staging"]
-    assert staging.track_alias == "Challenger" and staging.aliases == ["Champion"]
+    assert staging.track_alias == "Challenger" and staging.aliases.champion == ["Champion"]
+    assert (staging.aliases.challenger, staging.aliases.production) == ("Challenger", "Production")
+    assert staging.strategy.kind == "direct" and staging.strategy.stages() == []
     assert p.model("nope") is None
 
 
@@ -49,7 +51,7 @@ def test_a_valid_policy_loads_with_defaults():
         (("track: latest", "track: newest"), "models[0].environments.prod.track: Value error, must be 'latest' or '@'"),
         (("max_latency_ms: 1500", "max_latency_ms: -1"), "expect.max_latency_ms: Input should be greater"),
         (("job_id: 42", "job_id: forty-two"), "retraining.job_id: Input should be a valid integer"),
-        (("aliases: [Champion]", "aliases: [Champ ion]"), "aliases: Value error, invalid alias name"),
+        (("aliases: [Champion]", "aliases: [Champ ion]"), "aliases.champion[0]: String should match pattern"),
         (("        track: latest\n", "        track: latest\n        trak: latest\n"),
          "prod.trak: Extra inputs are not permitted"),
         (("endpoint: taxi-fare-staging", "endpoint: taxi-fare-prod"), "endpoint used by more than one"),

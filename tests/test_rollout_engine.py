@@ -333,7 +333,7 @@ def test_no_secret_in_an_error_reaches_a_rollout_or_a_record(tmp_path: Path) -> 
     v1 = d.registry.register()
     secret = "s3cr3t-Pa55"
 
-    def leaky(name, dataframe_records):
+    def leaky(name, dataframe_records, served=None):
         raise DatabricksError(f"lookup failed: postgresql://app@db.example/features?password={secret}&sslmode=require")
 
     d.serving_api.query = leaky

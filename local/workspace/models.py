@@ -247,6 +247,7 @@ class UnityCatalogModels:
     - ``GET  /models/{full_name}/versions/{version}`` (``include_aliases``)
     - ``GET  /models/{full_name}/aliases/{alias}`` (``include_aliases``)
     - ``PUT  /models/{full_name}/aliases/{alias}`` with ``{"version_num": n}``
+    - ``DELETE /models/{full_name}/aliases/{alias}`` (``w.registered_models.delete_alias``)
 
     Version tags come as ``tags: [{key, value}]`` (MLflow's ``unity_catalog_messages``
     ``ModelVersionInfo``; the SDK's dataclass has no such field). A name that is not three-level
@@ -269,6 +270,7 @@ class UnityCatalogModels:
         router.add("GET", p + "/versions/{version}", self._get_version)
         router.add("GET", p + "/aliases/{alias}", self._get_by_alias)
         router.add("PUT", p + "/aliases/{alias}", self._set_alias)
+        router.add("DELETE", p + "/aliases/{alias}", self._delete_alias)
 
     # ------------------------------------------------------------------ routes
     def _get_model(self, req: Request, full_name: str) -> Response:
@@ -321,6 +323,12 @@ class UnityCatalogModels:
         self._call(lambda c: c.get_model_version(full_name, str(version)))
         self._call(lambda c: c.set_registered_model_alias(full_name, alias, str(version)))
         return Response(body=_alias(full_name, alias, str(version)))
+
+    def _delete_alias(self, req: Request, full_name: str, alias: str) -> Response:
+        _names(full_name)
+        self._call(lambda c: c.get_model_version_by_alias(full_name, alias))
+        self._call(lambda c: c.delete_registered_model_alias(full_name, alias))
+        return Response(body={})
 
     # ------------------------------------------------------------------ helpers
     def _aliases(self, req: Request, full_name: str) -> dict[str, str] | None:

@@ -25,6 +25,7 @@ _UC_PART = r"[^. /\x00-\x1f\x7f]{1,255}"
 _UC_TABLE = rf"^{_UC_PART}\.{_UC_PART}\.{_UC_PART}$"
 _COLUMN = r"^[^\x00-\x1f\x7f]{1,255}$"
 _DURATION = re.compile(r"^([1-9][0-9]{0,5})([smhdw])$")
+_DELAY = re.compile(r"^(0|[1-9][0-9]{0,5})([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 DRIFT_METRICS = ("psi", "js", "ks", "wasserstein", "chi2")
@@ -37,14 +38,15 @@ _BAD_BELOW = {"f1", "accuracy", "precision", "recall", "request_count", "chi2"}
 
 
 def seconds(duration: str) -> int:
-    """``30s``, ``15m``, ``1h``, ``1d``, ``2w`` → seconds."""
-    m = _DURATION.match(duration)
+    """``30s``, ``15m``, ``1h``, ``1d``, ``2w`` (and, for a delay, ``0s``) → seconds."""
+    m = _DELAY.match(duration)
     if not m:
         raise ValueError(f"{duration!r} is not a duration such as 30s, 15m, 1h, 1d or 1w")
     return int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
 
 
 Duration = Annotated[str, Field(pattern=_DURATION.pattern, description="e.g. 30s, 15m, 1h, 1d, 1w")]
+Delay = Annotated[str, Field(pattern=_DELAY.pattern, description="e.g. 0s, 30s, 15m, 1h")]
 
 
 class _Strict(BaseModel):
