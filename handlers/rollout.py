@@ -373,7 +373,7 @@ def step_analyze(ctx: StepContext) -> Transition:
     from shared.delivery.measure import measure
 
     try:
-        figures = measure(ctx.w, s.warehouse_id, table.full_name(ctx.endpoint), row["version"], row["champion"],
+        figures = measure(ctx.w, s.warehouse_id, table.payload_table(ctx.endpoint), row["version"], row["champion"],
                           start, end, cursor, time.monotonic() + _STATEMENT_BUDGET)
     except StatementPending as pending:
         return wait(f"analysis query {pending.state}", analysis_cursor=cursor, run=run, runs=number)
@@ -410,17 +410,16 @@ def step_analyze(ctx: StepContext) -> Transition:
         return _next_stage(ctx, note, **base)
     if phase in ("Failed", "Error"):
         kept = " (A/B: the champion is kept)" if ctx.env.strategy.kind == "ab" else ""
-        return roll_back(f"analysis {phase}{kept}: {summary}", **base)
+        return roll_back(f"analysis {summary}{kept}", **base)
     # Inconclusive: never a rollback or a promotion for lack of data.
     extensions = row.get("extensions", 0)
     if a.on_inconclusive == "fail":
-        return roll_back(f"analysis Inconclusive: {summary}", **base)
+        return roll_back(f"analysis {summary}", **base)
     if a.on_inconclusive == "extend" and extensions < a.max_extensions:
         bake = _stage(ctx)["bake"]
         return go("bake", note + f"; extending the step by {bake} s ({extensions + 1} of {a.max_extensions})",
                   **base, extensions=extensions + 1, bake_until=now + bake)
-    return pause(note + "; paused: promote, resume (a new analysis) or abort", f"analysis Inconclusive: {summary}", now,
-                 **base)
+    return pause(note + "; paused: promote, resume (a new analysis) or abort", f"analysis {summary}", now, **base)
 
 
 def _figures(figures: Any) -> dict[str, Any] | None:

@@ -54,6 +54,8 @@ def policy_yaml(model: str, endpoint: str, model_fields: dict[str, Any] | None =
                          "dropoff_zone": 7}],
             "expect": {"prediction_type": "number", "min": 0, "max_latency_ms": 5000},
         }],
+        # The old version is removed at once once the new one takes all traffic (default: after 30 s).
+        "strategy": {"kind": "direct", "bake": "0s"},
         **env_overrides,
     }
     model_policy = {"name": model, **(model_fields or {}), "environments": {"prod": env}}
