@@ -5,10 +5,9 @@ traffic the whole time. The analysis decides from what the callers' requests did
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from typing import Any
 
+from local.callers import Callers
 from shared.delivery import store as analyses
 
 ANALYSIS = {"delivery_delay": "2s", "min_requests": 25, "error_rate": {"margin": 0.15},
@@ -19,43 +18,6 @@ def env(tag: str, strategy: dict[str, Any]) -> dict[str, Any]:
     return {"inference_table": {"catalog": "main", "schema": "monitoring", "prefix": f"p_{tag}"},
             "aliases": {"challenger": "Challenger", "champion": ["Champion"], "production": "Production"},
             "strategy": {"bake": "0s", "abort_delay": "0s", "analysis": ANALYSIS, **strategy}}
-
-
-class Callers:
-    """Callers of the endpoint, one trip per request, until stopped; who answered each."""
-
-    def __init__(self, w: Any, endpoint: str) -> None:
-        self.w, self.endpoint = w, endpoint
-        self.answered: Counter[str] = Counter()
-        self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import json
-
-        from databricks.sdk.errors import DatabricksError
-
-        from local.taxi import REQUEST_COLUMNS, make_trips
-
-        # Varied trips, so that each version's predictions have a distribution to compare.
-        trips = json.loads(make_trips(n=500, seed=3)[REQUEST_COLUMNS].to_json(orient="records"))
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                got = self.w.serving_endpoints.query(self.endpoint, dataframe_records=[trips[i % len(trips)]])
-                self.answered[got.served_model_name] += 1
-            except DatabricksError:
-                self.failed += 1
-
-    def __enter__(self) -> Callers:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def first(app) -> str:
@@ -87,7 +49,7 @@ def test_a_good_canary_passes_its_analysis_step_by_step_and_becomes_champion(mak
         assert set(r["metrics"]) == {"error_rate", "latency", "prediction_shift"}
         assert r["figures"]["candidate"]["requests"] >= 25 and r["figures"]["champion"]["requests"] >= 25
         assert r["figures"]["candidate"]["version"] == v2 and r["figures"]["champion"]["version"] == v1
-    assert callers.failed == 0 and set(callers.answered) == {f"{app.model}-{v1}", f"{app.model}-{v2}"}
+    assert not callers.failed and set(callers.answered) == {f"{app.model}-{v1}", f"{app.model}-{v2}"}
 
 
 def test_a_worse_canary_fails_at_its_first_step_and_is_rolled_back_with_champion_untouched(make_app):

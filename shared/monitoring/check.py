@@ -104,7 +104,7 @@ def watched(ctx: Context, version: str) -> list[Watched]:
     return [Watched(c, "categorical" if c in cats else "numeric") for c in m.columns]
 
 
-def records(ctx: Context, columns: list[Watched]) -> str:
+def records(ctx: Context, columns: list[Watched]) -> relations.Records:
     m = ctx.m
     if m.source is not None:
         s = m.source
@@ -132,7 +132,8 @@ def _label_join(m: Monitoring) -> LabelJoin | None:
     return LabelJoin(m.labels.table, m.labels.key, m.labels.column, m.prediction_kind)
 
 
-def freeze_baseline(ctx: Context, version: str, columns: list[Watched], recs: str) -> dict[str, Any] | None:
+def freeze_baseline(ctx: Context, version: str, columns: list[Watched], recs: relations.Records,
+                    ) -> dict[str, Any] | None:
     """Freeze the version's baseline now if it can be (the one stored first wins); None while it
     cannot yet."""
     from shared import drift
@@ -196,7 +197,7 @@ def _drift_targets(check: Check, columns: list[Watched]) -> list[tuple[str, str]
     return [(check.label, check.of or "")]
 
 
-def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, baseline: dict[str, Any],
+def judge_window(ctx: Context, version: str, columns: list[Watched], recs: relations.Records, baseline: dict[str, Any],
                  start: float, end: float) -> dict[str, Any] | None:
     """Measure one window; None while a statement runs."""
     from shared import drift
@@ -249,7 +250,7 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: str, 
     return _figures(ctx, version, start, end, checks, columns, results, labels_due, min_rows)
 
 
-def _label_reference(ctx: Context, baseline: dict[str, Any], recs: str, version: str) -> str:
+def _label_reference(ctx: Context, baseline: dict[str, Any], recs: relations.Records, version: str) -> str:
     m = ctx.m
     if baseline["kind"] == "table":
         b = m.baseline

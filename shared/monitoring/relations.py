@@ -48,42 +48,63 @@ def _record(field: str) -> str:
     return f"get_json_object(p.request, concat({literal('$.dataframe_records[')}, r.pos, {literal('].' + field)}))"
 
 
+@dataclass(frozen=True)
+class Records:
+    """A records relation whose version and time bounds go inside it, in the WHERE that reads the
+    source rows: an engine that cannot push a filter through ``LATERAL explode`` (DuckDB, the
+    local warehouse) would otherwise explode every request of the table to keep one window's."""
+
+    head: str  # the relation's text up to its WHERE conditions
+    tail: str  # what closes it
+    ts: str  # the source rows' timestamp expression
+    version: str  # and their version expression
+
+    def sql(self, version: str | None = None, start: float | None = None, end: float | None = None) -> str:
+        bounds = ([f"{self.version} = {literal(version)}"] if version is not None else []) + (
+            [f"{self.ts} >= {timestamp(start)}"] if start is not None else []) + (
+            [f"{self.ts} < {timestamp(end)}"] if end is not None else [])
+        return self.head + "".join(f" AND {b}" for b in bounds) + self.tail
+
+
 def _versions() -> str:
     return (f"(SELECT DISTINCT served_entity_id, CAST(entity_version AS STRING) AS entity_version "
             f"FROM {quote(SERVED_ENTITIES)})")
 
 
 def payload_records(payload_table: str, columns: list[Watched], prediction_kind: str,
-                    request_key: str = "client_request_id") -> str:
+                    request_key: str = "client_request_id") -> Records:
     """Records of the payload table; ``request_key``: ``client_request_id`` or a record column."""
     n = "json_array_length(get_json_object(p.request, '$.dataframe_records'))"
     key = "p.client_request_id" if request_key == "client_request_id" else _record(request_key)
     cols = "".join(f", {typed(_record(c.name), c.kind)} AS {quote_ident(c.name)}" for c in columns)
     prediction = typed("get_json_object(p.response, concat('$.predictions[', r.pos, ']'))", prediction_kind)
-    return (f"(SELECT p.request_time AS __ts, se.entity_version AS __version, CAST({key} AS STRING) AS __request_key"
+    head = (f"(SELECT p.request_time AS __ts, se.entity_version AS __version, CAST({key} AS STRING) AS __request_key"
             f"{cols}, {prediction} AS __prediction "
             f"FROM {quote(payload_table)} AS p JOIN {_versions()} AS se ON se.served_entity_id = p.served_entity_id, "
             f"LATERAL explode(sequence(0, {n} - 1)) AS r(pos) "
-            f"WHERE p.status_code = 200 AND {n} > 0)")
+            f"WHERE p.status_code = 200 AND {n} > 0")
+    return Records(head, ")", "p.request_time", "se.entity_version")
 
 
 def table_records(table: str, ts: str, version: str, prediction: str, request_key: str | None,
-                  columns: list[Watched], prediction_kind: str) -> str:
+                  columns: list[Watched], prediction_kind: str) -> Records:
     """Records of a processed inference table (one row per prediction)."""
     key = f"CAST({quote_ident(request_key)} AS STRING)" if request_key else "CAST(NULL AS STRING)"
     cols = "".join(f", {typed(quote_ident(c.name), c.kind)} AS {quote_ident(c.name)}" for c in columns)
-    return (f"(SELECT {quote_ident(ts)} AS __ts, CAST({quote_ident(version)} AS STRING) AS __version, "
+    head = (f"(SELECT {quote_ident(ts)} AS __ts, CAST({quote_ident(version)} AS STRING) AS __version, "
             f"{key} AS __request_key{cols}, {typed(quote_ident(prediction), prediction_kind)} AS __prediction "
-            f"FROM {quote(table)})")
+            f"FROM {quote(table)} WHERE TRUE")
+    return Records(head, ")", quote_ident(ts), f"CAST({quote_ident(version)} AS STRING)")
 
 
-def window(records: str, version: str, start: float, end: float, label: LabelJoin | None = None) -> str:
+def window(records: Records, version: str, start: float, end: float, label: LabelJoin | None = None) -> str:
     """The records of ``version`` in [start, end), with the label joined when given."""
     where = (f"WHERE x.__version = {literal(version)} AND x.__ts >= {timestamp(start)} "
              f"AND x.__ts < {timestamp(end)}")
+    inner = records.sql(version, start, end)
     if label is None:
-        return f"(SELECT x.* FROM {records} AS x {where})"
-    return (f"(SELECT x.*, {typed('l.' + quote_ident(label.column), label.kind)} AS __label FROM {records} AS x "
+        return f"(SELECT x.* FROM {inner} AS x {where})"
+    return (f"(SELECT x.*, {typed('l.' + quote_ident(label.column), label.kind)} AS __label FROM {inner} AS x "
             f"JOIN {quote(label.table)} AS l ON CAST(l.{quote_ident(label.key)} AS STRING) = x.__request_key {where})")
 
 
@@ -118,8 +139,9 @@ def health(payload_table: str, version: str, start: float, end: float) -> str:
             f"AND p.request_time < {timestamp(end)}")
 
 
-def row_counts(records: str, version: str, since: float, window_seconds: int) -> str:
+def row_counts(records: Records, version: str, since: float, window_seconds: int) -> str:
     """Rows of ``version`` per window since ``since``: where a first-window baseline can be found."""
     return (f"SELECT CAST(floor(unix_millis(x.__ts) / {window_seconds * 1000}) AS BIGINT) AS w, count(*) AS n "
-            f"FROM {records} AS x WHERE x.__version = {literal(version)} AND x.__ts >= {timestamp(since)} "
+            f"FROM {records.sql(version, since)} AS x "
+            f"WHERE x.__version = {literal(version)} AND x.__ts >= {timestamp(since)} "
             f"GROUP BY 1 ORDER BY 1")
