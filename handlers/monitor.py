@@ -43,6 +43,9 @@ _OFFERED = ("decision", "model", "environment", "version", "since", "payload_tab
             "label_column", "warehouse_id")
 
 
+_LAST_TICK = "tick"  # row of the monitor table: the keys of the last checks the timer sent
+
+
 def tick(deps: Deps) -> dict[str, int]:
     """Submit a recorded ``check_drift`` for every monitored environment, once per window end."""
     from handlers.commands import submit
@@ -62,12 +65,25 @@ def tick(deps: Deps) -> dict[str, int]:
                 marks = [f"{int(math.floor(now / W) * W)}"]
                 if m.labels is not None:
                     marks.append(f"{int(math.floor((now - seconds(m.labels.delay)) / W) * W)}.labels")
-                for mark in marks:
-                    key = journal.key("monitor", f"{env.endpoint}.{mark}")
-                    if submit(deps, key, {"command": "check_drift", "model": mp.name, "environment": name}, cid):
-                        sent += 1
+                # A check judges every window not judged yet, so while the last one still runs a
+                # second would only run the same statements beside it: the next tick sends it.
+                if _checking(deps, env.endpoint):
+                    continue
+                keys = [journal.key("monitor", f"{env.endpoint}.{mark}") for mark in marks]
+                new = [k for k in keys if submit(deps, k, {"command": "check_drift", "model": mp.name,
+                                                           "environment": name}, cid)]
+                if new:
+                    deps.tables.upsert(store.MONITOR, env.endpoint, _LAST_TICK, {"keys": new})
+                    sent += len(new)
         step("monitor.tick", submitted=sent)
     return {"submitted": sent}
+
+
+def _checking(deps: Deps, endpoint: str) -> bool:
+    """The last check the timer sent for this endpoint is still running."""
+    last = deps.tables.get(store.MONITOR, endpoint, _LAST_TICK)
+    recs = [journal.get(deps.tables, "command", key) for key in (last.data["keys"] if last else [])]
+    return any(rec is not None and rec.get("status") not in journal.TERMINAL for rec in recs)
 
 
 def _environment(deps: Deps, model: str, environment: str) -> tuple[ModelPolicy, Environment]:

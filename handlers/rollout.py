@@ -442,17 +442,17 @@ def step_promote(ctx: StepContext) -> Transition:
     if ctx.env.strategy.kind == "ab" and ctx.env.aliases.production:
         names.append(ctx.env.aliases.production)
     moved = set_aliases(ctx.registry, ctx.model.name, version, names)
-    said = ", ".join(f"@{a}" for a in names) or "no aliases"
+    said = (", ".join(f"@{a}" for a in names) or "no aliases") + " set"
     challenger = ctx.env.aliases.challenger
     if challenger and aliases(ctx.registry, ctx.model.name).get(challenger) == version:
         delete_alias(ctx.registry, ctx.model.name, challenger)  # it is the champion now, no longer a challenger
-        said += f"; @{challenger} removed"
+        said += f", @{challenger} removed"
     alone = serving.only(ctx.target, ctx.candidate["name"])
     view = ctx.read()
     if view.serves(alone) and not view.updating:
-        return Transition(status="done", note=f"version {version} serves; {said} set", set={"aliases_moved": moved,
+        return Transition(status="done", note=f"version {version} serves; {said}", set={"aliases_moved": moved,
                                                                                           "final": alone})
-    return go("shift", f"version {version} passed; {said} set; taking all traffic", aliases_moved=moved,
+    return go("shift", f"version {version} passed; {said}; taking all traffic", aliases_moved=moved,
               stage=len(ctx.stages))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 
 class Callers:
-    def __init__(self, w: Any, endpoint: str, *, drifted: bool = False, threads: int = 2, seed: int = 3) -> None:
+    def __init__(self, w: Any, endpoint: str, *, drifted: bool = False, threads: int = 1, seed: int = 3) -> None:
         self.w, self.endpoint = w, endpoint
         self.drifted, self.seed = drifted, seed
         self.answered: Counter[str] = Counter()

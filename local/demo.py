@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from local.azurite import Azurite
+from local.callers import Callers
 from local.demo_loop import create_label_table, create_retraining_job, decisions, demo_policy, figures_line, run_loop
 from local.stack import WEBHOOK_SECRET, WORKSPACE_TOKEN, app_settings, function_host, platform
 from shared import journal, rollouts
+from shared.delivery import store as analyses
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.settings import APP_ROOT
 from shared.storage import open_queues, open_tables
@@ -173,8 +175,10 @@ def _run(data_dir: Path, azure: str | None) -> int:
             w = workspace_client()
 
             def serving_version() -> str | None:
+                """The version the endpoint serves alone (None while several are in its config)."""
                 ep = w.serving_endpoints.get(ENDPOINT)
-                return ep.config.served_entities[0].entity_version if ep.config else None
+                versions = [e.entity_version for e in ep.config.served_entities] if ep.config else []
+                return versions[0] if len(versions) == 1 else None
 
             def champion() -> str | None:
                 return client.get_registered_model(MODEL).aliases.get("Champion")
@@ -194,48 +198,78 @@ def _run(data_dir: Path, azure: str | None) -> int:
             trip = {"pickup_zone": int(pickup_df.zone_id.iloc[0]), "dropoff_zone": int(dropoff_df.zone_id.iloc[0]),
                     "trip_distance": 3.0, "passenger_count": 1, "pickup_hour": 9}
 
-            for version_step in ("1", "2"):
-                tl.say("demo", f"training and registering {MODEL} version {version_step} (zone features by ID)")
-                v = _quietly(train_and_register_with_features, plat.mlflow.url, MODEL, PICKUP, DROPOFF, pickup_df,
-                             dropoff_df, seed=int(version_step))
-                ok = tl.wait(f"rollout of v{v}", lambda v=v: _ended(tables, v), 90)
-                row = _rollout_of(tables, v) or {}
-                expect(f"v{v} rollout done", ok and row.get("status") == "done")
-                steps = [h["step"] for h in row.get("history", [])]
-                expect(f"v{v}: features in sync before the endpoint was written",
-                       "features" in steps and "deploy" in steps and steps.index("features") < steps.index("deploy"))
-                expect(f"endpoint serves v{v} and is READY",
-                       serving_version() == v and w.serving_endpoints.get(ENDPOINT).state.ready.value == "READY")
-                expect(f"@Champion → v{v}", champion() == v)
-                expect(f"v{v} answers IDs-only queries", predicts())
-                if version_step == "1":
-                    before = predict([trip])[0]
-                    tl.say("client", f"{trip} → {before:.2f}")
-                    zone = pickup_df.iloc[0]
-                    # The zone now looks like the quietest, cheapest zone (say, the airport shuttle moved away).
-                    like = pickup_df.sort_values("avg_fare").iloc[0]
-                    changed = {"zone_id": int(zone.zone_id), "avg_fare": float(like.avg_fare),
-                               "trip_count": int(like.trip_count), "avg_distance": float(like.avg_distance)}
-                    plat.workspace.catalog.upsert_rows(PICKUP, [changed])
-                    tl.say("demo", f"pickup zone {changed['zone_id']} in the source: avg_fare {zone.avg_fare:.2f} → "
-                                   f"{changed['avg_fare']:.2f}, avg_distance {zone.avg_distance:.2f} → "
-                                   f"{changed['avg_distance']:.2f}; sending publish_features")
-                    enqueue(queues, COMMANDS_QUEUE,
-                            {"command": "publish_features", "model": MODEL, "table": PICKUP})
-                    ok = tl.wait("the change to reach predictions",
-                                 lambda before=before: abs(predict([trip])[0] - before) > 1e-6, 30)
-                    after = predict([trip])[0]
-                    tl.say("client", f"{trip} → {after:.2f}")
-                    expect("a source change shows up in predictions after the sync, with no redeploy", ok)
+            tl.say("demo", f"training and registering {MODEL} version 1 (zone features by ID)")
+            v = _quietly(train_and_register_with_features, plat.mlflow.url, MODEL, PICKUP, DROPOFF, pickup_df,
+                         dropoff_df, seed=1)
+            ok = tl.wait(f"rollout of v{v}", lambda v=v: _ended(tables, v), 90)
+            row = _rollout_of(tables, v) or {}
+            expect(f"v{v} rollout done", ok and row.get("status") == "done")
+            steps = [h["step"] for h in row.get("history", [])]
+            expect(f"v{v}: features in sync before the endpoint was written",
+                   "features" in steps and "deploy" in steps and steps.index("features") < steps.index("deploy"))
+            expect(f"endpoint serves v{v} and is READY",
+                   serving_version() == v and w.serving_endpoints.get(ENDPOINT).state.ready.value == "READY")
+            expect(f"@Champion → v{v}", champion() == v)
+            expect(f"v{v} answers IDs-only queries", predicts())
+            before = predict([trip])[0]
+            tl.say("client", f"{trip} → {before:.2f}")
+            zone = pickup_df.iloc[0]
+            # The zone now looks like the quietest, cheapest zone (say, the airport shuttle moved away).
+            like = pickup_df.sort_values("avg_fare").iloc[0]
+            changed = {"zone_id": int(zone.zone_id), "avg_fare": float(like.avg_fare),
+                       "trip_count": int(like.trip_count), "avg_distance": float(like.avg_distance)}
+            plat.workspace.catalog.upsert_rows(PICKUP, [changed])
+            tl.say("demo", f"pickup zone {changed['zone_id']} in the source: avg_fare {zone.avg_fare:.2f} → "
+                           f"{changed['avg_fare']:.2f}, avg_distance {zone.avg_distance:.2f} → "
+                           f"{changed['avg_distance']:.2f}; sending publish_features")
+            enqueue(queues, COMMANDS_QUEUE, {"command": "publish_features", "model": MODEL, "table": PICKUP})
+            ok = tl.wait("the change to reach predictions",
+                         lambda: abs(predict([trip])[0] - before) > 1e-6, 30)
+            tl.say("client", f"{trip} → {predict([trip])[0]:.2f}")
+            expect("a source change shows up in predictions after the sync, with no redeploy", ok)
 
-            tl.say("demo", f"registering {MODEL} version 3, whose model raises at predict time")
-            v3 = _quietly(register_broken_version, plat.mlflow.url, model_name=MODEL)
-            ok = tl.wait(f"rollout of v{v3}", lambda: _ended(tables, v3), 90)
-            row = _rollout_of(tables, v3) or {}
-            expect(f"v{v3} rollout failed on its smoke query",
-                   ok and row.get("status") == "failed" and "smoke query" in (row.get("reason") or ""))
-            expect("endpoint rolled back: v2 serves", serving_version() == "2")
-            expect("@Champion still → v2", champion() == "2")
+            with Callers(w, ENDPOINT) as callers:
+                tl.say("client", "callers send trips to the endpoint from now on, one per request")
+                tl.say("demo", f"training and registering {MODEL} version 2: it goes out by canary, 10% → 50% → "
+                               "100%, each step judged against v1 from the inference table")
+                v2 = _quietly(train_and_register_with_features, plat.mlflow.url, MODEL, PICKUP, DROPOFF, pickup_df,
+                              dropoff_df, seed=2)
+                ok = tl.wait(f"the canary of v{v2}", lambda: _ended(tables, v2), 120)
+                row = _rollout_of(tables, v2) or {}
+                runs = analyses.for_rollout(tables, ENDPOINT, row.get("id", ""))
+                expect(f"v{v2} canary done", ok and row.get("status") == "done")
+                expect(f"v{v2}'s analysis passed at 10% and at 50% (error rate, p95 latency, prediction shift)",
+                       [(r["weight"], r["phase"]) for r in runs] == [(10, "Successful"), (50, "Successful")])
+                expect(f"endpoint serves v{v2} alone and @Champion → v{v2}", serving_version() == v2
+                       and champion() == v2)
+                answered = callers.versions()
+                expect(f"callers were answered by v1 and v{v2} during the canary", answered == {"1", v2})
+
+                tl.say("demo", f"registering {MODEL} version 3, whose model raises at predict time")
+                v3 = _quietly(register_broken_version, plat.mlflow.url, model_name=MODEL)
+                ok = tl.wait(f"rollout of v{v3}", lambda: _ended(tables, v3), 90)
+                row = _rollout_of(tables, v3) or {}
+                expect(f"v{v3} failed its smoke query at 0% traffic",
+                       ok and row.get("status") == "failed" and "smoke query" in (row.get("reason") or "")
+                       and not row.get("took_traffic"))
+                expect(f"no caller was ever answered by v{v3}", v3 not in callers.versions())
+                expect("endpoint rolled back: v2 serves and @Champion still → v2",
+                       serving_version() == v2 and champion() == v2)
+
+                tl.say("demo", f"registering {MODEL} version 4: it answers, but errs on 30% of requests and its "
+                               "fares run 15 higher (faults the local workspace injects into its served entity)")
+                v4 = _quietly(train_and_register_with_features, plat.mlflow.url, MODEL, PICKUP, DROPOFF, pickup_df,
+                              dropoff_df, seed=4)
+                plat.workspace.faults.entity_faults = {f"{MODEL}/{v4}": {"error_rate": 0.3, "bias": 15.0}}
+                ok = tl.wait(f"the canary of v{v4}", lambda: _ended(tables, v4), 90)
+                plat.workspace.faults.entity_faults = {}
+                row = _rollout_of(tables, v4) or {}
+                runs = analyses.for_rollout(tables, ENDPOINT, row.get("id", ""))
+                expect(f"v{v4} failed its canary analysis at 10% and was rolled back automatically",
+                       ok and row.get("status") == "failed" and bool(runs) and runs[-1]["phase"] == "Failed"
+                       and {r["weight"] for r in runs} == {10} and "rolled back" in (row.get("reason") or ""))
+                expect(f"endpoint serves v{v2} alone; @Champion untouched", serving_version() == v2
+                       and champion() == v2)
             expect("v2 still answers queries", predicts())
             tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
             run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, host_url=host.url,
@@ -248,8 +282,8 @@ def _run(data_dir: Path, azure: str | None) -> int:
             open_recs = [r for r in recs if r["status"] not in journal.TERMINAL]
             expect("every accepted event and command reached a terminal state", not open_recs)
             per_version = [len([r for r in rollouts.for_endpoint(tables, ENDPOINT) if r.get("version") == v])
-                           for v in ("1", "2", "3", "4")]
-            expect("exactly one rollout per version", per_version == [1, 1, 1, 1])
+                           for v in ("1", "2", "3", "4", "5")]
+            expect("exactly one rollout per version", per_version == [1, 1, 1, 1, 1])
 
     elapsed = time.monotonic() - started
     print("\nSummary")
