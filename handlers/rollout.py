@@ -67,6 +67,7 @@ _ERROR_RETRY_SECONDS = 10.0
 # A bake longer than this is looked at again after it: a queue message waits at most 7 days.
 _MAX_AFTER = 86400.0
 _STATEMENT_BUDGET = 20.0
+_ANALYSES_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,9 @@ def step_analyze(ctx: StepContext) -> Transition:
               "figures": _figures(figures)}
     analyses.put(ctx.deps.tables, ctx.endpoint, record)
     summary = runs.summary(run)
-    done = [*(row.get("analyses") or []), {"id": rid, "stage": row["stage"], "weight": row["weight"], "phase": phase}]
+    # The runs so far, newest last; bounded as the history is (a paused step may be resumed many times).
+    done = [*(row.get("analyses") or []), {"id": rid, "stage": row["stage"], "weight": row["weight"],
+                                           "phase": phase}][-_ANALYSES_KEPT:]
     base = {"run": run, "runs": number, "analysis_cursor": None}
     if phase == "Running":
         retry = _ERROR_RETRY_SECONDS if error else float(seconds(a.interval) if a.interval else _ERROR_RETRY_SECONDS)

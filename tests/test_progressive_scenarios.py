@@ -27,6 +27,15 @@ def first(app) -> str:
     return v1
 
 
+def under_callers(app, version: str) -> tuple[dict[str, Any], Callers]:
+    """Announce ``version`` and wait for its rollout's end while callers send traffic."""
+    with Callers(app.w, app.endpoint) as callers:
+        app.post_webhook(app.webhook_body(version))
+        row = app.wait_rollout_end(version, timeout=120)
+    assert row["status"] == "done", row
+    return row, callers
+
+
 def runs_of(app, row: dict[str, Any]) -> list[dict[str, Any]]:
     return analyses.for_rollout(app.tables, app.endpoint, row["id"])
 
@@ -36,10 +45,7 @@ def test_a_good_canary_passes_its_analysis_step_by_step_and_becomes_champion(mak
                                                               {"weight": 50, "bake": "3s"}]}))
     v1 = first(app)
     v2 = app.register()
-    with Callers(app.w, app.endpoint) as callers:
-        app.post_webhook(app.webhook_body(v2))
-        row = app.wait_rollout_end(v2, timeout=120)
-    assert row["status"] == "done", row
+    row, callers = under_callers(app, v2)
     assert app.serving() == [v2] and app.champion() == v2
     aliases = app.client.get_registered_model(app.model).aliases
     assert "Challenger" not in aliases and "Production" not in aliases  # Production marks a completed A/B
@@ -98,10 +104,7 @@ def test_an_ab_test_splits_traffic_then_promotes_the_winner_to_champion_and_prod
     app = make_app(**env("ab", {"kind": "ab", "split": 30, "duration": "5s", "decision": "auto"}))
     v1 = first(app)
     v2 = app.register()
-    with Callers(app.w, app.endpoint) as callers:
-        app.post_webhook(app.webhook_body(v2))
-        row = app.wait_rollout_end(v2, timeout=120)
-    assert row["status"] == "done", row
+    row, callers = under_callers(app, v2)
     (run,) = runs_of(app, row)
     assert run["weight"] == 30 and run["phase"] == "Successful"
     aliases = app.client.get_registered_model(app.model).aliases

@@ -8,6 +8,7 @@ Table ``monitor``:
 - ``window~<version>~<start>``: one window's figures and verdict. Written when its figures are
   complete; a window whose labels were not due yet is written again once they are.
 - ``state``: the last action (when and which decision), for the cooldown. Changed with its ETag.
+- ``tick``: the keys of the last checks the monitor timer sent, so that it sends none while they run.
 
 Table ``decisions``: every decision with its figures, newest first (row key: inverted time),
 listed at ``GET /api/monitor``; deleted after ``RECORD_RETENTION_DAYS`` like the journal.
