@@ -103,12 +103,17 @@ def _strategy(plat: Any, data: Path, name: str, strategy: dict[str, Any], rounds
     out = []
     with function_host(settings) as host:
         tables = open_tables(settings["REACTOR_STORAGE"], settings)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            versions = [train_and_register(plat.mlflow.url, model_name=model, seed=i, n=300) for i in range(rounds + 1)]
-        _deliver(host.url, model, versions[0])  # the first version only creates the endpoint: not timed
-        _ended(tables, endpoint, versions[0])
+        def register(seed: int) -> str:
+            # One at a time: the webhook's reconcile rolls out the latest version.
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                return train_and_register(plat.mlflow.url, model_name=model, seed=seed, n=300)
+
+        first = register(0)
+        _deliver(host.url, model, first)  # the first version only creates the endpoint: not timed
+        _ended(tables, endpoint, first)
         with Callers(workspace_client(), endpoint):
-            for v in versions[1:]:
+            for i in range(1, rounds + 1):
+                v = register(i)
                 t0 = _deliver(host.url, model, v)
                 row = _ended(tables, endpoint, v)
                 if row["status"] != "done":
@@ -131,9 +136,11 @@ def _deliver(url: str, model: str, version: str) -> float:
                        "data": {"name": model, "version": version}}).encode()
     delivery, stamp = f"bench-{model}-{version}", str(int(time.time()))
     started = time.time()
-    requests.post(f"{url}/api/registry/webhook", data=body, timeout=30, headers={
-        "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
+    resp = requests.post(f"{url}/api/registry/webhook", data=body, timeout=30, headers={
+        "Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": stamp,
         "X-MLflow-Signature": mlflow_signature(WEBHOOK_SECRET, delivery, stamp, body)})
+    if resp.status_code != 202:
+        raise SystemExit(f"the webhook answered {resp.status_code}: {resp.text}")
     return started
 
 
@@ -147,7 +154,11 @@ def _ended(tables: Any, endpoint: str, version: str) -> dict[str, Any]:
         if rows:
             return rows[-1]
         time.sleep(0.05)
-    raise SystemExit(f"{endpoint}: the rollout of version {version} did not end")
+    from shared import journal
+
+    records = [(r["kind"], r["status"], r.get("reason") or r.get("outcome")) for r in journal.list_records(tables)]
+    rows = [(r.get("version"), r["status"], r["step"]) for r in rollouts.for_endpoint(tables, endpoint)]
+    raise SystemExit(f"{endpoint}: the rollout of version {version} did not end: rollouts {rows}, records {records}")
 
 
 def table(results: list[dict[str, Any]], rounds: int) -> str:
