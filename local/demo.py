@@ -9,12 +9,17 @@ which rolls each version out to the local Databricks workspace through ``databri
    smoke-tests it with IDs-only requests, and points ``@Champion`` at 1;
 2. a zone's features change in the source table → a ``publish_features`` command syncs them
    and the endpoint's predictions change with no redeploy;
-3. version 2 → the endpoint is updated, ``@Champion`` moves to 2;
-4. version 3, whose model raises at predict time → its smoke query fails, the endpoint is
-   rolled back to version 2, and ``@Champion`` stays on 2;
+3. version 2 goes out by canary while callers send trips: smoke-tested at 0% through its own
+   served entity, then 10% and 50% of the traffic, each step's analysis (error rate, p95 latency,
+   prediction shift against version 1 from the inference table) shown as it passes, then 100%,
+   ``@Champion`` → 2 and version 1 removed;
+4. version 3, whose model raises at predict time → its smoke query fails at 0% traffic, no caller
+   is ever answered by it, and ``@Champion`` stays on 2; version 4 answers but its served entity
+   errs on 30% of requests and adds 15 to its fares (local workspace faults) → its analysis fails
+   at 10% and it is rolled back automatically, ``@Champion`` untouched;
 5. monitoring closes the loop (``local/demo_loop.py``): traffic drifts, labels arrive late, the
-   monitor retrains once, the retrained version 4 is rolled out and becomes ``@Champion``, and its
-   next window, against its own baseline, is ok.
+   monitor retrains once, the retrained version 5 goes out by canary and becomes ``@Champion``, and
+   its next window, against its own baseline, is ok.
 
 It prints a timeline and a summary and exits 0 only if every expectation held.
 Run with ``./dev demo``.
