@@ -243,8 +243,12 @@ def _run(data_dir: Path, azure: str | None) -> int:
                 row = _rollout_of(tables, v2) or {}
                 runs = analyses.for_rollout(tables, ENDPOINT, row.get("id", ""))
                 expect(f"v{v2} canary done", ok and row.get("status") == "done")
+                # A step whose arms are still below min_requests is Inconclusive and extended (a slow
+                # machine sends fewer requests per second), so each step's last run is its verdict.
+                verdicts = {r["weight"]: r["phase"] for r in runs}
                 expect(f"v{v2}'s analysis passed at 10% and at 50% (error rate, p95 latency, prediction shift)",
-                       [(r["weight"], r["phase"]) for r in runs] == [(10, "Successful"), (50, "Successful")])
+                       verdicts == {10: "Successful", 50: "Successful"}
+                       and {r["phase"] for r in runs} <= {"Inconclusive", "Successful"})
                 expect(f"endpoint serves v{v2} alone and @Champion → v{v2}", serving_version() == v2
                        and champion() == v2)
                 answered = callers.versions()

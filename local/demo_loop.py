@@ -32,7 +32,7 @@ from shared.queues import COMMANDS_QUEUE, enqueue
 
 WINDOW_SECONDS = 10
 LABEL_DELAY = "3s"
-ROWS_PER_WINDOW = 250
+ROWS_PER_WINDOW = 200
 LABELS = "main.taxi.fare_labels"
 
 
@@ -55,7 +55,7 @@ def demo_policy(source: Path, target: Path, job_id: int) -> Path:
     m = env["monitoring"]
     m["window"] = f"{WINDOW_SECONDS}s"
     m["labels"]["delay"] = LABEL_DELAY
-    m["decision"] = {"windows": 1, "violations": 1, "min_rows": 200, "cooldown": "10m", "action": "retrain"}
+    m["decision"] = {"windows": 1, "violations": 1, "min_rows": 150, "cooldown": "10m", "action": "retrain"}
     # Canary steps of seconds, judged on a few dozen requests per arm (the local inference table
     # receives requests within a second), and the old version kept at 0% for two seconds.
     strategy = env["strategy"]
@@ -176,22 +176,24 @@ def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, t
 
     traffic_window(False, "ordinary")
     b_start = traffic_window(True, "longer outer-zone")
-    ok = tl.wait("a decision on the drifted window", lambda: latest(base, lambda d: started(d) == b_start
-                                                                     and d["verdict"] != "insufficient_data")
-                 is not None, 4 * WINDOW_SECONDS)
-    # The first judgement of that window (a check for its labels may judge it again at once).
-    first_decision = next((d for d in decisions(tables, endpoint) if d["version"] == base and started(d) == b_start
-                           and d["verdict"] != "insufficient_data"), {})
-    expect(f"the drifted window of v{base} is a violation that asks for retraining",
-           ok and first_decision.get("verdict") == "violation" and first_decision.get("action") == "retrain")
+    # The judgement of that window that acted (the timer and a check for its labels may judge it
+    # at the same moment; the loser of that race is a cooldown, below).
+    def acted(d: dict[str, Any]) -> bool:
+        return started(d) == b_start and d["verdict"] == "violation" and d.get("action") == "retrain"
+
+    ok = tl.wait("a decision on the drifted window", lambda: latest(base, acted) is not None, 4 * WINDOW_SECONDS)
+    expect(f"the drifted window of v{base} is a violation that asks for retraining", ok)
     # A second check of the drifted window, within the cooldown: a decision, and no second run.
     enqueue(queues, COMMANDS_QUEUE, {"command": "check_drift", "model": model, "environment": "prod", "window": {
         "start": _iso(b_start), "end": _iso(b_start + WINDOW_SECONDS)}})
-    ok = tl.wait("the second check of the drifted window",
-                 lambda: len([d for d in decisions(tables, endpoint) if started(d) == b_start]) >= 2, 30)
-    second = [d for d in decisions(tables, endpoint) if started(d) == b_start][-1]
+
+    def others() -> list[dict[str, Any]]:
+        return [d for d in decisions(tables, endpoint) if started(d) == b_start
+                and d["verdict"] != "insufficient_data" and d.get("action") != "retrain"]
+
+    ok = tl.wait("the second check of the drifted window", lambda: bool(others()), 30)
     expect("a second check of that window within the cooldown launches nothing",
-           ok and second.get("verdict") == "cooldown" and not second.get("run"))
+           ok and all(d["verdict"] == "cooldown" and not d.get("run") for d in others()))
     # The retrained version goes out by canary too: callers from the changed city meanwhile.
     with Callers(w, endpoint, drifted=True):
         ok = tl.wait("the retrained version to serve", lambda: (serving_version() or base) != base
