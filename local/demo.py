@@ -42,10 +42,11 @@ from typing import Any
 
 from local.azurite import Azurite
 from local.callers import Callers
-from local.demo_loop import create_label_table, create_retraining_job, decisions, demo_policy, figures_line, run_loop
+from local.demo_loop import create_label_table, create_retraining_job, decisions, demo_policy, run_loop
 from local.stack import WEBHOOK_SECRET, WORKSPACE_TOKEN, app_settings, function_host, platform
 from shared import journal, rollouts
 from shared.delivery import store as analyses
+from shared.monitoring.figures import figures_line
 from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.settings import APP_ROOT
 from shared.storage import open_queues, open_tables

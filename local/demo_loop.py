@@ -117,17 +117,6 @@ def _plain(v: Any) -> Any:
     return v.item() if hasattr(v, "item") else v
 
 
-def figures_line(decision: dict[str, Any]) -> str:
-    """``psi(trip_distance) 1.93 > 0.25 ✘`` for each figure of a decision."""
-    parts = []
-    for f in decision.get("figures", []):
-        value = "n/a" if f["value"] is None else f"{f['value']:.3g}"
-        mark = {"violation": "✘", "ok": "✔"}.get(f["verdict"], f["verdict"])
-        op = ">" if f["direction"] == "above" else "<"
-        parts.append(f"{f['check']} {value} (alert {op} {f['threshold']:g}) {mark}")
-    return "; ".join(parts)
-
-
 def decisions(tables: Any, endpoint: str) -> list[dict[str, Any]]:
     """Every decision, oldest first."""
     out, token = [], None

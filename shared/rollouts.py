@@ -4,8 +4,9 @@ Table ``rollouts``, one partition per endpoint. Each rollout is a row (row key: 
 holding its state machine: its step, a sequence number that every transition increments,
 what it needs to undo itself, and ``due_at``, when its next message is expected. The row
 ``lease`` of the same partition is the endpoint's lease: the ``active`` rollout (the only one
-that may write the endpoint), at most one ``queued`` newer rollout, the last good config, and
-the versions whose rollouts failed (so reconcile never reads the rollout history).
+that may write the endpoint), at most one ``queued`` newer rollout, the last good config, the
+versions whose rollouts failed (so reconcile never reads the rollout history) and the ``last``
+rollout that ended (so a status summary, shared.overview, never reads it either).
 
 Because a rollout and its lease share a partition, every change that touches both is one
 entity-group transaction (all or nothing, shared.tables), and every other write is
@@ -218,6 +219,8 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))
         ls["failed"] = dict(list(failed.items())[-_FAILED_KEPT:])
+        # The last rollout that ended, so a status summary finds it without reading the history.
+        ls["last"] = rid
         new = _transition(row, note or reason, {"status": status, "reason": reason, "step": "end",
                                                 "finished_at": now, **changes}, now)
         try:
