@@ -1,4 +1,5 @@
-"""What operators read: the journal of events and commands, the rollouts, the rejections.
+"""What operators read: the journal of events and commands, the rollouts, the rejections, the
+status summary (shared.overview).
 
 Every list is paged (``limit``, at most 1,000, and the ``continuation`` token the previous
 page returned, as Azure Tables pages), so no request reads a whole table.
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
-from shared import commands, journal, rejections, rollouts
+from shared import commands, journal, overview, rejections, rollouts
 from shared.commands import CommandRejected, Redrive
 from shared.delivery import store as analyses
 from shared.log import correlated, step
@@ -24,6 +26,7 @@ from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
 from shared.tables import MAX_PAGE
 
 DEFAULT_PAGE = 100
+_RECORD_KEY = re.compile(r"[A-Za-z0-9._@=+:~-]{1,250}")  # what shared.journal.key makes
 
 
 def _paging(req: Request) -> tuple[int, str | None] | Response:
@@ -40,6 +43,16 @@ def list_records(deps: Deps, req: Request) -> Response:
         return Response(200, {"rejections": rejections.summary(deps.tables)})
     if kind not in (None, *journal.KINDS):
         return Response(400, {"error": "kind must be event, command, poison or rejections"})
+    if req.params.get("key"):
+        # One record by its key (the one POST /api/commands answered), for a sender following it.
+        if kind is None:
+            return Response(400, {"error": "key= needs kind="})
+        if not _RECORD_KEY.fullmatch(req.params["key"]):
+            return Response(400, {"error": "key is not a record key (shared.journal.key)"})
+        found = journal.get(deps.tables, kind, req.params["key"])
+        if found is None:
+            return Response(404, {"error": f"no {kind} record {req.params['key']}"})
+        return Response(200, {"records": [found], "continuation": None})
     paging = _paging(req)
     if isinstance(paging, Response):
         return paging
@@ -71,6 +84,11 @@ def list_rollouts(deps: Deps, req: Request) -> Response:
     except ValueError as exc:
         return Response(400, {"error": str(exc)})
     return Response(200, {"rollouts": rows, "endpoints": leases, "continuation": token})
+
+
+def status(deps: Deps, req: Request) -> Response:
+    """Per model and environment of the policy: what serves, the last rollout, the last verdict."""
+    return Response(200, {"status": overview.status(deps.tables, deps.policy())})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from shared import journal
+from shared.queues import COMMANDS_QUEUE, QueueService, enqueue
 
 SCHEMA_VERSION = 1
 CLOUDEVENT_TYPE_PREFIX = "com.modelops.reactor."
@@ -230,6 +231,20 @@ def parse(body: bytes, message_id: str) -> Envelope:
     else:
         record_key = journal.key("msg", message_id)
     return Envelope(command, event_id, source, command.correlation_id or event_id, record_key)
+
+
+def send(queues: QueueService, body: bytes) -> str:
+    """Validate ``body`` as the queue handler will (:func:`parse`) and put it on the commands queue
+    in the trigger's encoding; returns the key of the journal record the command will have, so a
+    sender can follow it. CommandRejected, and nothing sent, for a command the handler would reject
+    on sight, and for ``redrive`` (the app's own)."""
+    pending = "unsent"
+    env = parse(body, pending)
+    if isinstance(env.command, Redrive):
+        raise CommandRejected("redrive is the app's own command; it is not sent from outside")
+    message_id = enqueue(queues, COMMANDS_QUEUE, json.loads(body))
+    # Without an idempotency key the record is keyed by the message id, known only now.
+    return journal.key("msg", message_id) if env.key == journal.key("msg", pending) else env.key
 
 
 def _unwrap_cloudevent(event: dict[str, Any]) -> tuple[dict[str, Any], str, str]:

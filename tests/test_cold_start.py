@@ -48,5 +48,5 @@ def test_importing_the_app_pulls_in_no_heavy_library(tmp_path: Path):
     assert _loaded(DEFERRED, data["modules"]) == []
     assert sorted(data["functions"]) == sorted([
         "registry_webhook", "records", "rollouts", "commands", "rollout", "commands_poison", "rollout_poison",
-        "registry_watcher", "repair", "monitor", "monitor_decisions",
+        "registry_watcher", "repair", "monitor", "monitor_decisions", "status", "commands_intake",
     ])

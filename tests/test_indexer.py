@@ -152,6 +152,8 @@ def test_every_function_is_indexed_with_its_trigger(indexed: dict) -> None:
         "repair": _timer("REACTOR_REPAIR_SCHEDULE"),
         "monitor": _timer("REACTOR_MONITOR_SCHEDULE"),
         "monitor_decisions": _http("monitor", "GET", "FUNCTION"),
+        "status": _http("status", "GET", "FUNCTION"),
+        "commands_intake": _http("commands", "POST", "FUNCTION"),
     }
     # Blueprint functions all live in the one script the worker loaded; none has a retry policy.
     assert {(fn["script_file"], fn["retry"]) for fn in indexed["functions"].values()} == {("function_app.py", None)}

@@ -1,4 +1,4 @@
-"""HTTP triggers: the registry webhook and the operators' read-only views.
+"""HTTP triggers: the registry webhook, the operators' views and their command intake.
 
 The handlers are imported inside each function, on its first call: the worker imports this
 module to index the app, and module-level work is paid at every cold start ("initialize
@@ -82,5 +82,27 @@ def rollouts(req: func.HttpRequest) -> func.HttpResponse:
 
     try:
         return _answer(operators.list_rollouts(deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
+
+
+@bp.function_name("status")
+@bp.route(route="status", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def status(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, operators
+
+    try:
+        return _answer(operators.status(deps.current(), _request(req)))
+    except Exception as exc:
+        return _unavailable(exc)
+
+
+@bp.function_name("commands_intake")
+@bp.route(route="commands", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def commands_intake(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import deps, submit
+
+    try:
+        return _answer(submit.handle(deps.current(), _request(req)))
     except Exception as exc:
         return _unavailable(exc)
