@@ -150,7 +150,7 @@ def test_package_holds_the_app_and_nothing_else():
     assert app_code and not sorted(set(app_code) - names), sorted(set(app_code) - names)
 
     # Nothing of the local stack, tests, benchmarks, docs, infrastructure or tooling goes in.
-    for folder in ("local", "tests", "bench", "docs", "infra", ".venv", ".local", ".git", ".github", ".ci",
+    for folder in ("local", "reactor", "tests", "bench", "docs", "infra", ".venv", ".local", ".git", ".github", ".ci",
                    ".hypothesis", ".pytest_cache", ".ruff_cache"):
         leaked = [f for f in files if f.split("/")[0] == folder]
         assert not leaked, f"{folder}/ leaks into the package: {leaked[:5]}"

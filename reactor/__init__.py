@@ -1,0 +1,1 @@
+"""The operators' CLI (``python -m reactor`` or the ``reactor`` console script): see reactor.cli."""

@@ -1,0 +1,7 @@
+"""``python -m reactor``: the operators' CLI (reactor.cli)."""
+
+import sys
+
+from reactor.cli import main
+
+sys.exit(main())
