@@ -336,15 +336,17 @@ def follow(backend: Backend, key: str, timeout: float, out: TextIO) -> dict[str,
         if rec is None:
             say("record", "queued", "queued: waiting for the app to take it")
         else:
-            outcome = rec.get("outcome")
-            detail = rec.get("reason") or ("; ".join(outcome) if isinstance(outcome, list) else outcome or "")
-            say("record", (rec["status"], detail), f"{rec['status']}" + (f": {detail}" if detail else ""))
+            # The rollouts first: the record ends after the rollout it started, and says so last.
             for endpoint, rid in rec.get("started") or []:
                 row = backend.rollout(endpoint, rid)["rollout"]
                 at = f" at {row['weight']}%" if row.get("weight") else ""
-                last = (row.get("history") or [{}])[-1].get("note", "")
+                last = (row.get("history") or [{}])[-1].get("note")
                 say(rid, (row["status"], row["step"], row.get("weight")),
-                    f"rollout {rid} v{row.get('version') or '?'}: {row['status']}, {row['step']}{at}: {last}")
+                    f"rollout {rid} v{row.get('version') or '?'}: {row['status']}, {row['step']}{at}"
+                    + (f": {last}" if last else ""))
+            outcome = rec.get("outcome")
+            detail = rec.get("reason") or ("; ".join(outcome) if isinstance(outcome, list) else outcome or "")
+            say("record", (rec["status"], detail), f"{rec['status']}" + (f": {detail}" if detail else ""))
             if rec["status"] in TERMINAL:
                 return rec
         if time.monotonic() - t0 > timeout:

@@ -1,0 +1,220 @@
+"""The operators' CLI (reactor/cli.py) against the real stack: one Function App on the local host
+for the module (MLflow server, local workspace, SQLite state), its state made by the app itself —
+a version deployed with ``deploy --wait``, a canary paused for too little traffic, promoted over
+the HTTP backend with the host key — and read back through both backends, with the exit codes
+the module docstring promises."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from local.stack import HOST_KEY, app_settings, function_host
+from reactor.cli import main
+from shared.monitoring import store as monitor_store
+from shared.queues import COMMANDS_QUEUE
+from shared.storage import open_queues, open_tables
+from tests.conftest import NEVER, App, policy_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+ANALYSIS = {"delivery_delay": "1s", "min_requests": 25, "error_rate": {"margin": 0.15},
+            "latency": {"max_ratio": 5.0}, "prediction_shift": {"metric": "ks", "threshold": 0.5},
+            "on_inconclusive": "pause"}
+
+
+@pytest.fixture(scope="module")
+def app(plat, tmp_path_factory) -> Iterator[App]:
+    """One app for the module: a canary of one 30% step whose analysis pauses without traffic."""
+    d = tmp_path_factory.mktemp("cli")
+    tag = uuid.uuid4().hex[:8]
+    model, endpoint = f"taxi_{tag}", f"taxi-{tag}"
+    policy = d / "policy.yaml"
+    policy.write_text(policy_yaml(
+        model, endpoint, inference_table={"catalog": "main", "schema": "monitoring", "prefix": f"cli_{tag}"},
+        aliases={"challenger": "Challenger", "champion": ["Champion"], "production": "Production"},
+        strategy={"kind": "canary", "steps": [{"weight": 30, "bake": "1s"}], "bake": "0s", "abort_delay": "0s",
+                  "analysis": ANALYSIS}))
+    settings = app_settings(data_dir=d, policy=policy, mlflow_url=plat.mlflow.url, workspace_url=plat.workspace.url,
+                            watch_schedule=NEVER)
+    with function_host(settings) as host:
+        url = settings["REACTOR_STORAGE"]
+        yield App(plat, model, endpoint, settings, tag, host.url, host, open_tables(url, settings),
+                  open_queues(url, settings))
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(list(argv), out, err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def store_args(app: App) -> list[str]:
+    return ["--storage", app.settings["REACTOR_STORAGE"], "--policy", app.settings["REACTOR_POLICY_FILE"]]
+
+
+def http_args(app: App, key: str | None = HOST_KEY) -> list[str]:
+    return ["--url", f"{app.url}/api", *(["--key", key] if key else [])]
+
+
+def status_of(app: App, *args: str) -> tuple[int, dict[str, Any]]:
+    rc, out, _ = cli("status", "--json", *args)
+    (entry,) = json.loads(out)
+    return rc, entry
+
+
+def test_policy_check_says_ok_for_a_good_file_and_names_the_key_of_a_bad_one(tmp_path):
+    rc, out, _ = cli("policy", "check", str(ROOT / "policy.yaml"))
+    assert rc == 0 and out.startswith(f"{ROOT / 'policy.yaml'}: ok, 1 model(s), 1 environment(s): taxi_fare/prod")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nmodels:\n  - name: m\n    environments:\n      prod: {endpoint: 'no spaces allowed'}\n")
+    rc, out, err = cli("policy", "check", str(bad), "--json")
+    assert rc == 1 and "models[0].environments.prod.endpoint" in err
+    assert json.loads(out)["valid"] is False
+    assert cli("policy", "check", str(tmp_path / "missing.yaml"))[0] == 3
+
+
+def test_a_bad_command_argument_is_a_usage_error_and_nothing_is_sent(app):
+    before = len(app.records("command"))
+    got = subprocess.run([sys.executable, "-m", "reactor", "deploy", app.model, "prod", "--version", "v2",
+                          *store_args(app)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "deploy.version: String should match pattern" in got.stderr, got.stderr
+    got = subprocess.run([sys.executable, "-m", "reactor", "promote", app.model, "prod", "--rollout", "not-an-id",
+                          *store_args(app)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "promote.rollout" in got.stderr
+    help_text = subprocess.run([sys.executable, "-m", "reactor", "rollout", "--help"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+    assert help_text.returncode == 0 and "--json" in help_text.stdout and "--storage" in help_text.stdout
+    assert app.queues.count(COMMANDS_QUEUE) == 0 and len(app.records("command")) == before
+
+
+def test_deploy_with_wait_follows_its_record_and_rollout_to_done(app):
+    v1 = app.register()
+    rc, out, err = cli("deploy", app.model, "prod", "--version", v1, "--wait", "--timeout", "90", *store_args(app))
+    assert rc == 0, out + err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"sent deploy {app.model}/prod: record command id:cli-")
+    assert any(" running: " in ln for ln in lines) and lines[-1].split("] ", 1)[1].startswith("done")
+    # Each state change of the rollout it started, as polled (fast steps may pass between two polls).
+    assert any(f"v{v1}: running, " in ln for ln in lines) and any(f"v{v1}: done, end: version {v1} serves" in ln
+                                                                   for ln in lines), out
+    rc, entry = status_of(app, *store_args(app))
+    assert rc == 0 and entry["attention"] == []
+    assert entry["serving"] == [{"entity": f"{app.model}-{v1}", "version": v1, "traffic": 100}]
+    assert entry["aliases"] == {"Champion": v1} and entry["serving_version"] == v1
+    assert entry["rollout"]["status"] == "done" and entry["rollout"]["version"] == v1
+
+
+def test_a_paused_canary_shows_in_status_rollouts_and_its_timeline(app):
+    v1 = app.registered[0]
+    v2 = app.register()
+    app.post_webhook(app.webhook_body(v2))
+    row = app.wait(lambda: next((r for r in app.rollouts(v2) if r.get("paused")), None), 60, "the pause")
+
+    rc, entry = status_of(app, *store_args(app))
+    assert rc == 1
+    assert [(s["version"], s["traffic"]) for s in entry["serving"]] == [(v1, 70), (v2, 30)]
+    assert entry["aliases"] == {"Champion": v1, "Challenger": v2}
+    assert entry["rollout"]["id"] == row["id"] and "Inconclusive" in entry["rollout"]["paused"]
+    assert entry["attention"] == [f"rollout {row['id']} of version {v2} paused: {row['paused']['reason']}"]
+    rc, text, _ = cli("status", *store_args(app))
+    assert rc == 1 and f"serving   v{v1} 70%, v{v2} 30%" in text and f"@Challenger v{v2}" in text
+    assert f"  ! rollout {row['id']}" in text
+
+    rc, out, _ = cli("rollouts", "--model", app.model, "--json", *store_args(app))
+    assert rc == 0 and [r["version"] for r in json.loads(out)] == [v2, v1]
+    rc, out, _ = cli("rollouts", "--status", "paused", "--json", *store_args(app))
+    assert [r["id"] for r in json.loads(out)] == [row["id"]]
+
+    rc, text, _ = cli("rollout", row["id"], *store_args(app))
+    assert rc == 1, text
+    assert f"version {v2}" in text and "paused: analysis Inconclusive" in text
+    assert "  timeline" in text and " smoke " in text and "  analysis" in text
+    assert "stage 0 run 1 at 30%: Inconclusive" in text and "error_rate" in text
+    rc, out, _ = cli("rollout", row["id"], "--json", *store_args(app))
+    got = json.loads(out)
+    assert [a["phase"] for a in got["analyses"]] == ["Inconclusive"]
+    assert cli("rollout", "f" * 24, *store_args(app))[0] == 3
+
+
+def test_the_http_backend_reads_and_steers_with_the_key_and_is_refused_without_it(app):
+    v2 = app.registered[1]
+    rc, _, err = cli("status", *http_args(app, key=None))
+    assert rc == 4 and "401 unauthorized" in err and "--key" in err
+    assert requests.get(f"{app.url}/api/status", timeout=10).status_code == 401
+    assert requests.post(f"{app.url}/api/commands", data=b"{}", timeout=10).status_code == 401
+    _, stored = status_of(app, *store_args(app))
+    rc, over_http = status_of(app, *http_args(app))
+    assert rc == 1 and over_http == stored
+
+    rc, out, err = cli("promote", app.model, "prod", "--reason", "enough", "--wait", "--timeout", "60",
+                       *http_args(app))
+    assert rc == 0, out + err
+    assert out.splitlines()[-1].split("] ", 1)[1].startswith("done: rollout ")
+    row = app.wait_rollout_end(v2)
+    assert row["status"] == "done"
+    rc, entry = status_of(app, *http_args(app))
+    assert rc == 0 and entry["serving"] == [{"entity": f"{app.model}-{v2}", "version": v2, "traffic": 100}]
+    assert entry["aliases"] == {"Champion": v2}
+
+
+def test_a_malformed_command_over_http_is_a_400_counted_and_never_sent(app):
+    key = {"x-functions-key": HOST_KEY}
+    before = len(app.records("command"))
+    for body in (b"{", b'{"command": "deploy", "model": "m"}', b'{"command": "redrive", "record": "id:x"}'):
+        resp = requests.post(f"{app.url}/api/commands", data=body, headers=key, timeout=10)
+        assert resp.status_code == 400 and resp.json()["error"].startswith("invalid command: "), resp.text
+    assert app.host.wait_idle(15)
+    assert app.queues.count(COMMANDS_QUEUE) == 0 and len(app.records("command")) == before
+    rc, out, _ = cli("records", "--kind", "rejections", "--json", *http_args(app))
+    assert rc == 0 and json.loads(out)["400"]["counts"]["by_code"]["bad_command"] == 3
+    assert requests.get(f"{app.url}/api/records", params={"kind": "command", "key": "a/b"}, headers=key,
+                        timeout=10).status_code == 400
+
+
+def test_a_command_that_cannot_apply_ends_rejected_and_is_listed(app):
+    rc, out, _ = cli("resume", app.model, "prod", "--wait", "--timeout", "30", *store_args(app))
+    assert rc == 1 and "rejected: no rollout in progress" in out.splitlines()[-1]
+    rc, out, _ = cli("records", "--status", "rejected", "--json", *store_args(app))
+    rejected = json.loads(out)
+    assert rc == 0 and [r["command"]["command"] for r in rejected] == ["resume"]
+    rc, text, _ = cli("records", "--kind", "command", *store_args(app))
+    assert rc == 0 and "rejected" in text and "promote" in text and "deploy" in text
+
+
+def test_monitor_prints_the_latest_figures_against_their_thresholds(app):
+    rc, out, _ = cli("monitor", *store_args(app))
+    assert rc == 0 and out.splitlines() == [f"{app.model}/prod  endpoint {app.endpoint}", "  no decision yet"]
+    figures = [{"check": "psi(trip_distance)", "value": 1.93, "threshold": 0.25, "clear": 0.2, "direction": "above",
+                "rows": 200, "verdict": "violation", "group": "psi(trip_distance)"},
+               {"check": "rmse(label)", "value": 3.1, "threshold": 5.0, "clear": 4.0, "direction": "above",
+                "rows": 200, "verdict": "ok", "group": "rmse(label)"}]
+    monitor_store.record_decision(app.tables, app.endpoint, {
+        "model": app.model, "environment": "prod", "version": app.registered[1], "verdict": "violation",
+        "reason": "1 of the last 1 window(s) violate, the latest among them", "action": "retrain",
+        "window": {"start": 1_790_000_000.0, "end": 1_790_000_010.0}, "figures": figures}, now=1_790_000_020.0)
+    rc, out, _ = cli("monitor", *http_args(app))
+    assert rc == 1
+    assert "  psi(trip_distance) 1.93 (alert > 0.25) ✘" in out and "  rmse(label) 3.1 (alert > 5) ✔" in out
+    rc, entry = status_of(app, *store_args(app))
+    assert rc == 1 and entry["attention"] == [f"monitor: version {app.registered[1]} violation: 1 of the last 1 "
+                                              "window(s) violate, the latest among them"]
+
+
+def test_unreachable_backends_and_unknown_models_have_their_exit_codes(app, tmp_path):
+    rc, _, err = cli("status", "--url", "http://127.0.0.1:9/api", "--key", HOST_KEY)
+    assert rc == 4 and "cannot reach" in err and HOST_KEY not in err
+    rc, _, err = cli("status", "--storage", f"sqlite:///{tmp_path / 'nowhere.db'}")
+    assert rc == 4 and "no such database file" in err
+    assert cli("status", "--model", "nope", *store_args(app))[0] == 3
+    with pytest.raises(SystemExit) as exc:
+        cli("status", "--storage", "sqlite:///x", "--url", "http://h/api")
+    assert exc.value.code == 2
