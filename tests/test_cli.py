@@ -166,6 +166,26 @@ def test_the_http_backend_reads_and_steers_with_the_key_and_is_refused_without_i
     assert entry["aliases"] == {"Champion": v2}
 
 
+def test_an_aborted_canary_is_the_last_rollout_and_the_aliases_stay_on_the_champion(app):
+    v2 = app.registered[1]
+    v3 = app.register()
+    app.post_webhook(app.webhook_body(v3))
+    row = app.wait(lambda: next((r for r in app.rollouts(v3) if r.get("paused")), None), 60, "the pause")
+    rc, out, err = cli("abort", app.model, "prod", "--reason", "latency alarm", "--wait", "--timeout", "60",
+                       *store_args(app))
+    assert rc == 0 and "done: rollout " in out.splitlines()[-1], out + err
+    assert app.wait_rollout_end(v3)["status"] == "aborted"
+    rc, entry = status_of(app, *store_args(app))
+    assert rc == 1 and entry["rollout"]["id"] == row["id"] and entry["rollout"]["status"] == "aborted"
+    assert entry["attention"] == [f"the last rollout (version {v3}) ended aborted: aborted by an operator: latency "
+                                  f"alarm (rolled back to versions ['{v2}'])"]
+    assert entry["serving"] == [{"entity": f"{app.model}-{v2}", "version": v2, "traffic": 100}]
+    assert entry["aliases"] == {"Champion": v2} and entry["serving_version"] == v2
+    assert entry["failed_versions"] == {v3: entry["rollout"]["reason"]}
+    rc, out, _ = cli("rollouts", "--status", "aborted", "--json", *http_args(app))
+    assert rc == 0 and [r["version"] for r in json.loads(out)] == [v3]
+
+
 def test_a_malformed_command_over_http_is_a_400_counted_and_never_sent(app):
     key = {"x-functions-key": HOST_KEY}
     before = len(app.records("command"))
@@ -205,8 +225,8 @@ def test_monitor_prints_the_latest_figures_against_their_thresholds(app):
     assert rc == 1
     assert "  psi(trip_distance) 1.93 (alert > 0.25) ✘" in out and "  rmse(label) 3.1 (alert > 5) ✔" in out
     rc, entry = status_of(app, *store_args(app))
-    assert rc == 1 and entry["attention"] == [f"monitor: version {app.registered[1]} violation: 1 of the last 1 "
-                                              "window(s) violate, the latest among them"]
+    assert rc == 1 and entry["attention"][-1] == (f"monitor: version {app.registered[1]} violation: 1 of the last 1 "
+                                                  "window(s) violate, the latest among them")
 
 
 def test_unreachable_backends_and_unknown_models_have_their_exit_codes(app, tmp_path):
