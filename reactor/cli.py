@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -77,6 +78,12 @@ def _limit(text: str) -> int:
     return int(text)
 
 
+def _rollout_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{24}", text):
+        raise argparse.ArgumentTypeError("a rollout id is 24 hex digits (reactor rollouts lists them)")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     common = _common()
     top = argparse.ArgumentParser(prog="reactor", description=__doc__.split("\n\n")[0],
@@ -95,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_limit, default=20, help="at most this many (default 20)")
 
     p = sub.add_parser("rollout", parents=[common], help="one rollout: its timeline, analysis per step, its failure")
-    p.add_argument("id", help="the rollout id (24 hex digits)")
+    p.add_argument("id", type=_rollout_id, help="the rollout id (24 hex digits)")
     p.add_argument("--model", help="look on this model's endpoints only")
 
     p = sub.add_parser("records", parents=[common], help="events and commands with their outcomes, newest first")
@@ -185,18 +192,23 @@ def _entries(backend: Backend, model: str | None) -> list[dict[str, Any]]:
     return mine
 
 
-def _pages(fetch: Callable[[str | None], tuple[list[dict[str, Any]], str | None]]) -> Iterator[dict[str, Any]]:
+def _pages(fetch: Callable[[str | None], tuple[list[dict[str, Any]], str | None]],
+           err: TextIO) -> Iterator[dict[str, Any]]:
+    """Rows page after page, up to MAX_SCAN of them (saying so when there were more)."""
     token: str | None = None
     read = 0
-    while read < MAX_SCAN:
+    while True:
         rows, token = fetch(token)
         read += len(rows)
         yield from rows
         if token is None:
             return
+        if read >= MAX_SCAN:
+            print(f"reactor: read the first {read} rows only; narrow the listing (--model, --kind)", file=err)
+            return
 
 
-def cmd_status(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
+def cmd_status(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     entries = _entries(backend, args.model)
     _print(out, args, entries, lambda: render.status(entries))
     return ATTENTION if any(e["attention"] for e in entries) else OK
@@ -206,17 +218,17 @@ def _status_of(row: dict[str, Any]) -> str:
     return "paused" if row.get("paused") and row.get("status") == "running" else row.get("status", "")
 
 
-def cmd_rollouts(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
+def cmd_rollouts(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     endpoints = [e["endpoint"] for e in _entries(backend, args.model)] if args.model else [None]
     rows = [r for ep in endpoints
-            for r in _pages(lambda t, ep=ep: backend.rollouts(ep, limit=1000, continuation=t))
+            for r in _pages(lambda t, ep=ep: backend.rollouts(ep, limit=1000, continuation=t), err)
             if args.status is None or args.status in (r.get("status"), _status_of(r))]
     rows = sorted(rows, key=lambda r: r.get("created_at", 0), reverse=True)[:args.limit]
     _print(out, args, rows, lambda: render.rollouts(rows))
     return OK
 
 
-def cmd_rollout(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
+def cmd_rollout(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for e in _entries(backend, args.model):
         try:
             got = backend.rollout(e["endpoint"], args.id)
@@ -228,18 +240,18 @@ def cmd_rollout(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
     raise NotFound(f"no rollout {args.id} on the endpoints of " + (args.model or "the policy"))
 
 
-def cmd_records(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
+def cmd_records(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.kind == "rejections":
         summary = backend.rejections()
         _print(out, args, summary, lambda: render.rejections(summary))
         return OK
-    rows = list(_pages(lambda t: backend.records(args.kind, args.status, limit=1000, continuation=t)))
+    rows = list(_pages(lambda t: backend.records(args.kind, args.status, limit=1000, continuation=t), err))
     rows = sorted(rows, key=lambda r: r.get("received_at", 0), reverse=True)[:args.limit]
     _print(out, args, rows, lambda: render.records(rows))
     return OK
 
 
-def cmd_monitor(backend: Backend, args: argparse.Namespace, out: TextIO) -> int:
+def cmd_monitor(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from shared.overview import DRIFT_VERDICTS
 
     found = []
@@ -375,7 +387,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         if args.cmd in COMMANDS:
             return cmd_send(backend, args, out, err, body)
         return {"status": cmd_status, "rollouts": cmd_rollouts, "rollout": cmd_rollout, "records": cmd_records,
-                "monitor": cmd_monitor}[args.cmd](backend, args, out)
+                "monitor": cmd_monitor}[args.cmd](backend, args, out, err)
     except Usage as exc:
         p.error(str(exc))
     except NotFound as exc:
