@@ -238,3 +238,26 @@ def test_unreachable_backends_and_unknown_models_have_their_exit_codes(app, tmp_
     with pytest.raises(SystemExit) as exc:
         cli("status", "--storage", "sqlite:///x", "--url", "http://h/api")
     assert exc.value.code == 2
+
+
+def test_the_azure_storage_backend_sends_commands_as_the_queue_trigger_reads_them(azurite, monkeypatch):
+    """``--storage azure:<connection>`` (Azurite): the command lands on reactor-commands base64-encoded,
+    and parses as the queue handler parses it; the status reads the (empty) state of the policy."""
+    from shared.commands import parse
+    from shared.queues import decode_content
+
+    monkeypatch.setenv("CLI_TEST_STORAGE", azurite.connection_string)
+    args = ["--storage", "azure:CLI_TEST_STORAGE", "--policy", str(ROOT / "policy.yaml")]
+    queues = open_queues("azure:CLI_TEST_STORAGE")
+    rc, out, err = cli("pause", "taxi_fare", "prod", "--reason", "checking", "--id", "cli-azure-1", "--json", *args)
+    assert rc == 0 and json.loads(out)["record"] == "id:cli-azure-1", err
+    (msg,) = [m for m in queues.receive(COMMANDS_QUEUE, max_messages=32, visibility_timeout=30)
+              if b"cli-azure-1" in decode_content(m.content)]
+    queues.delete(COMMANDS_QUEUE, msg.id, msg.pop_receipt)  # no app of another test takes it
+    env = parse(decode_content(msg.content), msg.id)
+    assert env.key == "id:cli-azure-1" and env.command.command == "pause" and env.command.reason == "checking"
+    rc, out, _ = cli("status", "--json", *args)
+    (entry,) = json.loads(out)
+    assert rc == 0 and entry["model"] == "taxi_fare" and entry["serving"] == [] and entry["rollout"] is None
+    rc, _, err = cli("status", "--storage", "azure:CLI_TEST_NOT_SET", "--policy", str(ROOT / "policy.yaml"))
+    assert rc == 4 and "CLI_TEST_NOT_SET" in err and "is not set" in err
