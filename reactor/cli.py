@@ -46,6 +46,7 @@ from typing import Any, TextIO
 
 from reactor import render
 from reactor.backend import Backend, BackendError, NotFound, Refused
+from shared.rollouts import STOPPED
 
 OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
 STEERING = ("promote", "pause", "resume", "abort", "rollback")
@@ -236,7 +237,7 @@ def cmd_rollout(backend: Backend, args: argparse.Namespace, out: TextIO, err: Te
             continue
         _print(out, args, got, lambda got=got: render.rollout(got))
         row = got["rollout"]
-        return ATTENTION if row.get("paused") or row.get("status") in ("failed", "aborted", "rolled_back") else OK
+        return ATTENTION if row.get("paused") or row.get("status") in ("failed", *STOPPED) else OK
     raise NotFound(f"no rollout {args.id} on the endpoints of " + (args.model or "the policy"))
 
 
