@@ -1,0 +1,56 @@
+"""``status/page``: every model and environment at a glance, from shared.overview's summary (the
+same one ``GET /api/status`` and ``reactor status`` give), so it costs the same bounded reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handlers.pages.layout import Html, esc, href, page, table, when
+from shared.monitoring.figures import figures_line
+from shared.tables import TableService
+
+
+def state_class(status: str | None, paused: Any = None) -> str:
+    if paused:
+        return "warn"
+    return {"done": "ok", "running": "", "pending": ""}.get(status or "", "bad")
+
+
+def serving_text(entry: dict[str, Any]) -> str:
+    parts = [f"v{esc(s['version'])} {esc(s['traffic'])}%" for s in entry["serving"]]
+    return ", ".join(parts) or '<span class="muted">nothing serves</span>'
+
+
+def rollout_cell(entry: dict[str, Any]) -> str:
+    r = entry.get("rollout")
+    if not r:
+        return '<span class="muted">none yet</span>'
+    state = f"paused ({r['paused']})" if r.get("paused") else r.get("status")
+    link = href("rollout", endpoint=entry["endpoint"], id=r["id"])
+    return (f'<a href="{link}">v{esc(r.get("version"))}</a> '
+            f'<span class="{state_class(r.get("status"), r.get("paused"))}">{esc(state)}</span>'
+            f' <span class="muted">step {esc(r.get("step"))}, {esc(r.get("weight"))}%, {esc(when(r.get("updated_at")))}'
+            f'</span>')
+
+
+def monitor_cell(entry: dict[str, Any]) -> str:
+    d = entry.get("monitor")
+    if not d:
+        return '<span class="muted">no decision yet</span>'
+    cls = "ok" if d.get("verdict") == "ok" else "bad"
+    return (f'<span class="{cls}">{esc(d.get("verdict"))}</span> <span class="muted">{esc(when(d.get("at")))}</span>'
+            f'<br>{esc(figures_line(d))}')
+
+
+def render(tables: TableService, summary: list[dict[str, Any]]) -> Html:
+    rows = []
+    for e in summary:
+        model = href("model", model=e["model"], environment=e["environment"])
+        aliases = ", ".join(f"@{esc(k)} → v{esc(v)}" for k, v in e["aliases"].items())
+        attention = "<br>".join(f'<span class="bad">{esc(a)}</span>' for a in e["attention"]) or \
+            '<span class="ok">all well</span>'
+        rows.append([f'<a href="{model}">{esc(e["model"])}</a>', esc(e["environment"]), esc(e["endpoint"]),
+                     serving_text(e), aliases, rollout_cell(e), monitor_cell(e), attention])
+    body = table(["model", "environment", "endpoint", "serving (traffic)", "aliases", "last rollout",
+                  "last monitor verdict", "attention"], rows, "The policy declares no model.")
+    return page("Models and environments", body)
