@@ -78,13 +78,14 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def table(headers: list[str], rows: list[list[str]], empty: str) -> str:
-    """A table of already escaped cells; ``empty`` (plain text) when there are no rows."""
+def table(headers: list[str] | None, rows: list[list[str]], empty: str) -> str:
+    """A table of already escaped cells (``headers`` None: a list of facts, named in the first
+    column); ``empty`` (plain text) when there are no rows."""
     if not rows:
         return f'<p class="muted">{esc(empty)}</p>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    head = "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def page(title: str, body: str, status: int = 200) -> Html:

@@ -34,7 +34,7 @@ def render(tables: TableService, policy: Policy, model: str, environment: str, *
              ["last rollout", rollout_cell(entry)], ["last monitor verdict", monitor_cell(entry)],
              ["attention", "<br>".join(f'<span class="bad">{esc(a)}</span>' for a in entry["attention"])
               or '<span class="ok">all well</span>']]
-    body = table(["", ""], facts, "")
+    body = table(None, facts, "")
     body += "<h2>Drift over recent windows</h2>" + drift(tables, model, environment, env.endpoint, older)
     body += "<h2>Rollouts</h2>" + rollout_list(tables, model, environment, env.endpoint, limit, continuation)
     return page(f"{model} · {environment}", body)

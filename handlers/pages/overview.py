@@ -27,10 +27,10 @@ def rollout_cell(entry: dict[str, Any]) -> str:
         return '<span class="muted">none yet</span>'
     state = f"paused ({r['paused']})" if r.get("paused") else r.get("status")
     link = href("rollout", endpoint=entry["endpoint"], id=r["id"])
+    weight = f" at {esc(r['weight'])}%" if r.get("weight") is not None else ""
     return (f'<a href="{link}">v{esc(r.get("version"))}</a> '
             f'<span class="{state_class(r.get("status"), r.get("paused"))}">{esc(state)}</span>'
-            f' <span class="muted">step {esc(r.get("step"))}, {esc(r.get("weight"))}%, {esc(when(r.get("updated_at")))}'
-            f'</span>')
+            f' <span class="muted">step {esc(r.get("step"))}{weight}, {esc(when(r.get("updated_at")))}</span>')
 
 
 def monitor_cell(entry: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from handlers.pages.layout import esc, when
 
 WIDTH, HEIGHT, PAD = 640, 170, 36
+_AXIS = 'font-size="11" fill="#57606a"'
 
 
 def figure_plot(check: str, points: list[dict[str, Any]], threshold: float, direction: str) -> str:
@@ -42,7 +43,9 @@ def figure_plot(check: str, points: list[dict[str, Any]], threshold: float, dire
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" stroke="#8c959f"/>'
         f'<line class="threshold" x1="{PAD}" y1="{ty:.1f}" x2="{WIDTH - PAD}" y2="{ty:.1f}" stroke="#b42318" '
         f'stroke-dasharray="6 4"/>'
+        f'<text x="{PAD - 4}" y="{PAD + 4}" {_AXIS} text-anchor="end">{top:.3g}</text>'
+        f'<text x="{PAD - 4}" y="{HEIGHT - PAD + 4}" {_AXIS} text-anchor="end">{bottom:.3g}</text>'
         f'<polyline points="{line}" fill="none" stroke="#0969da" stroke-width="1.5"/>{dots}'
-        f'<text x="{PAD}" y="{HEIGHT - 12}" font-size="11" fill="#57606a">{esc(first)}</text>'
-        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 12}" font-size="11" fill="#57606a" text-anchor="end">{esc(last)}</text>'
+        f'<text x="{PAD}" y="{HEIGHT - 12}" {_AXIS}>{esc(first)}</text>'
+        f'<text x="{WIDTH - PAD}" y="{HEIGHT - 12}" {_AXIS} text-anchor="end">{esc(last)}</text>'
         f'</svg>')

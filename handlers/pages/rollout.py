@@ -28,7 +28,7 @@ def render(tables: TableService, endpoint: str, rid: str) -> Html:
         ["reason", esc(row.get("reason"))], ["failure", esc(row.get("failure"))],
         ["created", esc(when(row.get("created_at")))], ["finished", esc(when(row.get("finished_at")))],
     ]
-    body = table(["", ""], [f for f in facts if f[1]], "")
+    body = table(None, [f for f in facts if f[1]], "")
     body += f"<h2>Timeline</h2>{timeline(row)}<h2>Canary analysis</h2>"
     body += analysis(analyses.for_rollout(tables, endpoint, rid))
     back = href("model", model=row.get("model"), environment=row.get("environment"))
