@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from local.stack import HOST_KEY, app_settings, function_host
-from shared import rollouts
+from shared import journal, rejections, rollouts
 from shared.delivery import analysis as runs
 from shared.delivery import store as analyses
 from shared.delivery.judge import verdicts
@@ -241,7 +241,12 @@ def test_without_a_key_the_page_is_refused_and_a_malformed_parameter_is_a_400_pa
         assert missing.status_code == 404 and "no model nope" in missing.text
         missing = requests.get(f"{base}/rollout?endpoint={ENDPOINT}&id=abc", headers=key, timeout=30)
         assert missing.status_code == 404
-        assert requests.get(f"{base}/rejections", headers=key, timeout=30).status_code == 200
+        rejections.note(d.raw_tables, 401, "bad_signature", "the signature does not match", b"{}")
+        journal.record(d.raw_tables, "command", journal.key("id", "c1"), "rejected",
+                       reason="model <nope> is not in the policy")
+        got = requests.get(f"{base}/rejections", headers=key, timeout=30)
+        assert got.status_code == 200 and "bad_signature: 1" in got.text
+        assert "model &lt;nope&gt; is not in the policy" in got.text  # escaped, as everything rendered
 
 
 def _thousand_rollouts(d: Driver, now: float) -> None:
