@@ -271,7 +271,7 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         started = time.monotonic()
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=50&code={HOST_KEY}")
         took = time.monotonic() - started
-        assert took < 5, f"the page took {took:.1f} s"
+        assert took < 10, f"the page took {took:.1f} s"
         assert page.locator("h2:has-text('Rollouts') + table tbody tr").count() == 50
         first_ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
         plot = page.locator('svg.plot[data-check="psi(trip_distance)"]')
