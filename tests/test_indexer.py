@@ -154,6 +154,10 @@ def test_every_function_is_indexed_with_its_trigger(indexed: dict) -> None:
         "monitor_decisions": _http("monitor", "GET", "FUNCTION"),
         "status": _http("status", "GET", "FUNCTION"),
         "commands_intake": _http("commands", "POST", "FUNCTION"),
+        "status_page": _http("status/page", "GET", "FUNCTION"),
+        "status_model": _http("status/model", "GET", "FUNCTION"),
+        "status_rollout": _http("status/rollout", "GET", "FUNCTION"),
+        "status_rejections": _http("status/rejections", "GET", "FUNCTION"),
     }
     # Blueprint functions all live in the one script the worker loaded; none has a retry policy.
     assert {(fn["script_file"], fn["retry"]) for fn in indexed["functions"].values()} == {("function_app.py", None)}
