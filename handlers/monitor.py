@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from handlers.deps import Deps
-from shared import journal, rollouts, serving
+from shared import journal, rollouts, serving, telemetry
 from shared.commands import CheckDrift, Retrain
 from shared.log import correlated, step
 from shared.monitoring import check as checks
@@ -257,17 +257,23 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
     w = deps.workspace()
     did = cmd.decision
     run_id = rec.get("run_id")
+
+    def counted(result: str) -> None:
+        telemetry.retraining_result(result, model=cmd.model, environment=cmd.environment, endpoint=env.endpoint)
+
     if run_id is None:
         token = rec.get("launch_key")
         if token is None:
             verdict = _may_launch(deps, env, cmd, key)
             if verdict:
                 _note(deps, env.endpoint, did, verdict=verdict.split(":")[0], action=None, note=verdict)
+                counted(verdict.split(":")[0])
                 return "done", [verdict], {}
             active = list(w.jobs.list_runs(job_id=job.job_id, active_only=True))
             if active:
                 text = f"run_in_flight: run {active[0].run_id} of job {job.job_id} is active; not launching another"
                 _note(deps, env.endpoint, did, verdict="run_in_flight", action=None, note=text)
+                counted("run_in_flight")
                 return "done", [text], {}
             token = idempotency_token(job.job_id, cmd.model, cmd.environment, cmd.version, cmd.window_start, key)
             # Kept before run_now: a retry after a crash sends the same token, and Databricks
@@ -278,6 +284,7 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
         run = w.jobs.run_now(job.job_id, job_parameters=params, idempotency_token=token)
         run_id = run.run_id
         _note(deps, env.endpoint, did, run={"job_id": job.job_id, "run_id": run_id, "state": "launched"})
+        counted("launched")
         return "wait", [f"launched run {run_id} of job {job.job_id}"], {"run_id": run_id, "launch_key": token}
     got = w.jobs.get_run(run_id)
     state = got.state
@@ -288,6 +295,7 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
     message = (state.state_message or "") if state else ""
     run_info = {"job_id": job.job_id, "run_id": run_id, "state": life, "result": result, "message": message[:500],
                 "url": got.run_page_url}
+    counted(result)
     if result == "SUCCESS":
         _note(deps, env.endpoint, did, run=run_info)
         return "done", [f"run {run_id} succeeded: the version it registers is rolled out when the registry announces "

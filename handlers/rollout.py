@@ -396,6 +396,9 @@ def step_analyze(ctx: StepContext) -> Transition:
                   "started_at", now), "finished_at": None if phase == "Running" else now,
               "figures": _figures(figures)}
     analyses.put(ctx.deps.tables, ctx.endpoint, record)
+    if phase != "Running":
+        telemetry.analysis_ended(record, strategy=ctx.env.strategy.kind, model=row["model"],
+                                 environment=row["environment"], endpoint=ctx.endpoint)
     summary = runs.summary(run)
     # The runs so far, newest last; bounded as the history is (a paused step may be resumed many times).
     done = [*(row.get("analyses") or []), {"id": rid, "stage": row["stage"], "weight": row["weight"],

@@ -287,6 +287,22 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+// The operators' workbook over the app's custom metrics and structured logs (infra/workbook.json; the
+// metric names are shared/telemetry.py's, checked by tests/test_workbook.py). Its name is a GUID, as
+// workbooks require, stable per resource group and app so that a redeployment updates it in place.
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  name: guid(resourceGroup().id, appName, 'workbook')
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: 'ModelOps Reactor (${appName})'
+    category: 'workbook'
+    serializedData: loadTextContent('workbook.json')
+    sourceId: appInsights.id
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Key Vault with the webhook secrets
 // ---------------------------------------------------------------------------------------------------------
@@ -598,3 +614,6 @@ output keyVaultName string = vault.name
 
 @description('Application Insights resource.')
 output appInsightsName string = appInsights.name
+
+@description('Resource ID of the operators\' workbook (Azure Monitor → Workbooks).')
+output workbookId string = workbook.id

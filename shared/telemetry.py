@@ -18,8 +18,25 @@ What is sent:
   (shared/serving.py); the distro's ``requests`` instrumentation adds one per HTTP call;
 - the ``reactor`` logger's records (``logger_name``), with shared.log's structured fields as
   attributes, inside the span that was current; only that logger, whose lines are redacted;
-- ``reactor.rollout.duration``, a histogram in seconds with the rollout's ``outcome``,
-  recorded once per ended rollout (shared.rollouts).
+- metrics, each named by a constant below and charted by ``infra/workbook.json``, which reads
+  them from ``customMetrics`` (the exporter sends a histogram as one point per export interval
+  and attribute set: ``valueSum``, ``valueCount``, ``valueMin``, ``valueMax``; a counter as
+  its increase, delta temporality; attributes land in ``customDimensions``):
+
+  - ``reactor.rollout.duration``: histogram, seconds from a rollout's creation to its end, by
+    ``outcome`` (shared.rollouts);
+  - ``reactor.analysis.runs``: counter, an analysis run that reached a terminal phase, by
+    ``phase``, ``strategy``, ``weight`` (handlers/rollout.py);
+  - ``reactor.drift.value``: histogram, each figure of a monitor decision that has a value, by
+    ``check`` (``psi(trip_distance)``), ``group``, ``verdict`` (handlers/monitor.py);
+  - ``reactor.monitor.decisions``: counter, a monitor decision by ``verdict`` (``failed``: a
+    check that could not be made);
+  - ``reactor.retraining.runs``: counter, a retraining command's outcome by ``result``
+    (``launched``, the run's result state such as ``SUCCESS``, or why nothing was launched);
+
+  all with ``model``, ``environment`` and ``endpoint`` where known. Counted where the record is
+  written, so a step redelivered after a crash between its write and its acknowledgement may
+  count twice: the tables are the record, the metrics a view for the portal.
 
 Every attribute and status text goes through shared.redaction; exceptions are recorded by
 this module, redacted, never by OpenTelemetry's own ``record_exception`` (it copies the text).
@@ -43,6 +60,18 @@ from shared.redaction import redact, redact_value
 SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 CORRELATION_ID = "reactor.cid"  # the "cid" field of every structured log line
 ROLLOUT_DURATION = "reactor.rollout.duration"
+ANALYSIS_RUNS = "reactor.analysis.runs"
+DRIFT_VALUE = "reactor.drift.value"
+MONITOR_DECISIONS = "reactor.monitor.decisions"
+RETRAINING_RUNS = "reactor.retraining.runs"
+# name → (kind, unit, description): the instruments configure() creates.
+INSTRUMENTS = {
+    ROLLOUT_DURATION: ("histogram", "s", "time from a rollout's creation to its end, by outcome"),
+    ANALYSIS_RUNS: ("counter", "1", "analysis runs that reached a terminal phase, by phase, strategy and weight"),
+    DRIFT_VALUE: ("histogram", "1", "monitor figures (drift statistics, performance), by check and verdict"),
+    MONITOR_DECISIONS: ("counter", "1", "monitor decisions, by verdict"),
+    RETRAINING_RUNS: ("counter", "1", "retraining commands' outcomes, by result"),
+}
 LOGGER = "reactor"
 _UNNAMED = "reactor"
 
@@ -50,7 +79,7 @@ _UNNAMED = "reactor"
 @dataclass
 class _Pipeline:
     tracer: Any
-    rollout_duration: Any
+    instruments: dict[str, Any]
 
 
 @dataclass
@@ -84,9 +113,10 @@ def configure(connection_string: str, *, span_processors: Sequence[Any] = (), me
             if logger.level == logging.NOTSET:
                 # Steps log at INFO; the root logger's default (WARNING) would drop them from the export.
                 logger.setLevel(logging.INFO)
-            histogram = metrics.get_meter(LOGGER).create_histogram(
-                ROLLOUT_DURATION, unit="s", description="time from a rollout's creation to its end, by outcome")
-            _pipeline = _Pipeline(trace.get_tracer(LOGGER), histogram)
+            meter = metrics.get_meter(LOGGER)
+            made = {name: (meter.create_histogram if kind == "histogram" else meter.create_counter)(
+                name, unit=unit, description=text) for name, (kind, unit, text) in INSTRUMENTS.items()}
+            _pipeline = _Pipeline(trace.get_tracer(LOGGER), made)
         _decided = True
 
 
@@ -204,11 +234,38 @@ def span(name: str, **fields: Any) -> Iterator[Span]:
             raise
 
 
-def rollout_ended(row: Mapping[str, Any]) -> None:
-    """Record an ended rollout's duration with its outcome (``done``, ``failed``, ``superseded``)."""
+def _measure(name: str, value: float, fields: Mapping[str, Any]) -> None:
     pipeline = _current()
     if pipeline is None:
         return
+    instrument = pipeline.instruments[name]
+    (instrument.record if INSTRUMENTS[name][0] == "histogram" else instrument.add)(value, attributes(fields, prefix=""))
+
+
+def rollout_ended(row: Mapping[str, Any]) -> None:
+    """Record an ended rollout's duration with its outcome (``done``, ``failed``, ``superseded``)."""
     took = max(0.0, float(row["finished_at"]) - float(row["created_at"]))
-    pipeline.rollout_duration.record(took, attributes(
-        {"outcome": row["status"], "model": row.get("model"), "environment": row.get("environment")}, prefix=""))
+    _measure(ROLLOUT_DURATION, took, {"outcome": row["status"], "model": row.get("model"),
+                                      "environment": row.get("environment"), "endpoint": row.get("endpoint")})
+
+
+def analysis_ended(record: Mapping[str, Any], *, strategy: str, model: str, environment: str, endpoint: str) -> None:
+    """Count an analysis run (shared.delivery.store's record) that reached a terminal phase."""
+    _measure(ANALYSIS_RUNS, 1, {"phase": record["phase"], "strategy": strategy, "weight": record.get("weight"),
+                                "model": model, "environment": environment, "endpoint": endpoint})
+
+
+def monitor_decided(decision: Mapping[str, Any]) -> None:
+    """Count a recorded monitor decision and record each of its figures that has a value."""
+    where = {"model": decision.get("model"), "environment": decision.get("environment"),
+             "endpoint": decision.get("endpoint")}
+    _measure(MONITOR_DECISIONS, 1, {**where, "verdict": decision["verdict"], "version": decision.get("version")})
+    for f in decision.get("figures") or []:
+        if f.get("value") is not None:
+            _measure(DRIFT_VALUE, float(f["value"]), {**where, "check": f["check"], "group": f.get("group"),
+                                                      "verdict": f["verdict"], "version": decision.get("version")})
+
+
+def retraining_result(result: str, *, model: str, environment: str, endpoint: str) -> None:
+    """Count a retraining command's outcome: ``launched``, the run's result, or why it was not launched."""
+    _measure(RETRAINING_RUNS, 1, {"result": result, "model": model, "environment": environment, "endpoint": endpoint})

@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+from shared import telemetry
 from shared.redaction import redact_value
 from shared.tables import ConcurrencyConflict, EntityExists, Page, TableService
 
@@ -98,6 +99,7 @@ def record_decision(tables: TableService, endpoint: str, data: dict[str, Any], *
     did = f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
     row = redact_value({**data, "id": did, "endpoint": endpoint, "at": now})
     tables.insert(DECISIONS, endpoint, f"{_INVERT - int(now * 1000):013d}~{did}", row)
+    telemetry.monitor_decided(row)
     return row
 
 
