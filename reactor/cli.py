@@ -124,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
 
     for name in COMMANDS:
         _command_parser(sub, name, common)
+    for each in {id(q): q for q in sub.choices.values()}.values():
+        # A usage error found after parsing is told with the subcommand's own usage line.
+        each.set_defaults(usage_of=each)
     return top
 
 
@@ -381,7 +384,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         try:
             parse(body, "cli")
         except CommandRejected as exc:
-            p.error(f"{args.cmd}: {exc}")
+            args.usage_of.error(str(exc))
     backend: Backend | None = None
     try:
         backend = open_backend(args)
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return {"status": cmd_status, "rollouts": cmd_rollouts, "rollout": cmd_rollout, "records": cmd_records,
                 "monitor": cmd_monitor}[args.cmd](backend, args, out, err)
     except Usage as exc:
-        p.error(str(exc))
+        args.usage_of.error(str(exc))
     except NotFound as exc:
         print(f"reactor: {exc}", file=err)
         return NOT_FOUND

@@ -87,6 +87,7 @@ def test_a_bad_command_argument_is_a_usage_error_and_nothing_is_sent(app):
     got = subprocess.run([sys.executable, "-m", "reactor", "deploy", app.model, "prod", "--version", "v2",
                           *store_args(app)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert got.returncode == 2 and "deploy.version: String should match pattern" in got.stderr, got.stderr
+    assert got.stderr.startswith("usage: reactor deploy "), got.stderr  # the subcommand's usage, not the top's
     got = subprocess.run([sys.executable, "-m", "reactor", "promote", app.model, "prod", "--rollout", "not-an-id",
                           *store_args(app)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert got.returncode == 2 and "promote.rollout" in got.stderr
@@ -238,6 +239,9 @@ def test_unreachable_backends_and_unknown_models_have_their_exit_codes(app, tmp_
     with pytest.raises(SystemExit) as exc:
         cli("status", "--storage", "sqlite:///x", "--url", "http://h/api")
     assert exc.value.code == 2
+    both = subprocess.run([sys.executable, "-m", "reactor", "status", "--storage", "sqlite:///x", "--url", "http://h/api"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert both.returncode == 2 and both.stderr.startswith("usage: reactor status "), both.stderr
 
 
 def test_the_azure_storage_backend_sends_commands_as_the_queue_trigger_reads_them(azurite, monkeypatch):
