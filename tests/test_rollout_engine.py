@@ -12,6 +12,7 @@ import pytest
 
 from handlers import commands, rollout
 from shared import journal, rollouts
+from shared.commands import Reconcile
 from shared.queues import COMMANDS_QUEUE
 from tests.engine import ENDPOINT, MODEL, Driver, Faults, StorageFault
 
@@ -378,3 +379,33 @@ def test_a_rollout_whose_endpoint_write_landed_is_never_superseded_unsmoked(tmp_
     assert by_version[v3]["status"] == "done"
     assert_healthy_end(d)
     assert d.serving_api.serving(ENDPOINT) == [v3]
+
+
+def test_a_reconcile_that_sees_the_rollout_end_between_its_reads_starts_no_second_one(tmp_path: Path) -> None:
+    """The demo's race: a rollout's own alias change sends a reconcile, which reads the lease
+    (the rollout still active), and the rollout ends before it reads the endpoint. The endpoint
+    then serves the version alone and nothing is active: already served, no second rollout."""
+    d = Driver(tmp_path)
+    v1 = d.registry.register()
+    d.registry.versions = [v1]
+    deploy(d, v1)
+    while not any(r["step"] == "smoke" and r["status"] not in rollouts.TERMINAL for r in d.rollouts()):
+        if not d.step():  # the next step waits on the endpoint: move the clock to it
+            visible = d.next_visible()
+            assert visible is not None, [r["step"] for r in d.rollouts()]
+            d.clock.now = max(d.clock.now, visible + 0.001)
+    (first,) = d.rollouts()
+    served = d.serving_api.get
+
+    def get_after_the_rollout_ended(name: str):
+        entity = rollouts.get(d.raw_tables, ENDPOINT, first["id"])
+        if entity is not None and entity.data["status"] != "done":
+            rollouts.finish(d.raw_tables, entity, "", now=d.clock(), status="done", reason="ended meanwhile")
+        return served(name)
+
+    d.serving_api.get = get_after_the_rollout_ended
+    (outcome,) = commands.reconcile(d.deps, Reconcile(command="reconcile", model=MODEL),
+                                    {"kind": "event", "id": "alias-event"}, "cid")
+    d.serving_api.get = served
+    assert outcome.text == f"prod: version {v1} already serves"
+    assert [r["id"] for r in d.rollouts()] == [first["id"]]
