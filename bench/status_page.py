@@ -38,12 +38,13 @@ MODEL, ENVIRONMENT = "taxi_fare", "prod"
 
 
 class Counted:
-    """The real service, counting the entities its reads return; writes pass through."""
+    """The real service, counting the entities its reads return and the pages read; writes pass
+    through. tests/test_status_page.py asserts its counts."""
 
     query = TableService.query  # pages through self.query_page, so every page is counted
 
     def __init__(self, inner: TableService) -> None:
-        self.inner, self.entities = inner, 0
+        self.inner, self.entities, self.pages = inner, 0, 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -55,7 +56,7 @@ class Counted:
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = 1000,
                    continuation: str | None = None) -> Page:
         got = self.inner.query_page(table, partition_key, limit=limit, continuation=continuation)
-        self.entities += len(got.entities)
+        self.entities, self.pages = self.entities + len(got.entities), self.pages + 1
         return got
 
 

@@ -237,8 +237,7 @@ def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> l
     Desired state is the truth (DESIGN.md principle 1): the endpoint itself is read, so a
     lost event or a hand-made change is repaired too. A version whose rollout failed is not
     retried by reconcile; an explicit ``deploy`` retries it. It reads the endpoint's lease row
-    (again after the endpoint, when the first read named an active rollout), never its rollout
-    history.
+    (after the endpoint), never its rollout history.
     """
     mp = deps.policy().model(cmd.model)
     if mp is None:
@@ -255,18 +254,15 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     except VersionNotFound as exc:
         return Outcome(f"{name}: nothing to serve ({exc})")
     version = desired.version
+    view = serving.read(deps.workspace(), env.endpoint)
+    # The lease is read after the endpoint: a rollout that ends between the two reads (often the
+    # very one whose alias change sent this reconcile) then shows as idle, so what the endpoint
+    # showed is its end state, not a step on the way.
     lease = rollouts.lease(deps.tables, env.endpoint)
     failed = (lease.get("failed") or {}).get(version)
     if failed:
         return Outcome(f"{name}: version {version} failed before ({failed}); send deploy to retry")
-    view = serving.read(deps.workspace(), env.endpoint)
-    serves = view.serves(serving.single_version_config(model, version, env.served_entity))
-    if serves and lease.get("active"):
-        # The lease was read before the endpoint: the rollout it names may have ended in between
-        # (often the very one whose alias change sent this reconcile). Read after the endpoint,
-        # an idle lease means what the endpoint showed is the end state, not a step on the way.
-        lease = rollouts.lease(deps.tables, env.endpoint)
-    if serves and not lease.get("active"):
+    if view.serves(serving.single_version_config(model, version, env.served_entity)) and not lease.get("active"):
         return Outcome(f"{name}: version {version} already serves")
     rid = rollouts.rollout_id(origin["kind"], origin["id"], name)
     row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin,

@@ -266,8 +266,9 @@ def retrain(deps: Deps, key: str, rec: dict[str, Any], cmd: Retrain) -> tuple[st
         if token is None:
             verdict = _may_launch(deps, env, cmd, key)
             if verdict:
-                _note(deps, env.endpoint, did, verdict=verdict.split(":")[0], action=None, note=verdict)
-                counted(verdict.split(":")[0])
+                why = verdict.split(":")[0]
+                _note(deps, env.endpoint, did, verdict=why, action=None, note=verdict)
+                counted(why)
                 return "done", [verdict], {}
             active = list(w.jobs.list_runs(job_id=job.job_id, active_only=True))
             if active:

@@ -28,7 +28,8 @@ What is sent:
   - ``reactor.analysis.runs``: counter, an analysis run that reached a terminal phase, by
     ``phase``, ``strategy``, ``weight`` (handlers/rollout.py);
   - ``reactor.drift.value``: histogram, each figure of a monitor decision that has a value, by
-    ``check`` (``psi(trip_distance)``), ``group``, ``verdict`` (handlers/monitor.py);
+    ``check`` (``psi(trip_distance)``), ``group``, ``verdict`` (shared/monitoring/store.py, where
+    the decision is recorded);
   - ``reactor.monitor.decisions``: counter, a monitor decision by ``verdict`` (``failed``: a
     check that could not be made);
   - ``reactor.retraining.runs``: counter, a retraining command's outcome by ``result``
@@ -79,7 +80,7 @@ _UNNAMED = "reactor"
 @dataclass
 class _Pipeline:
     tracer: Any
-    instruments: dict[str, Any]
+    record: dict[str, Any]  # metric name → its instrument's record (histogram) or add (counter)
 
 
 @dataclass
@@ -114,9 +115,10 @@ def configure(connection_string: str, *, span_processors: Sequence[Any] = (), me
                 # Steps log at INFO; the root logger's default (WARNING) would drop them from the export.
                 logger.setLevel(logging.INFO)
             meter = metrics.get_meter(LOGGER)
-            made = {name: (meter.create_histogram if kind == "histogram" else meter.create_counter)(
-                name, unit=unit, description=text) for name, (kind, unit, text) in INSTRUMENTS.items()}
-            _pipeline = _Pipeline(trace.get_tracer(LOGGER), made)
+            record = {name: meter.create_histogram(name, unit=unit, description=text).record if kind == "histogram"
+                      else meter.create_counter(name, unit=unit, description=text).add
+                      for name, (kind, unit, text) in INSTRUMENTS.items()}
+            _pipeline = _Pipeline(trace.get_tracer(LOGGER), record)
         _decided = True
 
 
@@ -238,8 +240,7 @@ def _measure(name: str, value: float, fields: Mapping[str, Any]) -> None:
     pipeline = _current()
     if pipeline is None:
         return
-    instrument = pipeline.instruments[name]
-    (instrument.record if INSTRUMENTS[name][0] == "histogram" else instrument.add)(value, attributes(fields, prefix=""))
+    pipeline.record[name](value, attributes(fields, prefix=""))
 
 
 def rollout_ended(row: Mapping[str, Any]) -> None:

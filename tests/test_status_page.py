@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.status_page import Counted
 from handlers.pages import model as model_page
 from local.stack import HOST_KEY, app_settings, function_host
 from shared import journal, rejections, rollouts
@@ -28,9 +29,8 @@ from shared.delivery.measure import Arm, Figures
 from shared.monitoring import store as monitor_store
 from shared.monitoring.decide import Figure
 from shared.settings import APP_ROOT
-from shared.tables import Entity, Page, TableService
 from tests.conftest import NEVER
-from tests.engine import ENDPOINT, MODEL, Driver, Faults, FaultyTables
+from tests.engine import ENDPOINT, MODEL, Driver
 from tests.test_progressive_engine import CANARY, deploy, first_version, live, run_until, steer
 
 ARTIFACTS = APP_ROOT / ".local" / "artifacts" / "status_page"
@@ -251,24 +251,6 @@ def test_without_a_key_the_page_is_refused_and_a_malformed_parameter_is_a_400_pa
         assert "model &lt;nope&gt; is not in the policy" in got.text  # escaped, as everything rendered
 
 
-class ReadCounter(FaultyTables):
-    """The tables as they are, counting the entities and pages read."""
-
-    def __init__(self, inner: TableService) -> None:
-        super().__init__(inner, Faults())
-        self.entities = self.pages = 0
-
-    def get(self, table: str, partition_key: str, row_key: str) -> Entity | None:
-        self.entities += 1
-        return super().get(table, partition_key, row_key)
-
-    def query_page(self, table: str, partition_key: str | None = None, *, limit: int = 1000,
-                   continuation: str | None = None) -> Page:
-        got = super().query_page(table, partition_key, limit=limit, continuation=continuation)
-        self.entities, self.pages = self.entities + len(got.entities), self.pages + 1
-        return got
-
-
 def _thousand_rollouts(d: Driver, now: float) -> None:
     """1,000 finished rollouts of the endpoint, each claimed and ended through shared.rollouts."""
     for i in range(1000):
@@ -289,8 +271,9 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
     hourly_decisions(d, 365 * 24, start=now - 365 * 24 * HOUR - HOUR, violating_from=365 * 24 - 5)
     # Bounded queries, not a clock: what rendering the page reads from storage is a page of
     # rollouts, the newest 48 decisions and a few point reads, however long the history is.
-    reads = ReadCounter(d.raw_tables)
-    model_page.render(reads, d.deps.policy(), MODEL, "prod", limit=50, continuation=None, older=None)
+    reads = Counted(d.raw_tables)
+    model_page.render(reads, d.deps.policy(), MODEL, "prod", limit=50, continuation=None,  # type: ignore[arg-type]
+                      older=None)
     assert reads.entities <= 50 + 48 + 10 and reads.pages <= 10, (reads.entities, reads.pages)
     with serve(d, tmp_path) as base:
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=50&code={HOST_KEY}")
