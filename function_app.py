@@ -1,4 +1,4 @@
-"""The Function App: Blueprints registered, nothing else (DESIGN.md principle 2).
+"""The Function App: Blueprints registered, nothing else (docs/architecture.md principle 2).
 
 Importing this module must stay cheap: no mlflow, databricks-sdk, pandas or numpy here or
 in what it imports at module level (principle 9).

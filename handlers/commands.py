@@ -4,7 +4,7 @@ from other systems, the webhook, the watcher and the monitor; the operators' ``p
 itself.
 
 An invalid message is recorded as rejected and acknowledged, so it never cycles into the
-poison queue (DESIGN.md "Queue commands"). A valid one is recorded, with the command itself,
+poison queue (docs/architecture.md "Queue commands"). A valid one is recorded, with the command itself,
 before it acts, and only the worker holding the record's claim acts (shared.journal), so a
 duplicate delivery never acts twice. Its record ends when the rollouts it started end.
 
@@ -130,7 +130,7 @@ _RUN_WAIT_SECONDS = 48 * 3600.0
 def _stepwise(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures | CheckDrift | Retrain) -> None:
     """One step of a command that goes on over several messages. More work to do goes on at
     once; a wait (a statement still running, another writer's claim, a job run) is looked at
-    again with capped backoff, never waited for in the function (DESIGN.md principle 3)."""
+    again with capped backoff, never waited for in the function (docs/architecture.md principle 3)."""
     if isinstance(cmd, PublishFeatures):
         outcome, status, cursors = publish_features(deps, cmd, rec.get("cursors") or {})
         fields: dict[str, Any] = {"cursors": cursors}
@@ -234,7 +234,7 @@ def deploy(deps: Deps, cmd: Deploy, origin: dict[str, str], cid: str) -> Outcome
 def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
     """Compare what should serve (policy + registry) with what serves, and start what differs.
 
-    Desired state is the truth (DESIGN.md principle 1): the endpoint itself is read, so a
+    Desired state is the truth (docs/architecture.md principle 1): the endpoint itself is read, so a
     lost event or a hand-made change is repaired too. A version whose rollout failed is not
     retried by reconcile; an explicit ``deploy`` retries it. It reads the endpoint's lease row
     (after the endpoint), never its rollout history.

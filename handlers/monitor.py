@@ -7,7 +7,7 @@ message, and two ticks in one window do the work once. The check itself
 by the repair sweep, never waiting on a statement.
 
 A decision that calls for retraining submits a ``retrain`` command, recorded before it is sent
-(DESIGN.md principle 5). ``retrain`` launches the job with ``jobs.run_now`` and an idempotency
+(docs/architecture.md principle 5). ``retrain`` launches the job with ``jobs.run_now`` and an idempotency
 token derived from (model, environment, serving version, triggering window), so however often
 the decision or the command is repeated, Databricks launches one run ("exactly one run is
 launched with that idempotency token", reference databricks-api.md §3.1); never while a run of

@@ -6,7 +6,7 @@ page returned, as Azure Tables pages), so no request reads a whole table.
 
 Also the poison-queue reaction: a message the host gave up on is recorded as failed, with
 its body, and the record it belonged to is closed with that reason, so that nothing accepted
-stays open or disappears silently (DESIGN.md principle 5).
+stays open or disappears silently (docs/architecture.md principle 5).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Repair sweep (timer ``%REACTOR_REPAIR_SCHEDULE%``): hands on work whose worker is gone.
 
-Messages are hints; the records and rollout rows are the truth (DESIGN.md principles 1, 3, 5).
+Messages are hints; the records and rollout rows are the truth (docs/architecture.md principles 1, 3, 5).
 A host killed mid-message keeps that message invisible for its receive timeout (10 minutes
 in Azure, reference azure-functions.md §2.3), so the product does not wait for it:
 

@@ -3,7 +3,7 @@
 Every strategy (shared.delivery.policy) goes resolve → validate → features → deploy →
 wait_deploy → smoke, where the candidate sits beside the serving entities at a 0% route and is
 smoke-queried through its own served entity, so no caller is answered by it before it passed
-(DESIGN.md principle 6). Then traffic stages: shift → wait_shift → bake → analyze for each canary
+(docs/architecture.md principle 6). Then traffic stages: shift → wait_shift → bake → analyze for each canary
 step or the A/B split, promote (aliases; the previous champion kept as the rollback pointer),
 shift to 100% → wait_shift → bake (the old entities stay at 0%: a rollback is traffic only),
 retire (the old entities removed) → wait_retire → done. A failed gate, a Failed or Error

@@ -2,7 +2,7 @@
 
 Unity Catalog models have no registry webhooks and a webhook can be lost, so for every model
 in the policy the watcher reads versions and aliases through ``MlflowClient`` and submits a
-``reconcile`` when they differ from the stored high-water mark (DESIGN.md "Registry watcher").
+``reconcile`` when they differ from the stored high-water mark (docs/architecture.md "Registry watcher").
 The command is recorded before the mark moves, so a message lost in a crash is redriven by
 the repair sweep (handlers/repair.py) rather than forgotten.
 """

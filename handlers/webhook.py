@@ -1,6 +1,6 @@
 """Registry webhook: verify, normalize, record, enqueue ``reconcile``, answer 202.
 
-Follows DESIGN.md "Registry webhook". MLflow 3 deliveries (``X-MLflow-Signature``) and
+Follows docs/architecture.md "Registry webhook". MLflow 3 deliveries (``X-MLflow-Signature``) and
 Databricks workspace-registry deliveries (``X-Databricks-Signature``) are told apart by their
 signature header (shared.signatures). An accepted delivery costs two storage round trips
 before the 202 on Azure Storage, one commit on SQLite (shared.storage.one_commit): the record

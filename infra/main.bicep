@@ -3,7 +3,11 @@
 //   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json -p databricksHost=...
 // (docs/deploy.md walks through every step).
 //
-// What this file follows (Microsoft Learn pages, as summarised in ../shared/reference/azure-functions.md):
+// What this file follows (Microsoft Learn pages; the section keys are those of docs/deploy.md):
+//   §6   "Azure Functions Flex Consumption plan hosting", https://learn.microsoft.com/en-us/azure/azure-functions/flex-consumption-plan
+//   §4.1 "Guidance for developing Azure Functions" (connections), https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference
+//   §4.2 "Use Key Vault references as app settings in Azure App Service, Azure Functions, and Azure Logic Apps",
+//        https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references
 // - Flex Consumption (§6): plan sku FC1 / tier FlexConsumption, Linux only, one app per plan; the runtime and
 //   its version live in `functionAppConfig.runtime`, so FUNCTIONS_WORKER_RUNTIME and
 //   FUNCTIONS_EXTENSION_VERSION are NOT app settings here (Flex rejects them); code is deployed to a blob

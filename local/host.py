@@ -2,8 +2,21 @@
 
 No Functions host, no Core Tools, no storage account: this module imports the app the way
 the Python worker does, asks the ``azure-functions`` library what it declared, and serves
-those triggers with the semantics the real host gives them. Section numbers below refer to
-``/work/shared/reference/azure-functions.md``; §8 there sketches this runner.
+those triggers with the semantics the real host gives them. Section numbers below are keys for
+the public sources of each rule:
+
+- §0, §1: the ``azure-functions`` library (``azure/functions/decorators/function_app.py``,
+  ``_http.py``, ``_queue.py``, ``timer.py``), https://github.com/Azure/azure-functions-python-library;
+- §2, §3: Microsoft Learn, "host.json reference for Azure Functions 2.x and later",
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-host-json, and "Azure Queue
+  storage trigger for Azure Functions",
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger;
+- §4.1: Microsoft Learn, "Guidance for developing Azure Functions" (connections),
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference;
+- §5: the Python worker, https://github.com/Azure/azure-functions-python-worker;
+- §7: Microsoft Learn, "Troubleshoot Python errors in Azure Functions",
+  https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions;
+- §8: this runner's own rules, each derived from the sources above.
 
 Startup (§1.1, §1.7, §8)
     ``<app_dir>/local.settings.json`` ``Values`` go into ``os.environ`` (variables already

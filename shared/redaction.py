@@ -6,7 +6,7 @@ tuples, redacts every string and masks the whole value of a key whose name looks
 (:func:`is_secret_name`). Both are idempotent (redacting redacted text changes nothing) and
 keep what an operator needs to diagnose: the scheme, host and user of a URL, the parameter
 names, the ``dapi`` prefix of a token. Only the standard library is used, so the cold-start
-path (``import function_app``) stays light (DESIGN.md principle 9).
+path (``import function_app``) stays light (docs/architecture.md principle 9).
 
 What is masked, and where its shape is documented:
 

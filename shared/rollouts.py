@@ -211,7 +211,7 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
         version = row.get("version")
         failed = dict(ls.get("failed") or {})
         if status == "done":
-            # The champion it replaced is the rollback pointer (DESIGN.md "Rollout").
+            # The champion it replaced is the rollback pointer (docs/architecture.md "Rollout").
             ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
                       previous_champion=row.get("champion") or ls.get("previous_champion"))
             failed.pop(str(version), None)

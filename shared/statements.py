@@ -1,6 +1,6 @@
 """SQL on the workspace through the Statement Execution API (reference databricks-api.md §4).
 
-Heavy work runs where the data is (DESIGN.md principle 8): the warehouse filters, deduplicates
+Heavy work runs where the data is (docs/architecture.md principle 8): the warehouse filters, deduplicates
 and aggregates; only the rows an online store needs, or a drift check's aggregates, come back.
 
 No function waits on the platform (principle 3). A statement is submitted with a short

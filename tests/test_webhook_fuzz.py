@@ -1,5 +1,5 @@
 """The webhook under seeded random traffic: valid MLflow and Databricks deliveries mixed with
-everything a careless or hostile sender can do. The rule (DESIGN.md "Registry webhook"): bad
+everything a careless or hostile sender can do. The rule (docs/architecture.md "Registry webhook"): bad
 signature 401, malformed 400, too large 413, never a 5xx; each distinct event enqueues one
 ``reconcile``; and what anonymous requests cost in storage is bounded.
 

@@ -1,4 +1,4 @@
-"""A local stand-in for the Databricks workspace REST API (DESIGN.md, "The local workspace").
+"""A local stand-in for the Databricks workspace REST API (docs/architecture.md, "The local workspace").
 
 Usage::
 

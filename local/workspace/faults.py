@@ -1,4 +1,4 @@
-"""Fault injection for the local workspace (DESIGN.md, "The local workspace").
+"""Fault injection for the local workspace (docs/architecture.md, "The local workspace").
 
 The faults imitate what the Databricks control plane does under load or during incidents,
 so that the app's retry and rollback paths can be exercised on one machine:

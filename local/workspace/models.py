@@ -12,7 +12,7 @@ Thread safety: the registry URI is passed explicitly to ``MlflowClient`` and to
 ``mlflow.artifacts.download_artifacts`` instead of being set through the process-wide
 ``mlflow.set_registry_uri``, so a load never disturbs other threads of the same process.
 Loaded models are cached per ``(entity_name, entity_version)``; concurrent loads of the same
-version wait for one another. mlflow is imported lazily (DESIGN.md principle 9).
+version wait for one another. mlflow is imported lazily (docs/architecture.md principle 9).
 
 Feature spec: a model logged with its training set's feature lookups carries ``feature_spec.json``
 at the root of its artifacts (``feature_lookup.FeatureSpec``, the local stand-in for what

@@ -1,5 +1,5 @@
 """The analysis query of a canary or A/B step: the candidate's and the champion's figures over the
-same window of the endpoint's payload table, by SQL pushdown (DESIGN.md principle 8: the
+same window of the endpoint's payload table, by SQL pushdown (docs/architecture.md principle 8: the
 warehouse scans the table, a few aggregate rows come back).
 
 Three statements through the Statement Execution API (``shared.statements.run``), keyed in the

@@ -2,7 +2,7 @@
 
 Every strategy first adds the candidate beside the serving entities with a 0% route and smoke-
 queries it through its own served entity, so no caller is answered by a version that has not
-passed its smoke queries (DESIGN.md principle 6). Then:
+passed its smoke queries (docs/architecture.md principle 6). Then:
 
 - ``direct``: 100% at once; the old entities stay at 0% for ``bake`` and are then removed.
 - ``canary``: ``steps`` of increasing weight, each baked and (by default) analysed against the
@@ -137,7 +137,7 @@ class Strategy(_Strict):
 
 
 class Aliases(_Strict):
-    """The alias lifecycle (DESIGN.md "Rollout"): ``challenger`` when the candidate first takes
+    """The alias lifecycle (docs/architecture.md "Rollout"): ``challenger`` when the candidate first takes
     traffic, ``champion`` when it passed (analysis, or smoke for ``direct``) and takes it all,
     ``production`` when an A/B test completes with it promoted. The previous champion is kept as
     the rollback pointer."""

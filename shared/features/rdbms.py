@@ -2,7 +2,7 @@
 
 Databricks publishes to third-party stores from a notebook; this app does it itself, in
 steps that each stop after a time budget and hand back a cursor, so no function runs long
-(DESIGN.md principle 3). The warehouse does the filtering where the data is: the first copy
+(docs/architecture.md principle 3). The warehouse does the filtering where the data is: the first copy
 reads ``SELECT <columns> … VERSION AS OF <v> WHERE <keys> IS NOT NULL [QUALIFY latest per key]``
 into a staging table of its own that then replaces the online table in one step; later syncs
 read only the change feed (``table_changes``) since the version recorded in the store's own

@@ -8,7 +8,7 @@ judged yet, by SQL pushdown through the Statement Execution API (only aggregates
 tables of a Databricks data quality monitor (``shared.monitoring.lakehouse``). Then one
 decision over the latest M windows (``shared.monitoring.decide``), recorded with its figures.
 
-Never waits (DESIGN.md principle 3): every statement of the pass is submitted before any is
+Never waits (docs/architecture.md principle 3): every statement of the pass is submitted before any is
 awaited; while one runs, ``Pending`` is raised with the ids kept in the cursor, and the next
 message polls them. Windows already judged are not measured again.
 """

@@ -16,7 +16,7 @@ Through databricks-sdk only (reference databricks-api.md §5; monitoring.md §3,
   ``.macro``, §5.4), drift from the other columns' rows of the drift table (§5.3), counts from the
   profile rows' ``count``.
 - A refresh is requested with ``w.data_quality.create_refresh`` and followed with
-  ``get_refresh``: the caller re-enqueues on the state instead of waiting (DESIGN.md principle 3).
+  ``get_refresh``: the caller re-enqueues on the state instead of waiting (docs/architecture.md principle 3).
 
 Before a monitor's first refresh has written its metric tables there is nothing to read:
 ``read_windows`` returns no windows (``w.tables.exists``).
