@@ -21,15 +21,21 @@ What is masked, and where its shape is documented:
 - Databricks personal access tokens, ``dapi`` followed by 32 hex digits (and an optional
   ``-N`` suffix), as Databricks issues them;
 - JWT-shaped tokens, three base64url segments whose first two begin ``eyJ`` (a JSON object;
-  RFC 7519 §3), the form of Microsoft Entra and Databricks OAuth access tokens.
+  RFC 7519 §3), the form of Microsoft Entra and Databricks OAuth access tokens;
+- values known to be secret, passed as ``secrets`` (:func:`url_secrets` lists a URL's), wherever
+  they or a run of at least four of their characters appear: a driver quotes the part of a URL
+  it could not parse, and its parser cuts a password at other places than ours (libpq ends
+  user-info at the first ``@`` or ``/``, ``urlsplit`` at the last ``@`` of the netloc).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import groupby
 from typing import Any
+from urllib.parse import unquote
 
 MASK = "***"
 """What replaces a secret. Never a valid credential, and recognisably a redaction."""
@@ -123,10 +129,61 @@ _mask_json_field = _masker(is_secret_name)
 _mask_param = _masker(_is_secret_param)
 
 
-def redact(text: str) -> str:
+# How many characters of a known secret in a row count as an echo of it.
+_ECHO = 4
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secrets ``url`` carries, raw and percent-decoded: the user-info password and the
+    values of secret-named query and fragment parameters (``?password=``, ``&sig=``).
+
+    The password is taken as everything between the user-info's first ``:`` and the URL's
+    last ``@``: a password with an unencoded ``@``, ``/``, ``?`` or space is cut differently by
+    each parser, and this span holds every cut."""
+    _, scheme_sep, rest = url.partition("://")
+    if not scheme_sep:
+        return ()
+    found = []
+    userinfo, at, after = rest.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    for pair in re.split(r"[?&#;]", after if at else rest)[1:]:
+        name, eq, value = pair.partition("=")
+        if eq and _is_secret_param(name):
+            found.append(value)
+    return tuple(dict.fromkeys(v for raw in found for v in (raw, unquote(raw)) if v))
+
+
+def _mask_known(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every run of ``_ECHO`` characters (or a whole shorter secret) that also
+    occurs in one of ``secrets`` masked, overlapping runs as one mask."""
+    hidden = [False] * len(text)
+    for secret in secrets:
+        width = min(_ECHO, len(secret))
+        if not width:
+            continue
+        grams = {secret[i:i + width] for i in range(len(secret) - width + 1)}
+        for i in range(len(text) - width + 1):
+            if text[i:i + width] in grams:
+                hidden[i:i + width] = [True] * width
+    if not any(hidden):
+        return text
+    out, at = [], 0
+    for masked, run in groupby(hidden):
+        size = len(list(run))
+        out.append(MASK if masked else text[at:at + size])
+        at += size
+    return "".join(out)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every credential it carries replaced by ``***`` (see the module doc for
-    what is recognised). Anything that is not a ``str`` is returned unchanged."""
-    if not isinstance(text, str) or not _MAYBE.search(text):
+    what is recognised), and every echo of the values in ``secrets``. Anything that is not a
+    ``str`` is returned unchanged."""
+    if not isinstance(text, str):
+        return text
+    text = _mask_known(text, secrets)
+    if not _MAYBE.search(text):
         return text
     text = _URL_USERINFO.sub(_mask_secret, text)
     text = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group("secret") == MASK else _mask_secret(m), text)
