@@ -114,6 +114,45 @@ def test_no_driver_error_for_a_bad_url_carries_its_password(servers: None, url: 
     assert MASK in str(err.value) and redact_store_url(url) in str(err.value)
 
 
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    """A workspace client on the local workspace and a feature table in its catalog."""
+    import pandas as pd
+    from databricks.sdk import WorkspaceClient
+
+    from local.workspace import LocalWorkspace
+
+    root = tmp_path_factory.mktemp("secrets")
+    with LocalWorkspace(token="secrets-token", registry_uri=f"sqlite:///{root / 'mlflow.db'}",
+                        data_dir=root / "ws") as ws:
+        name = f"main.secrets{uuid.uuid4().hex[:8]}.features"
+        ws.catalog.create_table(name, pd.DataFrame({"id": [1, 2], "x": [1.0, 2.0]}), primary_keys=["id"],
+                                change_data_feed=True)
+        yield WorkspaceClient(host=ws.url, token="secrets-token"), name
+
+
+@pytest.mark.parametrize("url, secret", [BAD_URLS[0], BAD_URLS[4], BAD_URLS[6], BAD_URLS[14], BAD_URLS[16]])
+def test_a_feature_tables_outcome_quotes_the_store_without_its_password(servers, source, url: str,
+                                                                         secret: str) -> None:
+    """What a rollout step or a publish_features command stores: the table's status note, or the
+    error of a URL that cannot be used at all."""
+    from shared import features as feature_tables
+    from shared.policy import Features
+
+    w, name = source
+    features = Features.model_validate({"store": {"kind": "rdbms", "connection_setting": "STORE_URL"},
+                                        "tables": [{"source": name, "primary_keys": ["id"]}]})
+    try:
+        [status] = feature_tables.ensure(w, "local0warehouse1", features, {"STORE_URL": url}, {}, now=0.0,
+                                         budget_seconds=5)
+    except ValueError as exc:
+        outcome = str(exc)
+    else:
+        assert status.state == "pending" and "unavailable" in status.note, status
+        outcome = status.note
+    assert echoes(outcome, secret) == [] and redact_store_url(url) in outcome
+
+
 # ------------------------------------------------------------------------------- item 8: rejection samples
 SECRETS = {"password": "hunter2hunter2", "pat": PAT, "jwt": JWT, "account key": ACCOUNT_KEY, "sig": SIG}
 
