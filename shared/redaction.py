@@ -11,7 +11,8 @@ path (``import function_app``) stays light (DESIGN.md principle 9).
 What is masked, and where its shape is documented:
 
 - URL user-info passwords, ``scheme://user:***@host`` (RFC 3986 §3.2.1: user-info may carry
-  ``user:password``, which the RFC deprecates precisely because it leaks);
+  ``user:password``, which the RFC deprecates precisely because it leaks), however malformed:
+  invalid ``%`` escapes, an unencoded ``@`` or space;
 - values of secret-looking parameters in query strings and fragments (``?password=``,
   ``&sig=`` of an Azure SAS URL, ``#access_token=`` of the OAuth implicit grant), in DSN and
   connection strings (libpq ``key=value`` DSNs, ADO.NET/Azure Storage ``Name=value;``, so
@@ -77,8 +78,11 @@ def _is_secret_param(name: str) -> bool:
 
 
 # scheme://user:password@host — the greedy password part backtracks to the LAST '@' of the
-# authority, which is where urlsplit ends user-info too (an unencoded '@' in a password).
-_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#:@]*:)(?P<secret>[^\s/?#]+)(?=@)")
+# authority, which is where urlsplit ends user-info too (an unencoded '@' in a password). A
+# password may hold unencoded spaces (libpq refuses them, quoting the password), never a line
+# break; with spaces, the '@' that ends it must be followed by a host.
+_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#:@]*:)"
+                           r"(?P<secret>[^\s/?#](?:[^\r\n/?#]*[^\s/?#])?(?=@[^\s@/?#'\"]+)|[^\s/?#]+(?=@))")
 # name=value in query strings (?&#;), DSNs (space separated) and connection strings (';').
 # The value is quoted (libpq allows single quotes) or runs to the next separator.
 _PARAM = re.compile(
@@ -192,6 +196,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _PARAM.sub(_mask_param, text)
     text = _DATABRICKS_PAT.sub("dapi" + MASK, text)
     return _JWT.sub(MASK, text)
+
+
+# How much of a body is redacted before an excerpt is cut from it, so that a credential the cut
+# would split is masked whole (a JWT or a SAS URL is well under this).
+_EXCERPT_WINDOW = 8192
+
+
+def excerpt(body: bytes, limit: int) -> str:
+    """The first ``limit`` characters of ``body`` (UTF-8, undecodable bytes replaced), redacted
+    before they are cut: a credential across the cut is masked whole, not left half matched."""
+    return redact(body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))[:limit]
 
 
 def contains_secret(text: str) -> bool:

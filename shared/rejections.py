@@ -15,15 +15,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.redaction import redact, redact_value
+from shared.redaction import excerpt, redact, redact_value
 from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
 
 TABLE = "rejections"
 SAMPLES = 50
 _EXCERPT = 512
-# How much of a body is redacted before the excerpt is cut from it, so that a credential the
-# cut would split is masked whole (a JWT or a SAS URL is well under this).
-_WINDOW = 8192
 _COUNTER = "count"
 
 
@@ -35,7 +32,7 @@ def note(tables: TableService, status: int, code: str, reason: str, body: bytes)
     slot = f"sample-{n % SAMPLES:03d}"
     tables.upsert(TABLE, partition, slot, {
         "at": now, "status": status, "code": code, "reason": redact(reason), "n": n,
-        "excerpt": redact(body[:_WINDOW].decode("utf-8", errors="replace"))[:_EXCERPT], "size": len(body),
+        "excerpt": excerpt(body, _EXCERPT), "size": len(body),
     })
     return f"{partition}/{slot}"
 

@@ -68,6 +68,17 @@ def test_url_secrets_name_the_password_and_secret_parameters_raw_and_decoded() -
     assert url_secrets("sqlite:////tmp/x.db") == ()
 
 
+@pytest.mark.parametrize("text, secret", [
+    ("postgresql://app:my pass word@db.example:5432/feat unreachable", "my pass word"),
+    ('{"dsn": "mysql://root:pa%zz%@127.0.0.1/feat"}', "pa%zz%"),
+    ("mysql://root:p@ss w@127.0.0.1:3306: (1045, \"Access denied for user 'root'@'127.0.0.1'\")", "p@ss w"),
+])
+def test_a_url_password_is_masked_without_knowing_the_url(text: str, secret: str) -> None:
+    """Where nobody knows the URL (a rejected body): spaces and invalid escapes are masked too."""
+    out = redact(text)
+    assert secret not in out and ("@127.0.0.1" in out or "@db.example" in out)
+
+
 PG = "127.0.0.1:5432"
 MY = "127.0.0.1:3306"
 # (URL, the password's distinctive part): each an error a driver raises for a bad URL, on the
@@ -154,7 +165,8 @@ def test_a_feature_tables_outcome_quotes_the_store_without_its_password(servers,
 
 
 # ------------------------------------------------------------------------------- item 8: rejection samples
-SECRETS = {"password": "hunter2hunter2", "pat": PAT, "jwt": JWT, "account key": ACCOUNT_KEY, "sig": SIG}
+SECRETS = {"password": "hunter2hunter2", "pat": PAT, "jwt": JWT, "account key": ACCOUNT_KEY, "sig": SIG,
+           "url password": "pa%zz word"}
 
 
 def _secret_body() -> bytes:
@@ -163,6 +175,7 @@ def _secret_body() -> bytes:
         "note": f"token {PAT} and Bearer {JWT}",
         "storage": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={ACCOUNT_KEY};EndpointSuffix=x",
         "link": f"https://a.blob.core.windows.net/c/b?sv=2022-11-02&sig={SIG}&se=2027-01-01",
+        "dsn": f"postgresql://app:{SECRETS['url password']}@db.example:5432/feat",
     }).encode()
 
 
