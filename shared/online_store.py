@@ -163,9 +163,6 @@ class OnlineStore:
             )
         raise ValueError(f"unsupported online store URL scheme {parts.scheme!r}: use sqlite, postgresql or mysql")
 
-    def _error(self, text: str) -> OnlineStoreError:
-        return OnlineStoreError(self._redact(text))
-
     def _redact(self, text: str) -> str:
         """``text`` as it may be stored, served or logged: shared.redaction, with this store's
         URL secrets (drivers quote parts of the URL they parsed)."""
@@ -202,7 +199,7 @@ class OnlineStore:
                 cur.execute(sql, args)
                 return list(cur.fetchall()) if cur.description else []
         except Exception as exc:
-            raise self._error(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def _run_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
         if not rows:
@@ -220,7 +217,7 @@ class OnlineStore:
                 else:
                     cur.executemany(sql, rows)
         except Exception as exc:
-            raise self._error(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def _column_type(self, column: Column, primary_keys: Sequence[str]) -> str:
         types = _TYPES[self.dialect]
@@ -314,7 +311,7 @@ class OnlineStore:
                     raise
                 cur.execute("COMMIT")
         except Exception as exc:
-            raise self._error(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def drop_table(self, table: str) -> None:
         self._run(f"DROP TABLE IF EXISTS {self._q(table)}")
@@ -371,7 +368,7 @@ class OnlineStore:
                         rec = dict(zip(names, row, strict=True))
                         found[tuple(_norm(rec[k]) for k in primary_keys)] = rec
             except Exception as exc:
-                raise self._error(f"{self.dialect}: {exc}") from exc
+                raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
         return [found.get(tuple(_norm(v) for v in k)) for k in keys]
 
     def count(self, table: str) -> int:

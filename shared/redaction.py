@@ -32,7 +32,7 @@ What is masked, and where its shape is documented:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from itertools import groupby
 from typing import Any
@@ -158,7 +158,7 @@ def url_secrets(url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for raw in found for v in (raw, unquote(raw)) if v))
 
 
-def _mask_known(text: str, secrets: Iterable[str]) -> str:
+def _mask_known(text: str, secrets: Sequence[str]) -> str:
     """``text`` with every run of ``_ECHO`` characters (or a whole shorter secret) that also
     occurs in one of ``secrets`` masked, overlapping runs as one mask."""
     hidden = [False] * len(text)
@@ -180,13 +180,14 @@ def _mask_known(text: str, secrets: Iterable[str]) -> str:
     return "".join(out)
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
     """``text`` with every credential it carries replaced by ``***`` (see the module doc for
     what is recognised), and every echo of the values in ``secrets``. Anything that is not a
     ``str`` is returned unchanged."""
     if not isinstance(text, str):
         return text
-    text = _mask_known(text, secrets)
+    if secrets:
+        text = _mask_known(text, secrets)
     if not _MAYBE.search(text):
         return text
     text = _URL_USERINFO.sub(_mask_secret, text)
