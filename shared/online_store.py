@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from shared.redaction import redact as redact_text
+from shared.redaction import url_secrets
+
 SYNC_STATE = "_feature_sync_state"
 CLAIMS = "_feature_sync_claims"
 _STAGING = "_feature_staging_"
@@ -118,39 +121,52 @@ _INTERNAL = {
 class OnlineStore:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._secrets = url_secrets(url)
         self._ready: set[str] = set()
+        try:
+            self._conn = self._connect(url)
+        except ValueError as exc:
+            raise ValueError(self._redact(f"online store URL {url}: {exc}")) from None
+        except Exception as exc:
+            # Not chained: the driver's exception quotes what it could not parse, in clear.
+            raise OnlineStoreError(self._redact(f"cannot connect to the online store at {url}: {exc}")) from None
+
+    def _connect(self, url: str) -> Any:
+        """A connection through the dialect's driver; ValueError when the URL is unusable."""
         parts = urlsplit(url)
         scheme = parts.scheme.split("+")[0]
-        try:
-            if scheme == "sqlite":
-                import sqlite3
+        if scheme == "sqlite":
+            import sqlite3
 
-                self.dialect, self.param = "sqlite", "?"
-                path = url[len("sqlite:///"):]
-                self._conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            elif scheme in ("postgresql", "postgres"):
-                import psycopg
+            self.dialect, self.param = "sqlite", "?"
+            conn = sqlite3.connect(url[len("sqlite:///"):], timeout=30, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            return conn
+        if scheme in ("postgresql", "postgres"):
+            import psycopg
 
-                self.dialect, self.param = "postgresql", "%s"
-                self._conn = psycopg.connect(url.replace(parts.scheme + "://", "postgresql://", 1), autocommit=True,
-                                             connect_timeout=10)
-            elif scheme in ("mysql", "mariadb"):
-                import pymysql
+            self.dialect, self.param = "postgresql", "%s"
+            return psycopg.connect(url.replace(parts.scheme + "://", "postgresql://", 1), autocommit=True,
+                                   connect_timeout=10)
+        if scheme in ("mysql", "mariadb"):
+            import pymysql
 
-                self.dialect, self.param = "mysql", "%s"
-                self._conn = pymysql.connect(
-                    host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=unquote(parts.username or "root"),
-                    password=unquote(parts.password or ""), database=parts.path.lstrip("/") or None,
-                    autocommit=True, connect_timeout=10, charset="utf8mb4",
-                )
-            else:
-                raise ValueError(f"unsupported online store URL scheme {parts.scheme!r}: "
-                                 "use sqlite, postgresql or mysql")
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise OnlineStoreError(f"cannot connect to the online store at {redact(url)}: {exc}") from exc
+            self.dialect, self.param = "mysql", "%s"
+            password = unquote(parts.password or "")
+            if any(ord(ch) > 0xFF for ch in password):
+                # PyMySQL encodes the password as latin-1, and its UnicodeEncodeError quotes it.
+                raise ValueError("the password has characters outside latin-1, which PyMySQL cannot send")
+            return pymysql.connect(
+                host=parts.hostname or "127.0.0.1", port=parts.port or 3306, user=unquote(parts.username or "root"),
+                password=password, database=parts.path.lstrip("/") or None,
+                autocommit=True, connect_timeout=10, charset="utf8mb4",
+            )
+        raise ValueError(f"unsupported online store URL scheme {parts.scheme!r}: use sqlite, postgresql or mysql")
+
+    def _redact(self, text: str) -> str:
+        """``text`` as it may be stored, served or logged: shared.redaction, with this store's
+        URL secrets (drivers quote parts of the URL they parsed)."""
+        return redact_text(text, self._secrets)
 
     def close(self) -> None:
         self._conn.close()
@@ -183,7 +199,7 @@ class OnlineStore:
                 cur.execute(sql, args)
                 return list(cur.fetchall()) if cur.description else []
         except Exception as exc:
-            raise OnlineStoreError(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def _run_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
         if not rows:
@@ -201,7 +217,7 @@ class OnlineStore:
                 else:
                     cur.executemany(sql, rows)
         except Exception as exc:
-            raise OnlineStoreError(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def _column_type(self, column: Column, primary_keys: Sequence[str]) -> str:
         types = _TYPES[self.dialect]
@@ -295,7 +311,7 @@ class OnlineStore:
                     raise
                 cur.execute("COMMIT")
         except Exception as exc:
-            raise OnlineStoreError(f"{self.dialect}: {exc}") from exc
+            raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
 
     def drop_table(self, table: str) -> None:
         self._run(f"DROP TABLE IF EXISTS {self._q(table)}")
@@ -352,7 +368,7 @@ class OnlineStore:
                         rec = dict(zip(names, row, strict=True))
                         found[tuple(_norm(rec[k]) for k in primary_keys)] = rec
             except Exception as exc:
-                raise OnlineStoreError(f"{self.dialect}: {exc}") from exc
+                raise OnlineStoreError(self._redact(f"{self.dialect}: {exc}")) from exc
         return [found.get(tuple(_norm(v) for v in k)) for k in keys]
 
     def count(self, table: str) -> int:
@@ -429,8 +445,6 @@ def _norm(v: Any) -> Any:
 
 
 def redact(url: str) -> str:
-    """The store URL as it may appear in reasons and logs: ``shared.redaction.redact``, which
-    masks the user-info password and secret query parameters (``?password=``) alike."""
-    from shared.redaction import redact as redact_text
-
-    return redact_text(url)
+    """The store URL as it may appear in reasons and logs: ``shared.redaction.redact`` with the
+    URL's own secrets (``url_secrets``), so a password is masked however malformed the URL is."""
+    return redact_text(url, url_secrets(url))

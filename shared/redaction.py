@@ -11,7 +11,8 @@ path (``import function_app``) stays light (docs/architecture.md principle 9).
 What is masked, and where its shape is documented:
 
 - URL user-info passwords, ``scheme://user:***@host`` (RFC 3986 §3.2.1: user-info may carry
-  ``user:password``, which the RFC deprecates precisely because it leaks);
+  ``user:password``, which the RFC deprecates precisely because it leaks), however malformed:
+  invalid ``%`` escapes, an unencoded ``@`` or space;
 - values of secret-looking parameters in query strings and fragments (``?password=``,
   ``&sig=`` of an Azure SAS URL, ``#access_token=`` of the OAuth implicit grant), in DSN and
   connection strings (libpq ``key=value`` DSNs, ADO.NET/Azure Storage ``Name=value;``, so
@@ -21,15 +22,21 @@ What is masked, and where its shape is documented:
 - Databricks personal access tokens, ``dapi`` followed by 32 hex digits (and an optional
   ``-N`` suffix), as Databricks issues them;
 - JWT-shaped tokens, three base64url segments whose first two begin ``eyJ`` (a JSON object;
-  RFC 7519 §3), the form of Microsoft Entra and Databricks OAuth access tokens.
+  RFC 7519 §3), the form of Microsoft Entra and Databricks OAuth access tokens;
+- values known to be secret, passed as ``secrets`` (:func:`url_secrets` lists a URL's), wherever
+  they or a run of at least four of their characters appear: a driver quotes the part of a URL
+  it could not parse, and its parser cuts a password at other places than ours (libpq ends
+  user-info at the first ``@`` or ``/``, ``urlsplit`` at the last ``@`` of the netloc).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from itertools import groupby
 from typing import Any
+from urllib.parse import unquote
 
 MASK = "***"
 """What replaces a secret. Never a valid credential, and recognisably a redaction."""
@@ -71,8 +78,11 @@ def _is_secret_param(name: str) -> bool:
 
 
 # scheme://user:password@host — the greedy password part backtracks to the LAST '@' of the
-# authority, which is where urlsplit ends user-info too (an unencoded '@' in a password).
-_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#:@]*:)(?P<secret>[^\s/?#]+)(?=@)")
+# authority, which is where urlsplit ends user-info too (an unencoded '@' in a password). A
+# password may hold unencoded spaces (libpq refuses them, quoting the password), never a line
+# break; with spaces, the '@' that ends it must be followed by a host.
+_URL_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#:@]*:)"
+                           r"(?P<secret>[^\s/?#](?:[^\r\n/?#]*[^\s/?#])?(?=@[^\s@/?#'\"]+)|[^\s/?#]+(?=@))")
 # name=value in query strings (?&#;), DSNs (space separated) and connection strings (';').
 # The value is quoted (libpq allows single quotes) or runs to the next separator.
 _PARAM = re.compile(
@@ -123,10 +133,62 @@ _mask_json_field = _masker(is_secret_name)
 _mask_param = _masker(_is_secret_param)
 
 
-def redact(text: str) -> str:
+# How many characters of a known secret in a row count as an echo of it.
+_ECHO = 4
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The secrets ``url`` carries, raw and percent-decoded: the user-info password and the
+    values of secret-named query and fragment parameters (``?password=``, ``&sig=``).
+
+    The password is taken as everything between the user-info's first ``:`` and the URL's
+    last ``@``: a password with an unencoded ``@``, ``/``, ``?`` or space is cut differently by
+    each parser, and this span holds every cut."""
+    _, scheme_sep, rest = url.partition("://")
+    if not scheme_sep:
+        return ()
+    found = []
+    userinfo, at, after = rest.rpartition("@")
+    if at and ":" in userinfo:
+        found.append(userinfo.split(":", 1)[1])
+    for pair in re.split(r"[?&#;]", after if at else rest)[1:]:
+        name, eq, value = pair.partition("=")
+        if eq and _is_secret_param(name):
+            found.append(value)
+    return tuple(dict.fromkeys(v for raw in found for v in (raw, unquote(raw)) if v))
+
+
+def _mask_known(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every run of ``_ECHO`` characters (or a whole shorter secret) that also
+    occurs in one of ``secrets`` masked, overlapping runs as one mask."""
+    hidden = [False] * len(text)
+    for secret in secrets:
+        width = min(_ECHO, len(secret))
+        if not width:
+            continue
+        grams = {secret[i:i + width] for i in range(len(secret) - width + 1)}
+        for i in range(len(text) - width + 1):
+            if text[i:i + width] in grams:
+                hidden[i:i + width] = [True] * width
+    if not any(hidden):
+        return text
+    out, at = [], 0
+    for masked, run in groupby(hidden):
+        size = len(list(run))
+        out.append(MASK if masked else text[at:at + size])
+        at += size
+    return "".join(out)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
     """``text`` with every credential it carries replaced by ``***`` (see the module doc for
-    what is recognised). Anything that is not a ``str`` is returned unchanged."""
-    if not isinstance(text, str) or not _MAYBE.search(text):
+    what is recognised), and every echo of the values in ``secrets``. Anything that is not a
+    ``str`` is returned unchanged."""
+    if not isinstance(text, str):
+        return text
+    if secrets:
+        text = _mask_known(text, secrets)
+    if not _MAYBE.search(text):
         return text
     text = _URL_USERINFO.sub(_mask_secret, text)
     text = _AUTH_HEADER.sub(lambda m: m.group(0) if m.group("secret") == MASK else _mask_secret(m), text)
@@ -135,6 +197,17 @@ def redact(text: str) -> str:
     text = _PARAM.sub(_mask_param, text)
     text = _DATABRICKS_PAT.sub("dapi" + MASK, text)
     return _JWT.sub(MASK, text)
+
+
+# How much of a body is redacted before an excerpt is cut from it, so that a credential the cut
+# would split is masked whole (a JWT or a SAS URL is well under this).
+_EXCERPT_WINDOW = 8192
+
+
+def excerpt(body: bytes, limit: int) -> str:
+    """The first ``limit`` characters of ``body`` (UTF-8, undecodable bytes replaced), redacted
+    before they are cut: a credential across the cut is masked whole, not left half matched."""
+    return redact(body[:_EXCERPT_WINDOW].decode("utf-8", errors="replace"))[:limit]
 
 
 def contains_secret(text: str) -> bool:

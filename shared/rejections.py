@@ -5,6 +5,9 @@ cost a record each (journal invariant J4). Per HTTP status we keep one counter r
 total and a count per reason code, first and last time seen) and a ring of ``SAMPLES`` recent
 samples with their reason and a short excerpt: storage stays at ``SAMPLES + 1`` rows per
 status whatever the traffic. Counting is best effort under contention (a sample is still kept).
+
+A sample is what anyone sent, so its excerpt and reason are redacted (shared.redaction) before
+they are stored, and again when served (rows kept before redaction was added).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shared.redaction import excerpt, redact, redact_value
 from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
 
 TABLE = "rejections"
@@ -27,8 +31,8 @@ def note(tables: TableService, status: int, code: str, reason: str, body: bytes)
     n = _count(tables, partition, code, now)
     slot = f"sample-{n % SAMPLES:03d}"
     tables.upsert(TABLE, partition, slot, {
-        "at": now, "status": status, "code": code, "reason": reason, "n": n,
-        "excerpt": body[:_EXCERPT].decode("utf-8", errors="replace"), "size": len(body),
+        "at": now, "status": status, "code": code, "reason": redact(reason), "n": n,
+        "excerpt": excerpt(body, _EXCERPT), "size": len(body),
     })
     return f"{partition}/{slot}"
 
@@ -59,7 +63,7 @@ def summary(tables: TableService) -> dict[str, Any]:
         if e.row_key == _COUNTER:
             entry["counts"] = e.data
         else:
-            entry["samples"].append(e.data)
+            entry["samples"].append(redact_value(e.data))
     for entry in out.values():
         entry["samples"].sort(key=lambda d: d.get("at", 0), reverse=True)
     return out
