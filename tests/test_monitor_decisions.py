@@ -3,8 +3,10 @@ minimum rows, cooldown, the idempotency token, and errors that name the key."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.monitor import idempotency_token
@@ -303,3 +305,23 @@ def test_decisions_written_concurrently_and_out_of_order_list_newest_first_by_at
     assert sorted(d["id"] for d in listed) == sorted(d["id"] for d in written)
     assert listed == sorted(listed, key=store.listing_order)
     assert [d["at"] for d in listed] == sorted((d["at"] for d in listed), reverse=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 999_999)), min_size=1, max_size=25), st.randoms())
+def test_any_decision_times_in_any_write_order_list_in_listing_order(tmp_path, times, rnd):
+    """Times drawn from a few milliseconds apart down to the same microsecond (and equal ones),
+    written in a random order: the listing is ``store.listing_order``, ``at`` never increasing."""
+    import uuid
+
+    from shared.monitoring import store
+    from shared.tables.sqlite import SqliteTableService
+
+    tables, endpoint = SqliteTableService(str(tmp_path / "s.db")), f"ep-{uuid.uuid4().hex[:8]}"
+    ats = [1_765_000_000 + ms / 1000 + us / 1e9 for ms, us in times]
+    rnd.shuffle(ats)
+    for at in ats:
+        store.record_decision(tables, endpoint, {"verdict": "ok"}, now=at)
+    listed = _listed(tables, endpoint, limit=7)
+    assert len(listed) == len(ats) and listed == sorted(listed, key=store.listing_order)
+    assert all(a["at"] >= b["at"] for a, b in itertools.pairwise(listed))
