@@ -198,9 +198,16 @@ def test_summary_of_real_verdicts():
     run = assess(run, Limits())
     assert summary(run) == (
         "Failed: error_rate Failed (error rate 30.0% (30/100) vs 1.0% (10/1000): diff +29.0 pp, 95% lower +22.0 pp "
-        f"> 0, diff > margin 1.0 pp); latency Successful (p95 190 ms vs 180 ms: 1.06{stats.TIMES} ≤ max "
+        f"> margin 1.0 pp); latency Successful (p95 190 ms vs 180 ms: 1.06{stats.TIMES} ≤ max "
         f"1.5{stats.TIMES}); prediction_shift Running (no measurement)")
     assert json.loads(json.dumps(run, allow_nan=False)) == run
+    # An Inconclusive measurement keeps, whole, the requests a step needs for a verdict: at a 10%
+    # step with the champion at 1.9%, 816, far above the default minimum of 100.
+    quiet = record(new_run(["error_rate"]), "error_rate", stats.error_rate(
+        2, 80, 14, 720, margin=0.01, alpha=0.05, min_requests=100), None, 1.0)
+    assert summary(assess(quiet, Limits())) == (
+        "Inconclusive: error_rate Inconclusive (candidate n=80 < 100 requests; "
+        "a candidate at the champion's rate passes from 816 requests)")
 
 
 events = st.lists(st.tuples(st.sampled_from(["error_rate", "latency"]), st.sampled_from("SFIE")), max_size=40)

@@ -3,8 +3,10 @@ minimum rows, cooldown, the idempotency token, and errors that name the key."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers.monitor import idempotency_token
@@ -245,3 +247,81 @@ def test_retention_deletes_old_decisions_and_windows_and_keeps_the_baseline_and_
         new["id"]]
     assert [w["start"] for w in store.windows(tables, "ep", "2")] == [8000.0]
     assert store.baseline(tables, "ep", "2") and store.state(tables, "ep")["last_decision"] == old["id"]
+
+
+# ---------------------------------------------------------------------------------- listing order
+@pytest.fixture(params=("sqlite", "azurite"))
+def decision_tables(request, tmp_path):
+    """The ``decisions`` table on each backend (Azurite: the session's, so each test its own endpoint)."""
+    from shared.storage import open_tables
+
+    if request.param == "sqlite":
+        return open_tables(f"sqlite:///{tmp_path / 's.db'}")
+    return open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
+
+
+def _listed(tables, endpoint: str, limit: int) -> list[dict]:
+    """Every decision as ``GET /api/monitor`` lists them, page after page."""
+    from handlers.deps import Deps
+    from handlers.http_types import Request
+    from handlers.operators import list_decisions
+
+    deps = Deps(None, tables, None, lambda: None, lambda: None)  # the view reads the tables alone
+    out, token = [], None
+    while True:
+        params = {"endpoint": endpoint, "limit": str(limit), **({"continuation": token} if token else {})}
+        got = list_decisions(deps, Request("GET", b"", params=params))
+        assert got.status == 200, got.payload
+        out += got.payload["decisions"]
+        token = got.payload["continuation"]
+        if not token:
+            return out
+
+
+def test_decisions_written_concurrently_and_out_of_order_list_newest_first_by_at_then_id(decision_tables):
+    """Checks race: one that started earlier writes its decision later, one check writes a decision
+    per version at the same time, and decisions fall in one millisecond. Written from four threads
+    in a shuffled order, the API lists them, across pages, newest ``at`` first then by ``id``
+    (``store.listing_order``), every one once."""
+    import random
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.monitoring import store
+
+    endpoint = f"ep-{uuid.uuid4().hex[:8]}"
+    base = 1_765_000_000.0
+    times = ([base + 60.0] * 3  # one check, three versions judged at once
+             + [base + 30.0 + i * 0.0001 for i in range(8)]  # eight in one millisecond
+             + [base + s for s in (0.0, 5.0, 12.5, 45.25)])
+    random.Random(16).shuffle(times)  # the write order is not the time order
+
+    def write(at: float) -> dict:
+        return store.record_decision(decision_tables, endpoint, {"verdict": "ok", "figures": []}, now=at)
+
+    with ThreadPoolExecutor(4) as pool:
+        written = list(pool.map(write, times))
+    listed = _listed(decision_tables, endpoint, limit=4)
+    assert sorted(d["id"] for d in listed) == sorted(d["id"] for d in written)
+    assert listed == sorted(listed, key=store.listing_order)
+    assert [d["at"] for d in listed] == sorted((d["at"] for d in listed), reverse=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 999_999)), min_size=1, max_size=25), st.randoms())
+def test_any_decision_times_in_any_write_order_list_in_listing_order(tmp_path, times, rnd):
+    """Times drawn from a few milliseconds apart down to the same microsecond (and equal ones),
+    written in a random order: the listing is ``store.listing_order``, ``at`` never increasing."""
+    import uuid
+
+    from shared.monitoring import store
+    from shared.tables.sqlite import SqliteTableService
+
+    tables, endpoint = SqliteTableService(str(tmp_path / "s.db")), f"ep-{uuid.uuid4().hex[:8]}"
+    ats = [1_765_000_000 + ms / 1000 + us / 1e9 for ms, us in times]
+    rnd.shuffle(ats)
+    for at in ats:
+        store.record_decision(tables, endpoint, {"verdict": "ok"}, now=at)
+    listed = _listed(tables, endpoint, limit=7)
+    assert len(listed) == len(ats) and listed == sorted(listed, key=store.listing_order)
+    assert all(a["at"] >= b["at"] for a, b in itertools.pairwise(listed))

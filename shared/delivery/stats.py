@@ -2,11 +2,13 @@
 window, one ``Verdict`` per metric (reference progressive-delivery.md §6). Pure Python: the inputs
 are the few aggregates the analysis query returns (counts, p95s, an effect size).
 
-- Error rate: one-sided non-inferiority of p_candidate - p_champion against a margin δ (§6.2),
-  judged on Newcombe's hybrid score interval for the difference of two independent proportions
-  (Newcombe 1998, "Interval estimation for the difference between independent proportions:
-  comparison of eleven methods", Statistics in Medicine 17:873-890, method 10), built from the
-  Wilson score interval of each proportion (Wilson 1927, "Probable inference, the law of
+- Error rate: one-sided non-inferiority of p_candidate - p_champion against a margin δ (§6.2):
+  Successful when the upper bound is below δ, Failed only when the lower bound is above it (worse
+  than δ with the stated confidence, as §6.2's Bayesian rule; §6.5: a straddled margin is
+  Inconclusive), judged on Newcombe's hybrid score interval for the difference of two independent
+  proportions (Newcombe 1998, "Interval estimation for the difference between independent
+  proportions: comparison of eleven methods", Statistics in Medicine 17:873-890, method 10), built
+  from the Wilson score interval of each proportion (Wilson 1927, "Probable inference, the law of
   succession, and statistical inference", JASA 22:209-212). The one-sided 1 - alpha bounds are
   the bounds of the two-sided interval at 1 - 2·alpha. Newcombe's interval keeps its coverage
   where the Wald interval fails: rates near 0 and small counts, the usual case of a canary.
@@ -42,10 +44,11 @@ class Verdict:
     figures: dict[str, float | int | None]
 
 
-def wilson(count: int, n: int, z: float) -> tuple[float, float]:
+def wilson(count: float, n: float, z: float) -> tuple[float, float]:
     """The Wilson score interval for a proportion count/n at normal quantile ``z`` (Wilson 1927;
     Newcombe 1998 "Two-sided confidence intervals for the single proportion", method 3):
-    (2x + z² ∓ z·sqrt(z² + 4x(n - x)/n)) / (2(n + z²))."""
+    (2x + z² ∓ z·sqrt(z² + 4x(n - x)/n)) / (2(n + z²)). A fractional count (an expected one, as in
+    ``requests_to_pass``) is taken as it is: the formula is continuous in x and n."""
     if n <= 0 or not 0 <= count <= n:
         raise ValueError(f"a proportion needs 0 <= count <= n and n > 0, not {count}/{n}")
     if z <= 0:
@@ -91,11 +94,15 @@ def error_rate(cand_errors: int, cand_n: int, champ_errors: int, champ_n: int, *
     bounds of d = p_candidate - p_champion (the two-sided interval at 1 - 2·alpha):
 
     - fewer than ``min_requests`` in either arm: Inconclusive;
-    - upper bound < ``margin``: Successful (no worse than the margin allows);
-    - lower bound > 0 and d > ``margin``: Failed (significantly worse, and by more than the margin);
+    - upper bound < ``margin``: Successful (no worse than the margin allows, with confidence 1 - alpha);
+    - lower bound > ``margin``: Failed (worse than the margin allows, with confidence 1 - alpha), so
+      a candidate exactly at the margin is rolled back in about alpha of the measurements and an
+      equal one in far fewer;
     - otherwise Inconclusive (the interval straddles the margin).
 
-    ``value`` is the candidate's error rate."""
+    ``value`` is the candidate's error rate; ``figures["pass_n"]`` the candidate requests with which
+    a candidate erring at the champion's rate would pass (``requests_to_pass``, at this step's
+    champion/candidate ratio), also named in an Inconclusive detail so a step can be sized."""
     for errors, n in ((cand_errors, cand_n), (champ_errors, champ_n)):
         if not 0 <= errors <= n:
             raise ValueError(f"error counts need 0 <= errors <= requests, not {errors}/{n}")
@@ -107,29 +114,62 @@ def error_rate(cand_errors: int, cand_n: int, champ_errors: int, champ_n: int, *
         "cand_rate": _rounded(cand_errors / cand_n) if cand_n else None,
         "champ_rate": _rounded(champ_errors / champ_n) if champ_n else None,
         "diff": None, "lower": None, "upper": None, "ratio": None, "cohens_h": None,
-        "margin": margin, "alpha": alpha, "min_requests": min_requests,
+        "margin": margin, "alpha": alpha, "min_requests": min_requests, "pass_n": None,
     }
     if not cand_n or not champ_n:  # nothing to estimate (and _too_few always reports an empty arm)
         return Verdict(INCONCLUSIVE, figures["cand_rate"], few, figures)
     cand_rate, champ_rate = cand_errors / cand_n, champ_errors / champ_n
+    pass_n = requests_to_pass(champ_rate, margin, alpha, champion_per_candidate=champ_n / cand_n)
+    needs = f"; a candidate at the champion's rate passes from {pass_n} requests"
     diff = cand_rate - champ_rate
     lower, upper = newcombe_difference(cand_errors, cand_n, champ_errors, champ_n, 1 - 2 * alpha)
     figures.update(diff=_rounded(diff), lower=_rounded(lower), upper=_rounded(upper),
                    ratio=_rounded(cand_rate / champ_rate, 4) if champ_rate else None,
-                   cohens_h=_rounded(cohens_h(cand_rate, champ_rate), 4))
+                   cohens_h=_rounded(cohens_h(cand_rate, champ_rate), 4), pass_n=pass_n)
     if few:  # the figures stay in the record, but a verdict needs the minimum in both arms
-        return Verdict(INCONCLUSIVE, _rounded(cand_rate), few, figures)
+        return Verdict(INCONCLUSIVE, _rounded(cand_rate), few + needs, figures)
     level = f"{100 * (1 - alpha):g}%"
     head = (f"error rate {_pct(cand_rate)} ({cand_errors}/{cand_n}) vs {_pct(champ_rate)} "
             f"({champ_errors}/{champ_n}): diff {_pp(diff, signed=True)}")
     if upper < margin:
         phase, tail = SUCCESSFUL, f"{level} upper {_pp(upper, signed=True)} < margin {_pp(margin)}"
-    elif lower > 0 and diff > margin:
-        phase, tail = FAILED, f"{level} lower {_pp(lower, signed=True)} > 0, diff > margin {_pp(margin)}"
+    elif lower > margin:
+        phase, tail = FAILED, f"{level} lower {_pp(lower, signed=True)} > margin {_pp(margin)}"
     else:
         phase = INCONCLUSIVE
-        tail = f"{level} bounds {_pp(lower, signed=True)} to {_pp(upper, signed=True)}, margin {_pp(margin)}"
+        tail = (f"{level} bounds {_pp(lower, signed=True)} to {_pp(upper, signed=True)}, margin {_pp(margin)}"
+                f"{needs}")
     return Verdict(phase, _rounded(cand_rate), f"{head}, {tail}", figures)
+
+
+def requests_to_pass(rate: float, margin: float, alpha: float, *, champion_per_candidate: float = 1.0) -> int:
+    """The fewest candidate requests n with which a candidate erring at ``rate``, beside a champion
+    erring at the same ``rate`` over ``champion_per_candidate``·n requests, is Successful: the
+    smallest n whose one-sided 1 - alpha Newcombe upper bound of d (``error_rate``'s bound, taken
+    at the expected counts rate·n) is below ``margin``. Exact for the interval ``error_rate``
+    judges on, not a normal approximation; at ``rate`` 0 it is the smallest n above
+    z²(1 - δ)/δ (Wilson's bound on 0/n; 268 for δ 1 pp, alpha 0.05, about the rule of three). A
+    candidate worse than the champion needs more, and one that errs more than ``margin`` above it
+    never passes. The bound falls as n grows (the tests check the n found is the boundary), so a
+    doubling then a bisection finds n in O(log n) steps."""
+    if not 0 <= rate <= 1 or not 0 < margin < 1 or not 0 < alpha < 0.5 or not champion_per_candidate > 0:
+        raise ValueError(f"no sample size for rate {rate}, margin {margin}, alpha {alpha}, "
+                         f"champion/candidate {champion_per_candidate}")
+    z = NormalDist().inv_cdf(1 - alpha)
+
+    def passes(n: int) -> bool:
+        champ_n = champion_per_candidate * n
+        upper_cand = wilson(rate * n, n, z)[1]
+        lower_champ = wilson(rate * champ_n, champ_n, z)[0]
+        return math.hypot(upper_cand - rate, rate - lower_champ) < margin
+
+    fails, high = 0, 1
+    while not passes(high):
+        fails, high = high, 2 * high
+    while high - fails > 1:
+        middle = (fails + high) // 2
+        fails, high = (fails, middle) if passes(middle) else (middle, high)
+    return high
 
 
 def latency(cand_p95: float | None, champ_p95: float | None, cand_n: int, champ_n: int, *, max_ratio: float,

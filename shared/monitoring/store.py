@@ -10,8 +10,13 @@ Table ``monitor``:
 - ``state``: the last action (when and which decision), for the cooldown. Changed with its ETag.
 - ``tick``: the keys of the last checks the monitor timer sent, so that it sends none while they run.
 
-Table ``decisions``: every decision with its figures, newest first (row key: inverted time),
-listed at ``GET /api/monitor``; deleted after ``RECORD_RETENTION_DAYS`` like the journal.
+Table ``decisions``: every decision with its figures, listed at ``GET /api/monitor`` in
+``listing_order``: newest ``at`` (the time of the check that decided) first, then by ``id``, which
+orders the decisions one check makes at one time (one per version it judged). The row key,
+``<inverted ms>~<id>``, is that order (Azure Tables returns a partition in row key order), and
+``at`` is stored at the key's millisecond, so no two decisions can sort one way by key and the
+other by ``at``. A decision written late (its check started earlier) lands below newer ones, not
+on top. Deleted after ``RECORD_RETENTION_DAYS`` like the journal.
 
 Invariants: a decision is recorded before any action it causes is sent (the action's command is
 submitted after, and is recorded itself, so the repair sweep hands it on if the sender dies);
@@ -96,11 +101,19 @@ def take_action(tables: TableService, endpoint: str, decision_id: str, *, now: f
 
 
 def record_decision(tables: TableService, endpoint: str, data: dict[str, Any], *, now: float) -> dict[str, Any]:
-    did = f"{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
-    row = redact_value({**data, "id": did, "endpoint": endpoint, "at": now})
-    tables.insert(DECISIONS, endpoint, f"{_INVERT - int(now * 1000):013d}~{did}", row)
+    """Record a decision made at ``now`` (``at``, to the millisecond of its key)."""
+    ms = int(now * 1000)
+    did = f"{ms:013d}-{uuid.uuid4().hex[:8]}"
+    row = redact_value({**data, "id": did, "endpoint": endpoint, "at": ms / 1000})
+    tables.insert(DECISIONS, endpoint, _decision_key(did), row)
     telemetry.monitor_decided(row)
     return row
+
+
+def listing_order(decision: dict[str, Any]) -> tuple[float, str]:
+    """The sort key of the order decisions are listed in, from their fields: newest ``at`` first,
+    then ``id`` (module docstring); the row key gives the same order."""
+    return -float(decision["at"]), str(decision["id"])
 
 
 def _decision_key(did: str) -> str:
@@ -123,6 +136,7 @@ def update_decision(tables: TableService, endpoint: str, did: str, **fields: Any
 
 
 def decisions_page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None) -> Page:
+    """A page of decisions in ``listing_order`` per endpoint (all endpoints: one after another)."""
     return tables.query_page(DECISIONS, endpoint, limit=limit, continuation=continuation)
 
 
