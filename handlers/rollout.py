@@ -12,15 +12,22 @@ routes restored at once, the candidate kept at 0% for ``abort_delay`` if it took
 retire → wait_retire → failed / aborted / rolled_back. An endpoint that served nothing before
 the rollout is deleted instead: nothing is left to restore.
 
-Each message names a rollout and the sequence number it expects. A step runs only when the
-stored sequence matches, so duplicated, late and replayed messages do nothing. A step that
-must wait for Databricks re-enqueues its rollout with a capped exponential delay, and a bake
-with the exact time left; no function sleeps on the platform. A paused rollout (an operator's
-``pause``, an inconclusive analysis) consumes its message and waits for ``resume`` or
-``promote`` (handlers/steering.py), which send the next one. The next message is enqueued
-*before* the conditional write that commits the transition: a crash in between leaves a
-message that waits for the redelivered step to commit, never a rollout with no message. Ending
-a rollout commits its terminal state and the lease hand-over in one transaction
+Each message names a rollout and the sequence number it expects; it is a hint, the row is
+the truth. A step runs only when the stored sequence matches and the worker has first
+claimed that step in the row (a conditional write on the ETag, lasting ``COMMAND_CLAIM_SECONDS``,
+shared.rollouts L5); any other worker holding a message of the same step drops it. Side effects
+on Databricks and the registry happen only after the claim; the transition then commits
+conditionally on the claim's ETag, and only after that commit is the next step's message
+sent. So duplicated, late and replayed messages (a joining command's re-sent hint, a
+redelivery) do nothing, a worker that lost the row sends nothing, and a crash between the commit
+and the send leaves a rollout whose ``due_at`` passes: the repair sweep re-sends its step
+(handlers/repair.py). A worker that dies holding a claim leaves it to expire, and the step is
+taken over; the steps read the endpoint before they write it, so the step taken over does not
+write what already landed. A step that must wait for Databricks re-enqueues its rollout with a
+capped exponential delay, and a bake with the exact time left; no function sleeps on the
+platform. A paused rollout (an operator's ``pause``, an inconclusive analysis) consumes its
+message and waits for ``resume`` or ``promote`` (handlers/steering.py), which send the next one.
+Ending a rollout commits its terminal state and the lease hand-over in one transaction
 (shared.rollouts); what follows (waking the next holder, closing the record that asked for it)
 is idempotent and is done again by any later message of the ended rollout and by the repair
 sweep (handlers/repair.py), so a crash at any point leaves nothing running, nothing holding the
@@ -61,7 +68,6 @@ _SUPERSEDABLE = frozenset({"resolve", "validate", "features"})
 # Steps where the endpoint may carry the candidate: trouble there restores the previous config.
 _ON_ENDPOINT = frozenset({"deploy", "wait_deploy", "smoke", "shift", "wait_shift", "bake", "analyze", "promote"})
 _MAX_STEP_ERRORS = 5
-_MAX_EARLY = 30
 # Argo Rollouts retries a measurement that errored after 10 s, not after the interval (§1.4).
 _ERROR_RETRY_SECONDS = 10.0
 # A bake longer than this is looked at again after it: a queue message waits at most 7 days.
@@ -598,12 +604,13 @@ STEPS: dict[str, Callable[[StepContext], Transition]] = {
 }
 
 
-def message(row: dict[str, Any], seq: int, early: int = 0) -> dict[str, Any]:
-    return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid"), "early": early}
+def message(row: dict[str, Any], seq: int) -> dict[str, Any]:
+    return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid")}
 
 
 def kick(deps: Deps, endpoint: str, rid: str) -> None:
-    """Send a rollout's current step (a duplicate is harmless: its sequence number dedupes it)."""
+    """Send a rollout's current step: a hint, harmless when repeated (only the worker that claims
+    the step runs it; a message for a step claimed by another, or already past, is dropped)."""
     entity = rollouts.get(deps.tables, endpoint, rid)
     if entity and entity.data["status"] not in rollouts.TERMINAL:
         enqueue(deps.queues, ROLLOUT_QUEUE, message(entity.data, entity.data["seq"]))
@@ -662,17 +669,16 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     try:
         msg = json.loads(body)
         endpoint, rid, seq = str(msg["endpoint"]), str(msg["rollout"]), int(msg["seq"])
-        early = int(msg.get("early", 0))
     except (ValueError, KeyError, TypeError) as exc:
         journal.record(deps.tables, "command", message_id, "rejected", queue=ROLLOUT_QUEUE,
                        reason=f"not a rollout step message: {exc}", excerpt=journal.excerpt(body))
         step("rollout.rejected", logging.WARNING, message=message_id, reason=str(exc))
         return
     with correlated(str(msg.get("cid") or message_id)):
-        _run(deps, endpoint, rid, seq, early)
+        _run(deps, endpoint, rid, seq, message_id)
 
 
-def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
+def _run(deps: Deps, endpoint: str, rid: str, seq: int, message_id: str) -> None:
     entity = rollouts.get(deps.tables, endpoint, rid)
     if entity is None:
         step("rollout.unknown", logging.WARNING, rollout=rid)
@@ -683,13 +689,10 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
         after_end(deps, row, rollouts.lease(deps.tables, endpoint).get("active"))
         return
-    if seq < row["seq"]:
+    if seq != row["seq"]:
+        # A step already past (a duplicate, a late one), or one whose sender never committed:
+        # messages are sent after their commit, and an overdue step is re-sent by the sweep.
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
-        return
-    if seq > row["seq"]:
-        # The step that sent this has not committed yet (or crashed before it could): look again soon.
-        if early < _MAX_EARLY:
-            enqueue(deps.queues, ROLLOUT_QUEUE, message(row, seq, early + 1), delay=1.0)
         return
     if row.get("paused"):
         step("rollout.paused", rollout=rid, step=row["step"], reason=row["paused"].get("reason"))
@@ -701,12 +704,19 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
     if row["step"] in _SUPERSEDABLE and lease.get("queued"):
         _finish(deps, entity, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
         return
+    # The holder is the message: its redelivery (the worker died, or storage failed under it)
+    # takes its own claim back at once rather than waiting for it to expire.
+    claimed = rollouts.claim_step(deps.tables, entity, holder=message_id, now=deps.clock(),
+                                  seconds=deps.settings.claim_seconds)
+    if claimed is None:
+        step("rollout.claimed_elsewhere", rollout=rid, seq=seq, step=row["step"])
+        return
     # One span per step run: the step's Databricks and registry calls, then its commit.
     with telemetry.span(f"rollout.{row['step']}", rollout=rid, endpoint=endpoint, model=row["model"],
                         environment=row["environment"], version=row.get("version"), seq=seq) as span:
-        tr = _execute(deps, row)
+        tr = _execute(deps, claimed.data)
         span.set(status=tr.status, next=tr.step, wait=tr.wait, note=tr.note)
-        _apply(deps, entity, tr)
+        _apply(deps, claimed, tr)
 
 
 def _execute(deps: Deps, row: dict[str, Any]) -> Transition:
@@ -750,13 +760,14 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
     changes.update(tr.set, status="running", due_at=None if tr.paused else now + delay)
     if tr.paused:
         changes["paused"] = tr.paused
-    else:
-        enqueue(deps.queues, ROLLOUT_QUEUE, message(row, row["seq"] + 1), delay=delay)
     try:
         rollouts.advance(deps.tables, entity, tr.note, now=now, **changes)
     except ConcurrencyConflict:
+        # The claim expired and another worker took the step, or an operator moved the rollout.
         step("rollout.lost_race", rollout=row["id"], step=row["step"])
         return
+    if not tr.paused:
+        enqueue(deps.queues, ROLLOUT_QUEUE, message(row, row["seq"] + 1), delay=delay)
     step("rollout.step", rollout=row["id"], step=row["step"], next=changes.get("step", row["step"]),
          version=row.get("version"), note=tr.note, **({"delay_s": round(delay, 2)} if tr.wait else {}))
 
