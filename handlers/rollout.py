@@ -445,27 +445,40 @@ def _lifecycle(ctx: StepContext) -> list[str]:
     return [n for n in (a.challenger, *a.champion, a.production) if n]
 
 
+def _tracked_elsewhere(ctx: StepContext) -> set[str]:
+    """The aliases another environment of the model follows (``track: '@Alias'``)."""
+    return {e.track_alias for name, e in ctx.model.environments.items()
+            if name != ctx.row["environment"] and e.track_alias}
+
+
 def step_promote(ctx: StepContext) -> Transition:
     """The candidate passed: the champion aliases (and, after an A/B test, the production one)
     move to it, then it takes all traffic. The aliases as they were before the rollout
-    (``pointer``, read at resolve) are what a rollback restores."""
+    (``pointer``, read at resolve) are what a rollback restores. An alias that another
+    environment tracks is that environment's signal to deploy, so it is ``held`` and moves only
+    when this rollout is done (``_end``): a failure in the last shift or bake never reaches it."""
     version = ctx.row["version"]
     names = [*ctx.env.aliases.champion]
     if ctx.env.strategy.kind == "ab" and ctx.env.aliases.production:
         names.append(ctx.env.aliases.production)
+    alone = serving.only(ctx.target, ctx.candidate["name"])
+    view = ctx.read()
+    finished = view.serves(alone) and not view.updating
+    held = [] if finished else [a for a in names if a in _tracked_elsewhere(ctx)]
+    names = [a for a in names if a not in held]
     moved = set_aliases(ctx.registry, ctx.model.name, version, names)
     said = (", ".join(f"@{a}" for a in names) or "no aliases") + " set"
+    if held:
+        said += f" ({', '.join(f'@{a}' for a in held)} once it is done: another environment tracks it)"
     challenger = ctx.env.aliases.challenger
     if challenger and aliases(ctx.registry, ctx.model.name).get(challenger) == version:
         delete_alias(ctx.registry, ctx.model.name, challenger)  # it is the champion now, no longer a challenger
         said += f", @{challenger} removed"
-    alone = serving.only(ctx.target, ctx.candidate["name"])
-    view = ctx.read()
-    if view.serves(alone) and not view.updating:
+    if finished:
         return Transition(status="done", note=f"version {version} serves; {said}", set={"aliases_moved": moved,
                                                                                           "final": alone})
     return go("shift", f"version {version} passed; {said}; taking all traffic", aliases_moved=moved,
-              stage=len(ctx.stages))
+              held_aliases=held, stage=len(ctx.stages))
 
 
 def _restore_aliases(ctx: StepContext) -> list[str]:
@@ -523,7 +536,14 @@ def _end(ctx: StepContext, reason: str) -> Transition:
     if ctx.row.get("fallback_on") and ctx.read().exists:
         serving.set_fallback(ctx.w, ctx.endpoint, True)
     status = ctx.row.get("ending") or "done"
-    return Transition(status=status, reason="" if status == "done" else reason, note=reason)
+    fields: dict[str, Any] = {}
+    held = ctx.row.get("held_aliases") or []
+    if status == "done" and held:
+        # The aliases another environment tracks, held at promote (step_promote).
+        moved = set_aliases(ctx.registry, ctx.model.name, ctx.row["version"], held)
+        fields["aliases_moved"] = [*(ctx.row.get("aliases_moved") or []), *moved]
+        reason += f"; {', '.join(f'@{a}' for a in held)} set"
+    return Transition(status=status, reason="" if status == "done" else reason, note=reason, set=fields)
 
 
 def step_wait_rollback(ctx: StepContext) -> Transition:
