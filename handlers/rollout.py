@@ -721,15 +721,16 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, message_id: str) -> None
     if lease.get("active") != rid:
         step("rollout.not_leased", rollout=rid, active=lease.get("active"))
         return
-    if row["step"] in _SUPERSEDABLE and lease.get("queued"):
-        _finish(deps, entity, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
-        return
     # The holder is the message: its redelivery (the worker died, or storage failed under it)
     # takes its own claim back at once rather than waiting for it to expire.
     claimed = rollouts.claim_step(deps.tables, entity, holder=message_id, now=deps.clock(),
                                   seconds=deps.settings.claim_seconds)
     if claimed is None:
         step("rollout.claimed_elsewhere", rollout=rid, seq=seq, step=row["step"])
+        return
+    # Superseding is this step's outcome too: never under a step another worker is running.
+    if row["step"] in _SUPERSEDABLE and lease.get("queued"):
+        _finish(deps, claimed, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
         return
     # One span per step run: the step's Databricks and registry calls, then its commit.
     with telemetry.span(f"rollout.{row['step']}", rollout=rid, endpoint=endpoint, model=row["model"],
