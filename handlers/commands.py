@@ -265,8 +265,9 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     if view.serves(serving.single_version_config(model, version, env.served_entity)) and not lease.get("active"):
         return Outcome(f"{name}: version {version} already serves")
     rid = rollouts.rollout_id(origin["kind"], origin["id"], name)
-    row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=None, origin=origin,
-                              cid=cid, rid=rid, join=True)
+    # The version is pinned as resolved now; the alias it followed is recorded with it.
+    row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=env.track_alias,
+                              origin=origin, cid=cid, rid=rid, join=True)
     if not ours:
         return Outcome(f"{name}: version {version} is already rolling out ({row['id']})")
     return Outcome(f"rollout {row['id']} of version {version} to {name}", (row["endpoint"], row["id"]))

@@ -11,7 +11,8 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
   whose rollout has ended is closed with its outcome;
 - the rollout holding an endpoint's lease gets its current step again when its message is
   ``REPAIR_GRACE_SECONDS`` overdue (``due_at``), or when it was handed the lease and never
-  started; the step's sequence number makes a late original harmless.
+  started (a step whose message was lost after its commit, or whose worker died holding its
+  claim, which expires); the step claim (shared.rollouts L5) makes a late original harmless.
 
 Then retention: finished records, monitor decisions and judged windows older than
 ``RECORD_RETENTION_DAYS`` and finished rollouts and analysis runs older than ``ROLLOUT_RETENTION_DAYS`` are deleted,

@@ -12,15 +12,22 @@ routes restored at once, the candidate kept at 0% for ``abort_delay`` if it took
 retire → wait_retire → failed / aborted / rolled_back. An endpoint that served nothing before
 the rollout is deleted instead: nothing is left to restore.
 
-Each message names a rollout and the sequence number it expects. A step runs only when the
-stored sequence matches, so duplicated, late and replayed messages do nothing. A step that
-must wait for Databricks re-enqueues its rollout with a capped exponential delay, and a bake
-with the exact time left; no function sleeps on the platform. A paused rollout (an operator's
-``pause``, an inconclusive analysis) consumes its message and waits for ``resume`` or
-``promote`` (handlers/steering.py), which send the next one. The next message is enqueued
-*before* the conditional write that commits the transition: a crash in between leaves a
-message that waits for the redelivered step to commit, never a rollout with no message. Ending
-a rollout commits its terminal state and the lease hand-over in one transaction
+Each message names a rollout and the sequence number it expects; it is a hint, the row is
+the truth. A step runs only when the stored sequence matches and the worker has first
+claimed that step in the row (a conditional write on the ETag, lasting ``COMMAND_CLAIM_SECONDS``,
+shared.rollouts L5); any other worker holding a message of the same step drops it. Side effects
+on Databricks and the registry happen only after the claim; the transition then commits
+conditionally on the claim's ETag, and only after that commit is the next step's message
+sent. So duplicated, late and replayed messages (a joining command's re-sent hint, a
+redelivery) do nothing, a worker that lost the row sends nothing, and a crash between the commit
+and the send leaves a rollout whose ``due_at`` passes: the repair sweep re-sends its step
+(handlers/repair.py). A worker that dies holding a claim leaves it to expire, and the step is
+taken over; the steps read the endpoint before they write it, so the step taken over does not
+write what already landed. A step that must wait for Databricks re-enqueues its rollout with a
+capped exponential delay, and a bake with the exact time left; no function sleeps on the
+platform. A paused rollout (an operator's ``pause``, an inconclusive analysis) consumes its
+message and waits for ``resume`` or ``promote`` (handlers/steering.py), which send the next one.
+Ending a rollout commits its terminal state and the lease hand-over in one transaction
 (shared.rollouts); what follows (waking the next holder, closing the record that asked for it)
 is idempotent and is done again by any later message of the ended rollout and by the repair
 sweep (handlers/repair.py), so a crash at any point leaves nothing running, nothing holding the
@@ -61,7 +68,6 @@ _SUPERSEDABLE = frozenset({"resolve", "validate", "features"})
 # Steps where the endpoint may carry the candidate: trouble there restores the previous config.
 _ON_ENDPOINT = frozenset({"deploy", "wait_deploy", "smoke", "shift", "wait_shift", "bake", "analyze", "promote"})
 _MAX_STEP_ERRORS = 5
-_MAX_EARLY = 30
 # Argo Rollouts retries a measurement that errored after 10 s, not after the interval (§1.4).
 _ERROR_RETRY_SECONDS = 10.0
 # A bake longer than this is looked at again after it: a queue message waits at most 7 days.
@@ -439,27 +445,40 @@ def _lifecycle(ctx: StepContext) -> list[str]:
     return [n for n in (a.challenger, *a.champion, a.production) if n]
 
 
+def _tracked_elsewhere(ctx: StepContext) -> set[str]:
+    """The aliases another environment of the model follows (``track: '@Alias'``)."""
+    return {e.track_alias for name, e in ctx.model.environments.items()
+            if name != ctx.row["environment"] and e.track_alias}
+
+
 def step_promote(ctx: StepContext) -> Transition:
     """The candidate passed: the champion aliases (and, after an A/B test, the production one)
     move to it, then it takes all traffic. The aliases as they were before the rollout
-    (``pointer``, read at resolve) are what a rollback restores."""
+    (``pointer``, read at resolve) are what a rollback restores. An alias that another
+    environment tracks is that environment's signal to deploy, so it is ``held`` and moves only
+    when this rollout is done (``_end``): a failure in the last shift or bake never reaches it."""
     version = ctx.row["version"]
     names = [*ctx.env.aliases.champion]
     if ctx.env.strategy.kind == "ab" and ctx.env.aliases.production:
         names.append(ctx.env.aliases.production)
+    alone = serving.only(ctx.target, ctx.candidate["name"])
+    view = ctx.read()
+    finished = view.serves(alone) and not view.updating
+    held = [] if finished else [a for a in names if a in _tracked_elsewhere(ctx)]
+    names = [a for a in names if a not in held]
     moved = set_aliases(ctx.registry, ctx.model.name, version, names)
     said = (", ".join(f"@{a}" for a in names) or "no aliases") + " set"
+    if held:
+        said += f" ({', '.join(f'@{a}' for a in held)} once it is done: another environment tracks it)"
     challenger = ctx.env.aliases.challenger
     if challenger and aliases(ctx.registry, ctx.model.name).get(challenger) == version:
         delete_alias(ctx.registry, ctx.model.name, challenger)  # it is the champion now, no longer a challenger
         said += f", @{challenger} removed"
-    alone = serving.only(ctx.target, ctx.candidate["name"])
-    view = ctx.read()
-    if view.serves(alone) and not view.updating:
+    if finished:
         return Transition(status="done", note=f"version {version} serves; {said}", set={"aliases_moved": moved,
                                                                                           "final": alone})
     return go("shift", f"version {version} passed; {said}; taking all traffic", aliases_moved=moved,
-              stage=len(ctx.stages))
+              held_aliases=held, stage=len(ctx.stages))
 
 
 def _restore_aliases(ctx: StepContext) -> list[str]:
@@ -517,7 +536,14 @@ def _end(ctx: StepContext, reason: str) -> Transition:
     if ctx.row.get("fallback_on") and ctx.read().exists:
         serving.set_fallback(ctx.w, ctx.endpoint, True)
     status = ctx.row.get("ending") or "done"
-    return Transition(status=status, reason="" if status == "done" else reason, note=reason)
+    fields: dict[str, Any] = {}
+    held = ctx.row.get("held_aliases") or []
+    if status == "done" and held:
+        # The aliases another environment tracks, held at promote (step_promote).
+        moved = set_aliases(ctx.registry, ctx.model.name, ctx.row["version"], held)
+        fields["aliases_moved"] = [*(ctx.row.get("aliases_moved") or []), *moved]
+        reason += f"; {', '.join(f'@{a}' for a in held)} set"
+    return Transition(status=status, reason="" if status == "done" else reason, note=reason, set=fields)
 
 
 def step_wait_rollback(ctx: StepContext) -> Transition:
@@ -598,12 +624,13 @@ STEPS: dict[str, Callable[[StepContext], Transition]] = {
 }
 
 
-def message(row: dict[str, Any], seq: int, early: int = 0) -> dict[str, Any]:
-    return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid"), "early": early}
+def message(row: dict[str, Any], seq: int) -> dict[str, Any]:
+    return {"rollout": row["id"], "endpoint": row["endpoint"], "seq": seq, "cid": row.get("cid")}
 
 
 def kick(deps: Deps, endpoint: str, rid: str) -> None:
-    """Send a rollout's current step (a duplicate is harmless: its sequence number dedupes it)."""
+    """Send a rollout's current step: a hint, harmless when repeated (only the worker that claims
+    the step runs it; a message for a step claimed by another, or already past, is dropped)."""
     entity = rollouts.get(deps.tables, endpoint, rid)
     if entity and entity.data["status"] not in rollouts.TERMINAL:
         enqueue(deps.queues, ROLLOUT_QUEUE, message(entity.data, entity.data["seq"]))
@@ -662,17 +689,16 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     try:
         msg = json.loads(body)
         endpoint, rid, seq = str(msg["endpoint"]), str(msg["rollout"]), int(msg["seq"])
-        early = int(msg.get("early", 0))
     except (ValueError, KeyError, TypeError) as exc:
         journal.record(deps.tables, "command", message_id, "rejected", queue=ROLLOUT_QUEUE,
                        reason=f"not a rollout step message: {exc}", excerpt=journal.excerpt(body))
         step("rollout.rejected", logging.WARNING, message=message_id, reason=str(exc))
         return
     with correlated(str(msg.get("cid") or message_id)):
-        _run(deps, endpoint, rid, seq, early)
+        _run(deps, endpoint, rid, seq, message_id)
 
 
-def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
+def _run(deps: Deps, endpoint: str, rid: str, seq: int, message_id: str) -> None:
     entity = rollouts.get(deps.tables, endpoint, rid)
     if entity is None:
         step("rollout.unknown", logging.WARNING, rollout=rid)
@@ -683,13 +709,10 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
         after_end(deps, row, rollouts.lease(deps.tables, endpoint).get("active"))
         return
-    if seq < row["seq"]:
+    if seq != row["seq"]:
+        # A step already past (a duplicate, a late one), or one whose sender never committed:
+        # messages are sent after their commit, and an overdue step is re-sent by the sweep.
         step("rollout.duplicate", rollout=rid, seq=seq, current=row["seq"], status=row["status"])
-        return
-    if seq > row["seq"]:
-        # The step that sent this has not committed yet (or crashed before it could): look again soon.
-        if early < _MAX_EARLY:
-            enqueue(deps.queues, ROLLOUT_QUEUE, message(row, seq, early + 1), delay=1.0)
         return
     if row.get("paused"):
         step("rollout.paused", rollout=rid, step=row["step"], reason=row["paused"].get("reason"))
@@ -698,15 +721,23 @@ def _run(deps: Deps, endpoint: str, rid: str, seq: int, early: int) -> None:
     if lease.get("active") != rid:
         step("rollout.not_leased", rollout=rid, active=lease.get("active"))
         return
+    # The holder is the message: its redelivery (the worker died, or storage failed under it)
+    # takes its own claim back at once rather than waiting for it to expire.
+    claimed = rollouts.claim_step(deps.tables, entity, holder=message_id, now=deps.clock(),
+                                  seconds=deps.settings.claim_seconds)
+    if claimed is None:
+        step("rollout.claimed_elsewhere", rollout=rid, seq=seq, step=row["step"])
+        return
+    # Superseding is this step's outcome too: never under a step another worker is running.
     if row["step"] in _SUPERSEDABLE and lease.get("queued"):
-        _finish(deps, entity, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
+        _finish(deps, claimed, Transition(status="superseded", reason=f"superseded by newer rollout {lease['queued']}"))
         return
     # One span per step run: the step's Databricks and registry calls, then its commit.
     with telemetry.span(f"rollout.{row['step']}", rollout=rid, endpoint=endpoint, model=row["model"],
                         environment=row["environment"], version=row.get("version"), seq=seq) as span:
-        tr = _execute(deps, row)
+        tr = _execute(deps, claimed.data)
         span.set(status=tr.status, next=tr.step, wait=tr.wait, note=tr.note)
-        _apply(deps, entity, tr)
+        _apply(deps, claimed, tr)
 
 
 def _execute(deps: Deps, row: dict[str, Any]) -> Transition:
@@ -750,13 +781,14 @@ def _apply(deps: Deps, entity: Entity, tr: Transition) -> None:
     changes.update(tr.set, status="running", due_at=None if tr.paused else now + delay)
     if tr.paused:
         changes["paused"] = tr.paused
-    else:
-        enqueue(deps.queues, ROLLOUT_QUEUE, message(row, row["seq"] + 1), delay=delay)
     try:
         rollouts.advance(deps.tables, entity, tr.note, now=now, **changes)
     except ConcurrencyConflict:
+        # The claim expired and another worker took the step, or an operator moved the rollout.
         step("rollout.lost_race", rollout=row["id"], step=row["step"])
         return
+    if not tr.paused:
+        enqueue(deps.queues, ROLLOUT_QUEUE, message(row, row["seq"] + 1), delay=delay)
     step("rollout.step", rollout=row["id"], step=row["step"], next=changes.get("step", row["step"]),
          version=row.get("version"), note=tr.note, **({"delay_s": round(delay, 2)} if tr.wait else {}))
 

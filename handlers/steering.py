@@ -5,8 +5,10 @@ Rollouts' promote / promote --full / pause / abort / undo, reference progressive
 Each one is a conditional write of the rollout row (the same ETag check as a step's, so it
 serialises with the steps), and names the command that made it in ``steered``: a redelivered
 command that already took effect does nothing again. A change that needs a step to run sends
-that step's message *before* the write, as a step does, so a crash in between leaves a message
-that waits for the write, never a rollout with nothing to advance it.
+that step's message *after* the write, as a step does (a crash in between leaves a rollout whose
+``due_at`` passes, and the repair sweep sends its step). While a worker holds the claim of the
+rollout's current step (shared.rollouts L5) the command waits and is retried: the step's
+side effects are under way and its commit must not be lost to the command.
 
 A command that cannot apply is refused with the reason (recorded as rejected, no side effect):
 an unknown rollout, one that has ended, or one in a state where the command means nothing
@@ -57,6 +59,9 @@ def apply(deps: Deps, key: str, cmd: Steering) -> str:
         row = entity.data
         if key in (row.get("steered") or []):
             return f"{cmd.command} already applied to rollout {row['id']}"
+        if rollouts.claimed_by_another(row, None, deps.clock()):
+            raise ConcurrencyConflict(f"rollout {row['id']} is running its step {row['step']}; "
+                                      f"{cmd.command} is retried")
         change = _decide(cmd, row, len(env.strategy.stages()))
         changes = {**change.set, "steered": [*(row.get("steered") or []), key][-_STEERED_KEPT:]}
         note = f"{cmd.command} by operator" + (f" ({cmd.reason})" if cmd.reason else "") + f": {change.note}"
@@ -70,10 +75,10 @@ def apply(deps: Deps, key: str, cmd: Steering) -> str:
                 rollout.after_end(deps, ended.data if ended else row,
                                   rollouts.lease(deps.tables, env.endpoint).get("active"))
             else:
-                if change.run:
-                    enqueue(deps.queues, ROLLOUT_QUEUE, rollout.message(row, row["seq"] + 1))
                 # A paused rollout is due nowhere: the repair sweep leaves it alone.
                 rollouts.advance(deps.tables, entity, note, now=now, **changes, due_at=now if change.run else None)
+                if change.run:
+                    enqueue(deps.queues, ROLLOUT_QUEUE, rollout.message(row, row["seq"] + 1))
         except ConcurrencyConflict:
             continue
         return f"rollout {row['id']}: {note}"

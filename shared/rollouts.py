@@ -20,6 +20,12 @@ after failures injected at every write:
 - L3: a terminal rollout never changes again (every write is conditional on its ETag, and no
   step runs for a terminal row).
 - L4: a displaced queued rollout ends ``superseded`` in the same transaction that displaces it.
+- L5: a step runs in one worker at a time. Before its side effects a worker writes the
+  ``claim`` of the row's current sequence number (conditional on the ETag, with a time limit);
+  a message whose step is claimed by a live claim, or that names another sequence number, is
+  dropped. The step commits conditionally on the claim's ETag and only then is the next step's
+  message sent, so a worker that lost the row leaves no message behind. A claim whose worker
+  died expires and the step is taken over (by the redelivered message or the repair sweep).
 """
 
 from __future__ import annotations
@@ -88,10 +94,36 @@ def _transition(row: dict[str, Any], note: str, changes: dict[str, Any], now: fl
     note = _clip(redact(note))
     data = {**row, **changes}
     data["seq"] = row["seq"] + 1
+    # The claim was on the step this transition ends; the next one is claimed afresh.
+    data.pop("claim", None)
     data["updated_at"] = now
     history = [*row.get("history", []), {"at": data["updated_at"], "step": row["step"], "note": note}]
     data["history"] = history[-_HISTORY:]
     return data
+
+
+def claimed_by_another(row: dict[str, Any], holder: str | None, now: float) -> bool:
+    """Whether a live claim of the row's current step belongs to someone other than ``holder``."""
+    claim = row.get("claim") or {}
+    return claim.get("seq") == row["seq"] and claim.get("until", 0) > now and claim.get("by") != holder
+
+
+def claim_step(tables: TableService, entity: Entity, *, holder: str, now: float, seconds: float) -> Entity | None:
+    """Claim the rollout's current step for ``holder`` until ``now + seconds`` (invariant L5).
+
+    A conditional write on the ETag, so of the workers that read the same row one wins; None
+    when another worker holds a live claim of this step or the row changed since it was read.
+    Only the returned entity may be committed (``advance``/``finish``), and its side effects run
+    only after this write succeeded.
+    """
+    row = entity.data
+    if row["status"] in TERMINAL or claimed_by_another(row, holder, now):
+        return None
+    data = {**row, "claim": {"seq": row["seq"], "by": holder, "until": now + seconds}}
+    try:
+        return tables.update(ROLLOUTS, Entity(entity.partition_key, entity.row_key, data, entity.etag))
+    except ConcurrencyConflict:
+        return None
 
 
 def advance(tables: TableService, entity: Entity, note: str, *, now: float, **changes: Any) -> Entity:
