@@ -3,7 +3,8 @@
 The functions take a client with ``MlflowClient``'s registry methods (``get_model_version``,
 ``get_model_version_by_alias``, ``search_model_versions``, ``get_registered_model``,
 ``set_registered_model_alias``): ``MlflowClient`` for an MLflow server, MLflow's REST store
-for the workspace registry, and ``UnityCatalogRegistry`` for Unity Catalog
+for the workspace registry, and ``UnityCatalogRegistry`` for Unity Catalog (which finds the
+newest version itself, ``newest_version``, having no ordered search)
 (``shared.workspace.registry_client`` picks one and says why). ``ModelVersion.status`` is
 ``READY``, ``PENDING_REGISTRATION`` or ``FAILED_REGISTRATION`` (MLflow ``ModelVersionStatus``;
 Unity Catalog's ``ModelVersionInfo.status`` uses the same names).
@@ -80,14 +81,15 @@ def resolve(client: Any, model: str, version: str | None = None, alias: str | No
 
 def newest_version(client: Any, model: str, known: str | None = None) -> VersionInfo | None:
     """The newest version of ``model`` (None if it has none), reading no more than the registry
-    makes necessary; ``known`` is the newest version a previous read found.
+    makes necessary; ``known`` is the highest version number a previous read saw.
 
     MLflow's registry (an MLflow server, and the workspace registry, which serves MLflow's API)
     orders and limits a search: one version, ``order_by version_number DESC``, ``max_results 1``
-    ("Search Model Versions", https://docs.databricks.com/api/model-registry/v1/search-model-versions.md;
-    ``version_number`` is MLflow's order key, ``mlflow.utils.search_utils``). Unity Catalog neither
-    orders nor filters its listing, so ``UnityCatalogRegistry.newest_version`` reads forward from
-    ``known``."""
+    ("Search Model Versions", https://docs.databricks.com/api/model-registry/v1/search-model-versions.md:
+    ordered by "model name, version, stage"; ``version_number`` is MLflow's key for the version,
+    ``mlflow.utils.search_utils`` [INF: that the workspace registry takes the same key]). Unity
+    Catalog neither orders nor filters its listing, so ``UnityCatalogRegistry.newest_version``
+    reads forward from ``known``."""
     if isinstance(client, UnityCatalogRegistry):
         return client.newest_version(model, known)
     found = client.search_model_versions(f"name='{model}'", max_results=1, order_by=["version_number DESC"])

@@ -85,6 +85,20 @@ def test_unity_catalog_answers_hold_only_the_sdk_fields_and_no_tags(plat, w, beh
     assert w.model_versions.get(name, 2, include_aliases=True).aliases[0].alias_name == "Champion"
 
 
+def test_the_unity_catalog_listing_pages_as_the_sdk_documents(w, behind):
+    """``max_results``: 0 is the server's page (100), 1 one version and a token, below 0 refused."""
+    from databricks.sdk.errors import InvalidParameterValue
+
+    name = _model(behind, 3)
+    path = f"/api/2.1/unity-catalog/models/{name}/versions"
+    assert len(w.api_client.do("GET", path, query={"max_results": 0})["model_versions"]) == 3
+    first = w.api_client.do("GET", path, query={"max_results": 1})
+    assert len(first["model_versions"]) == 1 and first["next_page_token"]
+    with pytest.raises(InvalidParameterValue):
+        w.api_client.do("GET", path, query={"max_results": -1})
+    assert sorted(v.version for v in w.model_versions.list(name, max_results=2)) == [1, 2, 3]
+
+
 def test_mlflows_own_unity_catalog_store_reads_tags_and_aliases_from_the_workspace(plat, behind, monkeypatch):
     from mlflow.store._unity_catalog.registry.rest_store import UcModelRegistryStore
 
