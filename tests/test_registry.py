@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,38 @@ def test_the_workspace_registry_refuses_aliases_as_mlflows_own_store_does(plat, 
     counted = CountedSearch(ours)
     newest = newest_version(counted, name)  # ordered and limited by the workspace registry too
     assert (newest.version, newest.tags, counted.entities) == ("3", VALIDATED, 1)
+
+
+# ---------------------------------------------------------------- the watcher on Unity Catalog
+def test_the_watcher_reads_on_from_the_highest_number_it_saw(plat, w, behind, tmp_path):
+    """Through the watcher's tick on Unity Catalog: a quiet tick reads two versions and lists
+    nothing; a deleted newest version is noticed and the next number is still found."""
+    import json
+
+    from handlers import watcher
+    from tests.engine import Driver
+
+    name = _model(behind, 2)
+    d = Driver(tmp_path)
+    policy = json.loads(Path(d.deps.settings.policy_file).read_text())
+    policy["models"][0]["name"] = name
+    Path(d.deps.settings.policy_file).write_text(json.dumps(policy))
+    d.deps.registry = lambda: UnityCatalogRegistry(w)
+    listing = f"/api/2.1/unity-catalog/models/{name}/versions"
+
+    def tick() -> tuple[int, dict[str, Any], list[tuple[str, str, int]]]:
+        noticed, calls = _requests(plat, lambda: watcher.tick(d.deps)["noticed"])
+        return noticed, d.raw_tables.get(watcher.WATERMARKS, "registry", name).data, calls
+
+    noticed, row, calls = tick()
+    assert noticed == 1 and (row["mark"]["latest"], row["seen"]) == ("2", "2")
+    assert ("GET", listing, 200) in calls  # no mark yet
+    noticed, row, calls = tick()
+    gets = [c for c in calls if c[1] == "/api/2.0/mlflow/unity-catalog/model-versions/get"]
+    assert noticed == 0 and len(gets) == 2 and not [c for c in calls if c[1] == listing]
+    behind.delete_model_version(name, "2")
+    noticed, row, _ = tick()
+    assert noticed == 1 and (row["mark"]["latest"], row["seen"]) == ("1", "2")
+    behind.create_model_version(name, source="dbfs:/models/x", tags=VALIDATED)  # 3
+    noticed, row, _ = tick()
+    assert noticed == 1 and (row["mark"]["latest"], row["seen"]) == ("3", "3")
