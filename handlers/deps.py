@@ -28,7 +28,7 @@ class Deps:
     clock: Callable[[], float] = field(default=time.time)
 
     def policy(self) -> Policy:
-        return load_policy(self.settings.policy_file)
+        return load_policy(self.settings.policy_file, self.settings.registry_uri)
 
 
 def from_settings(settings: Settings) -> Deps:

@@ -8,6 +8,7 @@ editors use (committed as ``policy.schema.json``).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -283,11 +284,49 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError(f"{source}: {problems}") from exc
 
 
+def is_workspace_registry(registry_uri: str | None) -> bool:
+    """The Databricks workspace model registry: MLflow's ``databricks`` and ``databricks://profile``."""
+    return bool(registry_uri) and (registry_uri == "databricks" or registry_uri.startswith("databricks://"))
+
+
+def check_registry(policy: Policy, registry_uri: str | None, source: str = "<policy>") -> Policy:
+    """Refuse what the registry cannot do. The workspace model registry has no aliases: MLflow's
+    store for it raises "Method 'set_registered_model_alias' is unsupported for models in the
+    Workspace Model Registry" (likewise ``delete_registered_model_alias`` and
+    ``get_model_version_by_alias``, ``mlflow.store.model_registry.
+    databricks_workspace_model_registry_rest_store``); the registry is legacy and versions move by
+    stage ("Manage model lifecycle using the Workspace Model Registry (legacy)",
+    https://docs.databricks.com/aws/machine-learning/manage-model-lifecycle/workspace-model-registry). So an
+    environment that tracks an alias or names aliases to set is refused for it here, before a
+    rollout would half-run and fail at promotion."""
+    if not is_workspace_registry(registry_uri):
+        return policy
+    problems = []
+    for m in policy.models:
+        for name, env in m.environments.items():
+            used = [f"track {env.track}"] if env.track_alias else []
+            a = env.aliases
+            used += [f"aliases.{role} {v}" for role, v in (("challenger", a.challenger), ("production", a.production))
+                     if v] + ([f"aliases.champion {a.champion}"] if a.champion else [])
+            if used:
+                problems.append(f"models[{m.name}].environments.{name}: {', '.join(used)}")
+    if problems:
+        raise PolicyError(f"{source}: the workspace model registry (MLFLOW_REGISTRY_URI={registry_uri}) has no "
+                          f"aliases; set 'aliases: []' and 'track: latest', or use Unity Catalog (databricks-uc): "
+                          + "; ".join(problems))
+    return policy
+
+
 _cache: dict[Path, tuple[float, Policy]] = {}
 
 
-def load_policy(path: Path) -> Policy:
-    """Read and validate the file; cached until its modification time changes."""
+def load_policy(path: Path, registry_uri: str | None = None) -> Policy:
+    """Read and validate the file (cached until its modification time changes), then check it
+    against the registry the app uses (``check_registry``)."""
+    return check_registry(_load(path), registry_uri, str(path))
+
+
+def _load(path: Path) -> Policy:
     try:
         mtime = path.stat().st_mtime
         cached = _cache.get(path)
@@ -312,8 +351,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["schema"]:
         print(json.dumps(json_schema(), indent=2))
     elif len(sys.argv) == 3 and sys.argv[1] == "check":
+        registry = os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")  # as Settings
         try:
-            p = load_policy(Path(sys.argv[2]))
+            p = load_policy(Path(sys.argv[2]), registry)
         except PolicyError as err:
             sys.exit(str(err))
         print(f"{sys.argv[2]}: ok, {len(p.models)} model(s)")

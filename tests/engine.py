@@ -305,8 +305,11 @@ class FakeRegistry:
             raise self._missing(f"alias {alias}")
         return self._mv(self.aliases[alias])
 
-    def search_model_versions(self, filter_string: str):
-        return [self._mv(v) for v in self.versions]
+    def search_model_versions(self, filter_string: str, max_results: int | None = None,
+                              order_by: list[str] | None = None):
+        """Ordered by version number (``version_number DESC`` is the one order the app asks)."""
+        ordered = sorted(self.versions, key=int, reverse=order_by == ["version_number DESC"])
+        return [self._mv(v) for v in ordered[:max_results]]
 
     def get_registered_model(self, name: str):
         return SimpleNamespace(aliases=dict(self.aliases))

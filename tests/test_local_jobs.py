@@ -266,9 +266,37 @@ def test_an_idempotency_token_launches_one_run(w: WorkspaceClient, scripts: Path
         w.jobs.run_now(job.job_id, idempotency_token="x" * 65)
 
 
+def test_jobs_created_through_api_2_2_queue_by_default_and_through_2_1_do_not(w: WorkspaceClient, scripts: Path,
+                                                                              tmp_path: Path) -> None:
+    """"For jobs created with the Jobs API 2.2, queueing is enabled by default"; 2.0 and 2.1 not
+    ("Updating from Jobs API 2.1 to 2.2", https://docs.databricks.com/reference/jobs-api-updates.html)."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    task = python_task(scripts / "gate.py", str(started), str(gate)).as_dict()
+    job = w.jobs.create(name="default-2.2", tasks=[python_task(scripts / "gate.py", str(started), str(gate))])
+    assert w.jobs.get(job.job_id).settings.queue == QueueSettings(enabled=True)
+    old = w.api_client.do("POST", "/api/2.1/jobs/create", body={"name": "default-2.1", "tasks": [task]})["job_id"]
+    assert w.jobs.get(old).settings.queue is None
+    off = w.jobs.create(name="off-2.2", queue=QueueSettings(enabled=False), tasks=[python_task(scripts / "count.py")])
+    assert w.jobs.get(off.job_id).settings.queue == QueueSettings(enabled=False)
+    first = w.jobs.run_now(job.job_id).run_id
+    wait_for(started.exists, what="the first run's process")
+    second = w.jobs.run_now(job.job_id).run_id
+    assert w.jobs.get_run(second).state.life_cycle_state.value == "QUEUED"
+    assert w.jobs.run_now(old).run_id  # the 2.1 job's own first run takes its slot
+    wait_for(lambda: w.jobs.list_runs(job_id=old, active_only=True), what="the 2.1 job's run")
+    third = w.jobs.run_now(old).run_id
+    assert w.jobs.get_run(third).state.life_cycle_state.value == "SKIPPED"
+    gate.touch()
+    assert follow(w, first)[0].state.result_state.value == "SUCCESS"
+    assert follow(w, second)[0].state.result_state.value == "SUCCESS"
+    for run in w.jobs.list_runs(job_id=old):
+        follow(w, run.run_id)
+
+
 def test_a_run_beyond_max_concurrent_runs_is_skipped(w: WorkspaceClient, scripts: Path, tmp_path: Path) -> None:
     started, gate = tmp_path / "started", tmp_path / "gate"
-    job = w.jobs.create(name="single", tasks=[python_task(scripts / "gate.py", str(started), str(gate))])
+    job = w.jobs.create(name="single", queue=QueueSettings(enabled=False),
+                        tasks=[python_task(scripts / "gate.py", str(started), str(gate))])
     first = w.jobs.run_now(job.job_id).run_id
     wait_for(started.exists, what="the first run's process")
     second = w.jobs.run_now(job.job_id).run_id
@@ -356,7 +384,8 @@ def test_unknown_jobs_and_runs_raise_as_the_sdk_maps_them(w: WorkspaceClient) ->
 
 def test_list_runs_pages_in_descending_start_time(w: WorkspaceClient, scripts: Path, tmp_path: Path) -> None:
     started, gate = tmp_path / "started", tmp_path / "gate"
-    job = w.jobs.create(name="pages", tasks=[python_task(scripts / "gate.py", str(started), str(gate))])
+    job = w.jobs.create(name="pages", queue=QueueSettings(enabled=False),
+                        tasks=[python_task(scripts / "gate.py", str(started), str(gate))])
     ids = [w.jobs.run_now(job.job_id).run_id]
     wait_for(started.exists, what="the first run's process")
     ids += [w.jobs.run_now(job.job_id).run_id for _ in range(4)]  # skipped: one slot

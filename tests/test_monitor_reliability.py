@@ -118,3 +118,52 @@ def test_a_run_that_fails_is_recorded_with_its_reason(tmp_path, w):
     rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
     assert rec["status"] == "failed", rec
     assert "FAILED" in rec["outcome"][0] and "no labelled rows" in rec["outcome"][0], rec
+
+
+class _LaunchedInBetween:
+    """The real Jobs API, where another launcher starts a run of the job right after the app
+    found none active: the app's own run then waits behind it."""
+
+    def __init__(self, jobs, job_id: int) -> None:
+        self._jobs, self._job_id, self.blocker = jobs, job_id, None
+
+    def __getattr__(self, name: str):
+        return getattr(self._jobs, name)
+
+    def list_runs(self, **kw):
+        found = list(self._jobs.list_runs(**kw))
+        if self.blocker is None:
+            self.blocker = self._jobs.run_now(self._job_id).run_id
+        return found
+
+
+def test_a_queued_retraining_run_is_followed_until_it_runs_not_taken_for_failed(tmp_path, w):
+    """Jobs created through API 2.2 queue by default ("Updating from Jobs API 2.1 to 2.2",
+    https://docs.databricks.com/reference/jobs-api-updates.html): the launched run can be QUEUED,
+    which is not terminal; the command waits for it and records its real outcome."""
+    from databricks.sdk.service.jobs import SparkPythonTask, Task
+
+    d, _ = _driver(tmp_path, w)
+    gate = tmp_path / "gate"
+    script = tmp_path / "gated.py"
+    script.write_text(f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n")
+    job = int(w.jobs.create(name="gated", max_concurrent_runs=1, tasks=[Task(
+        task_key="t", spark_python_task=SparkPythonTask(python_file=str(script)))]).job_id)
+    policy = json.loads(Path(d.deps.settings.policy_file).read_text())
+    policy["models"][0]["environments"]["prod"]["retraining"] = {"job_id": job}
+    Path(d.deps.settings.policy_file).write_text(json.dumps(policy))
+    racing = _LaunchedInBetween(w.jobs, job)
+    d.deps.workspace = lambda: SimpleNamespace(serving_endpoints=d.serving_api, jobs=racing)
+    try:
+        _retrain(d)
+        d.run(limit=40, horizon=10**6)
+        rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
+        assert rec["status"] not in journal.TERMINAL, rec
+        assert w.jobs.get_run(rec["run_id"]).state.life_cycle_state.value == "QUEUED"
+        assert any(f"run {rec['run_id']} is QUEUED" in line for line in rec["outcome"]), rec
+    finally:
+        gate.touch()
+    d.run(horizon=10**6)
+    rec = journal.get(d.raw_tables, "command", journal.key("id", "r-1"))
+    assert rec["status"] == "done" and any("succeeded" in line for line in rec["outcome"]), rec
+    assert w.jobs.get_run(racing.blocker).state.result_state.value == "SUCCESS"

@@ -100,3 +100,24 @@ def test_committed_schema_matches_the_models():
 def test_the_shipped_policy_is_valid():
     p = load_policy(Path(__file__).parent.parent / "policy.yaml")
     assert p.models
+
+
+@pytest.mark.parametrize("registry", ["databricks", "databricks://profile"])
+def test_the_workspace_registry_refuses_a_policy_that_needs_aliases(tmp_path, registry):
+    """MLflow's workspace-registry store: aliases are "unsupported for models in the Workspace
+    Model Registry". Refused when the policy is checked, naming each environment and its use."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(GOOD)
+    with pytest.raises(PolicyError) as err:
+        load_policy(path, registry)
+    text = str(err.value)
+    assert "workspace model registry" in text and "has no aliases" in text and "aliases: []" in text
+    assert "taxi_fare].environments.prod: aliases.champion ['Champion']" in text
+    assert "environments.staging: track @Challenger, aliases.challenger Challenger" in text
+    without = GOOD.replace("aliases: [Champion]", "aliases: []").replace('track: "@Challenger"',
+                                                                        "track: latest\n        aliases: []")
+    bare = tmp_path / "without-aliases.yaml"
+    bare.write_text(without)
+    assert load_policy(bare, registry).model("taxi_fare") is not None
+    for other in (None, "databricks-uc", "http://127.0.0.1:5000", "sqlite:///m.db"):
+        assert load_policy(path, other).model("taxi_fare") is not None

@@ -272,11 +272,11 @@ def test_databricks_trouble_retries_a_command_inside_the_product(tmp_path: Path)
     real = d.registry.search_model_versions
     outage = {"calls": 0}
 
-    def flaky(filter_string):
+    def flaky(filter_string, **kw):
         outage["calls"] += 1
         if outage["calls"] <= 6:
             raise ConnectionError("registry unreachable")
-        return real(filter_string)
+        return real(filter_string, **kw)
 
     d.registry.search_model_versions = flaky
     reconcile(d)
@@ -291,7 +291,7 @@ def test_a_command_that_never_recovers_fails_with_its_last_error(tmp_path: Path)
     d = Driver(tmp_path)
     d.registry.register()
 
-    def down(filter_string):
+    def down(filter_string, **kw):
         raise ConnectionError("registry unreachable")
 
     d.registry.search_model_versions = down

@@ -5,8 +5,9 @@ same handlers answer ``/api/2.1/jobs``). Wire shapes are the SDK's dataclasses (
 ``Run``, ``RunTask``, ``RunOutput``...). What it does, and where that comes from:
 
 - Jobs: ``create`` (settings normalised through ``JobSettings``; ``max_concurrent_runs`` 0..1000,
-  default 1; tasks must be ``spark_python_task`` tasks with unique ``task_key`` and known
-  ``depends_on``; ``parameters`` need a ``default``), ``get``, ``list`` (newest first, ``name`` is an
+  default 1; ``queue`` enabled by default when created through ``/api/2.2``, not through 2.1;
+  tasks must be ``spark_python_task`` tasks with unique ``task_key`` and known ``depends_on``;
+  ``parameters`` need a ``default``), ``get``, ``list`` (newest first, ``name`` is an
   exact case-insensitive filter, tasks only with ``expand_tasks``, ``limit`` 1..100 default 20),
   ``reset`` (replaces the settings), ``update`` (top-level fields replaced; ``tasks``,
   ``job_clusters``, ``environments`` and ``parameters`` merged by their key, ``fields_to_remove``
@@ -230,7 +231,7 @@ class JobsService:
     def create(self, req: Request) -> Response:
         body = req.json()
         body.pop("access_control_list", None)
-        settings = _normalised(body)
+        settings = _queue_default(req, _normalised(body))
         with self._lock:
             job_id = self._next_job_id
             self._next_job_id += 1
@@ -264,7 +265,7 @@ class JobsService:
         job_id = _int(body.get("job_id"), "job_id", required=True)
         if not isinstance(body.get("new_settings"), dict):
             raise invalid_parameter("new_settings is required: the new settings of the job.")
-        settings = _normalised(body["new_settings"])
+        settings = _queue_default(req, _normalised(body["new_settings"]))
         with self._lock:
             self._job(job_id)["settings"] = settings
             self._save()
@@ -782,6 +783,17 @@ class JobsService:
 
 
 # ---------------------------------------------------------------------- settings
+def _queue_default(req: Request, settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings written through API 2.2 without ``queue`` queue: "For jobs created with the Jobs API
+    2.2, queueing is enabled by default [...] For jobs created with the 2.0 and 2.1 versions of the
+    Jobs API, queueing is not enabled by default" ("Updating from Jobs API 2.1 to 2.2",
+    https://docs.databricks.com/reference/jobs-api-updates.html). The same default for a
+    ``reset`` through 2.2 (all settings replaced) is [INF]."""
+    if req.path.startswith("/api/2.2/") and "queue" not in settings:
+        settings["queue"] = {"enabled": True}
+    return settings
+
+
 def _normalised(raw: dict[str, Any]) -> dict[str, Any]:
     """Job settings as ``JobSettings`` reads them, checked, with the documented defaults."""
     try:

@@ -249,14 +249,26 @@ class UnityCatalogModels:
     - ``PUT  /models/{full_name}/aliases/{alias}`` with ``{"version_num": n}``
     - ``DELETE /models/{full_name}/aliases/{alias}`` (``w.registered_models.delete_alias``)
 
-    Version tags come as ``tags: [{key, value}]`` (MLflow's ``unity_catalog_messages``
-    ``ModelVersionInfo``; the SDK's dataclass has no such field). A name that is not three-level
-    is ``400 INVALID_PARAMETER_VALUE``; a missing model, version or alias ``404
-    RESOURCE_DOES_NOT_EXIST`` [INF: the exact production messages were not recorded].
+    These answers carry no tags: neither ``ModelVersionInfo`` nor ``RegisteredModelInfo`` has the
+    field (SDK dataclasses; listed versions "will not contain any aliases or tags", SDK docstring
+    of ``w.model_versions.list``). The listing's ``max_results`` is the SDK docstring's: unset or
+    0 is a page of 100, above 1000 is 1000, below 0 is ``400 INVALID_PARAMETER_VALUE``.
+
+    Version tags are served by the MLflow API for Unity Catalog models, the one MLflow's UC store
+    calls (``mlflow.protos.databricks_uc_registry_service_pb2``), answering its ``ModelVersion``
+    message (``databricks_uc_registry_messages.proto``: ``tags [{key, value}]``, ``aliases
+    [{alias, version}]``, ``version`` a string):
+
+    - ``GET /api/2.0/mlflow/unity-catalog/model-versions/get`` (``name``, ``version``)
+    - ``GET /api/2.0/mlflow/unity-catalog/registered-models/alias`` (``name``, ``alias``)
+
+    A name that is not three-level is ``400 INVALID_PARAMETER_VALUE``; a missing model, version or
+    alias ``404 RESOURCE_DOES_NOT_EXIST`` [INF: the exact production messages were not recorded].
     """
 
     PREFIX = "/api/2.1/unity-catalog/models/{full_name}"
-    PAGE = 100
+    MLFLOW_UC = "/api/2.0/mlflow/unity-catalog"
+    PAGE, MAX_PAGE = 100, 1000
 
     def __init__(self, registry_uri: str, user: str):
         self.registry_uri = registry_uri
@@ -271,6 +283,8 @@ class UnityCatalogModels:
         router.add("GET", p + "/aliases/{alias}", self._get_by_alias)
         router.add("PUT", p + "/aliases/{alias}", self._set_alias)
         router.add("DELETE", p + "/aliases/{alias}", self._delete_alias)
+        router.add("GET", self.MLFLOW_UC + "/model-versions/get", self._mlflow_get_version)
+        router.add("GET", self.MLFLOW_UC + "/registered-models/alias", self._mlflow_get_by_alias)
 
     # ------------------------------------------------------------------ routes
     def _get_model(self, req: Request, full_name: str) -> Response:
@@ -278,8 +292,7 @@ class UnityCatalogModels:
         model = self._call(lambda c: c.get_registered_model(full_name))
         body = {"full_name": full_name, "name": name, "catalog_name": catalog, "schema_name": schema,
                 "comment": model.description or "", "owner": self.user, "created_at": model.creation_timestamp,
-                "updated_at": model.last_updated_timestamp,
-                "tags": [{"key": k, "value": v} for k, v in sorted((model.tags or {}).items())]}
+                "updated_at": model.last_updated_timestamp}
         if _flag(req, "include_aliases"):
             body["aliases"] = [_alias(full_name, a, v) for a, v in sorted((model.aliases or {}).items())]
         return Response(body=body)
@@ -289,11 +302,13 @@ class UnityCatalogModels:
         versions = self._call(lambda c: c.search_model_versions(f"name='{full_name}'"))
         ordered = sorted(versions, key=lambda mv: int(mv.version))
         try:
-            size = min(int(_param(req, "max_results") or self.PAGE), 1000)
+            size = int(_param(req, "max_results") or 0)
             start = int(_param(req, "page_token") or 0)
         except ValueError as exc:
             raise invalid_parameter(f"max_results and page_token must be integers: {exc}") from exc
-        page = ordered[start:start + max(size, 1)]
+        if size < 0:
+            raise invalid_parameter("max_results must not be negative.")
+        page = ordered[start:start + (min(size, self.MAX_PAGE) or self.PAGE)]
         body: dict[str, Any] = {"model_versions": [self._version_info(full_name, mv, None) for mv in page]}
         if start + len(page) < len(ordered):
             body["next_page_token"] = str(start + len(page))
@@ -330,7 +345,34 @@ class UnityCatalogModels:
         self._call(lambda c: c.delete_registered_model_alias(full_name, alias))
         return Response(body={})
 
+    def _mlflow_get_version(self, req: Request) -> Response:
+        full_name, version = _required(req, "name"), _required(req, "version")
+        _names(full_name)
+        if not version.isdigit():
+            raise invalid_parameter(f"version must be an integer, got {version!r}.")
+        mv = self._call(lambda c: c.get_model_version(full_name, version))
+        return Response(body={"model_version": self._mlflow_version(full_name, mv)})
+
+    def _mlflow_get_by_alias(self, req: Request) -> Response:
+        full_name, alias = _required(req, "name"), _required(req, "alias")
+        _names(full_name)
+        mv = self._call(lambda c: c.get_model_version_by_alias(full_name, alias))
+        return Response(body={"model_version": self._mlflow_version(full_name, mv)})
+
     # ------------------------------------------------------------------ helpers
+    def _mlflow_version(self, full_name: str, mv: Any) -> dict[str, Any]:
+        """MLflow's UC ``ModelVersion`` message for ``mv`` (proto names, ``version`` a string)."""
+        model = self._call(lambda c: c.get_registered_model(full_name))
+        return {
+            "name": full_name, "version": str(mv.version), "creation_timestamp": mv.creation_timestamp,
+            "last_updated_timestamp": mv.last_updated_timestamp, "user_id": self.user,
+            "description": mv.description or "", "source": mv.source, "run_id": mv.run_id or "",
+            "status": str(mv.status), "status_message": mv.status_message or "", "storage_location": mv.source,
+            "aliases": [{"alias": a, "version": str(v)} for a, v in sorted((model.aliases or {}).items())
+                        if str(v) == str(mv.version)],
+            "tags": [{"key": k, "value": v} for k, v in sorted((mv.tags or {}).items())],
+        }
+
     def _aliases(self, req: Request, full_name: str) -> dict[str, str] | None:
         if not _flag(req, "include_aliases"):
             return None
@@ -344,7 +386,6 @@ class UnityCatalogModels:
             "status": str(mv.status), "source": mv.source, "run_id": mv.run_id, "comment": mv.description or "",
             "storage_location": mv.source, "created_at": mv.creation_timestamp, "created_by": self.user,
             "updated_at": mv.last_updated_timestamp, "updated_by": self.user, "id": f"{full_name}/{mv.version}",
-            "tags": [{"key": k, "value": v} for k, v in sorted((mv.tags or {}).items())],
         }
         if aliases is not None:
             body["aliases"] = [_alias(full_name, a, v) for a, v in sorted(aliases.items()) if str(v) == str(mv.version)]
@@ -383,6 +424,13 @@ def _param(req: Request, name: str) -> str | None:
     return values[-1] if values else None
 
 
+def _required(req: Request, name: str) -> str:
+    value = _param(req, name)
+    if not value:
+        raise invalid_parameter(f"Missing required parameter: {name}.")
+    return value
+
+
 def _flag(req: Request, name: str) -> bool:
     # The SDK sends query-string booleans as "true"/"false" (reference §0.1).
     return (_param(req, name) or "").lower() == "true"
@@ -393,9 +441,17 @@ class WorkspaceRegistry:
     ``/api/2.0/mlflow/model-versions/*``): Databricks serves MLflow's own REST API there, so a
     request is passed on, as it came, to the MLflow server the workspace loads models from. A
     registry that is not an ``http(s)://`` server has no such API here (``404 ENDPOINT_NOT_FOUND``).
+
+    Except aliases, which the workspace registry does not have: MLflow's store for it refuses
+    ``set_registered_model_alias``, ``delete_registered_model_alias`` and
+    ``get_model_version_by_alias`` ("unsupported for models in the Workspace Model Registry",
+    ``mlflow.store.model_registry.databricks_workspace_model_registry_rest_store``), so
+    ``registered-models/alias`` is answered as an API that does not exist, whatever the MLflow
+    server behind would do [INF: the platform's own answer to a raw request was not recorded].
     """
 
     GROUPS = ("registered-models", "model-versions")
+    NO_ALIASES = "/api/2.0/mlflow/registered-models/alias"
 
     def __init__(self, registry_uri: str, timeout_seconds: float = 30.0):
         self.registry_uri = registry_uri.rstrip("/")
@@ -409,7 +465,8 @@ class WorkspaceRegistry:
     def _forward(self, req: Request, group: str, **_: str) -> Response:
         import requests
 
-        if group not in self.GROUPS or not self.registry_uri.startswith(("http://", "https://")):
+        if (group not in self.GROUPS or req.path == self.NO_ALIASES
+                or not self.registry_uri.startswith(("http://", "https://"))):
             raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{req.method} {req.path}'")
         try:
             answer = requests.request(req.method, self.registry_uri + req.path, params=req.query, data=req.body,

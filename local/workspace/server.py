@@ -74,8 +74,9 @@ class LocalWorkspace:
     is also the local tooling API that creates and changes them); SQL statements run on DuckDB
     over them; online stores and synced tables live in the database at ``online_store_url``
     (default ``sqlite:///<data_dir>/online_store.sqlite``; ``postgresql://...`` for Lakebase).
-    Unity Catalog models (``/api/2.1/unity-catalog/models/...``) are the registered models of
-    that same registry (``models.UnityCatalogModels``); so is the workspace registry
+    Unity Catalog models (``/api/2.1/unity-catalog/models/...``, and the version reads with tags of
+    ``/api/2.0/mlflow/unity-catalog/...``) are the registered models of that same registry
+    (``models.UnityCatalogModels``); so is the workspace registry (without aliases)
     (``/api/2.0/mlflow/...``, passed on to an ``http://`` registry: ``models.WorkspaceRegistry``).
 
     ``identity`` switches to identity mode: bearer tokens are checked with ``identity.verify``
