@@ -121,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     psub = p.add_subparsers(dest="policy_cmd", required=True, metavar="ACTION")
     pc = psub.add_parser("check", parents=[_common(json_only=True)], help="validate a policy file (exit 1 if invalid)")
     pc.add_argument("file", type=Path)
+    pc.add_argument("--registry-uri", help="the app's model registry, which decides whether aliases exist "
+                    "(default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI, as the app reads it)")
 
     for name in COMMANDS:
         _command_parser(sub, name, common)
@@ -286,7 +288,9 @@ def cmd_policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"reactor: {args.file}: no such file", file=err)
         return NOT_FOUND
     try:
-        policy = load_policy(args.file)
+        # The same registry the app would use: the workspace registry refuses alias policies.
+        registry = args.registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+        policy = load_policy(args.file, registry or None)
     except PolicyError as exc:
         if args.json:
             print(json.dumps({"file": str(args.file), "valid": False, "error": str(exc)}), file=out)

@@ -82,6 +82,12 @@ def test_policy_check_says_ok_for_a_good_file_and_names_the_key_of_a_bad_one(tmp
     assert cli("policy", "check", str(tmp_path / "missing.yaml"))[0] == 3
 
 
+def test_policy_check_refuses_aliases_for_the_workspace_registry_as_the_app_does():
+    rc, _, err = cli("policy", "check", str(ROOT / "policy.yaml"), "--registry-uri", "databricks")
+    assert rc == 1 and "workspace model registry" in err and "taxi_fare" in err
+    assert cli("policy", "check", str(ROOT / "policy.yaml"), "--registry-uri", "databricks-uc")[0] == 0
+
+
 def test_a_bad_command_argument_is_a_usage_error_and_nothing_is_sent(app):
     before = len(app.records("command"))
     got = subprocess.run([sys.executable, "-m", "reactor", "deploy", app.model, "prod", "--version", "v2",
