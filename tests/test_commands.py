@@ -35,7 +35,7 @@ def test_cloudevents_envelope():
     "raw, reason",
     [
         (b"not json", "not JSON"),
-        (b"[1,2]", "must be a JSON object"),
+        (b"[1,2]", "not a JSON object"),
         (body({"model": "m"}), "missing 'command'"),
         (body({"command": "nuke", "model": "m"}), "does not match any of the expected tags"),
         (body({"command": "deploy", "model": 7, "environment": "prod"}), "deploy.model: Input should be a valid"),
