@@ -58,6 +58,11 @@ def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
         _reject(deps, message_id, str(exc), body)
         return
     if isinstance(env.command, Redrive):
+        # A command that started rollouts has handed its work to them (they end it, or the sweep
+        # does): a redrive delivered again, or sent by hand, finds nothing left to claim.
+        if (journal.get(deps.tables, "command", env.key) or {}).get("started"):
+            step("command.duplicate", record=env.key, status="running")
+            return
         try:
             begun = journal.claim(deps.tables, "command", env.key, now=deps.clock(),
                                   claim_seconds=deps.settings.claim_seconds, token=env.command.token)

@@ -272,3 +272,14 @@ def test_the_webhook_still_asks_for_one_reconcile_per_event(d: Driver) -> None:
     d.run()
     assert journal.get(d.raw_tables, "event", first.payload["record"])["status"] == "done"
     assert [r["version"] for r in d.rollouts()] == ["2"]
+
+
+def test_a_redrive_of_a_command_whose_rollout_runs_does_not_act_again(d: Driver) -> None:
+    """A redrive delivered twice (queues deliver at least once), or one sent by hand, finds the
+    command handed to its rollout: its work is the rollout's now."""
+    deliver(d, deploy("1", id="ci-12"))
+    first = journal.get(d.raw_tables, "command", "id:ci-12")
+    assert first["status"] == "running"
+    deliver(d, {"command": "redrive", "record": "id:ci-12"})
+    deliver(d, {"command": "redrive", "record": "id:ci-12", "token": first["claim_holder"]})
+    assert journal.get(d.raw_tables, "command", "id:ci-12") == first
