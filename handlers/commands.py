@@ -4,9 +4,13 @@ from other systems, the webhook, the watcher and the monitor; the operators' ``p
 itself.
 
 An invalid message is recorded as rejected and acknowledged, so it never cycles into the
-poison queue (docs/architecture.md "Queue commands"). A valid one is recorded, with the command itself,
-before it acts, and only the worker holding the record's claim acts (shared.journal), so a
-duplicate delivery never acts twice. Its record ends when the rollouts it started end.
+poison queue (docs/architecture.md "Queue commands"). A valid one is recorded, with the command itself and
+the digest of its payload, before it acts, and only the worker holding the record's claim acts
+(shared.journal). A later message under the same key is compared with that digest (as
+Powertools' idempotency does): the same payload is a duplicate, answered with the first record
+whatever its state and never acted on again (a record whose worker died is the repair sweep's
+to hand on); another payload is rejected with a record of its own and changes nothing. Its
+record ends when the rollouts it started end.
 
 Transient trouble (Databricks, the registry, storage) never sends a command to the poison
 queue: the handler records the error and the attempt, and sends itself a ``redrive`` of the
@@ -17,7 +21,6 @@ and the repair sweep redrives the record (handlers/repair.py).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import uuid
@@ -32,6 +35,8 @@ from shared.commands import (
     CheckDrift,
     CommandRejected,
     Deploy,
+    Envelope,
+    Internal,
     PublishFeatures,
     Reconcile,
     Redrive,
@@ -48,48 +53,66 @@ MAX_ATTEMPTS = 8
 
 def handle_message(deps: Deps, body: bytes, message_id: str) -> None:
     try:
-        env = commands.parse(body, message_id)
+        env = commands.requested(deps.tables, commands.parse(body, message_id))
     except CommandRejected as exc:
-        journal.record(deps.tables, "command", journal.key("msg", message_id), "rejected", id=message_id,
-                       reason=str(exc), excerpt=journal.excerpt(body))
-        with correlated(message_id):
-            step("command.rejected", logging.WARNING, message=message_id, reason=str(exc))
+        _reject(deps, message_id, str(exc), body)
         return
-    now = deps.clock()
     if isinstance(env.command, Redrive):
+        # A command that started rollouts has handed its work to them (they end it, or the sweep
+        # does): a redrive delivered again, or sent by hand, finds nothing left to claim.
+        if (journal.get(deps.tables, "command", env.key) or {}).get("started"):
+            step("command.duplicate", record=env.key, status="running")
+            return
         try:
-            begun = journal.claim(deps.tables, "command", env.key, now=now, claim_seconds=deps.settings.claim_seconds,
-                                  token=env.command.token)
+            begun = journal.claim(deps.tables, "command", env.key, now=deps.clock(),
+                                  claim_seconds=deps.settings.claim_seconds, token=env.command.token)
         except LookupError:
             step("command.redrive_unknown", logging.WARNING, record=env.key)
             return
         if not begun.act:
             return
-        cmd = commands.stored(begun.record["command"])
+        rec, cmd = begun.record, commands.stored(begun.record["command"])
     else:
         cmd = env.command
-        begun = journal.begin(deps.tables, "command", env.key, now=now, claim_seconds=deps.settings.claim_seconds,
-                              id=env.id, source=env.source, command=cmd.model_dump(mode="json", exclude_none=True),
-                              cid=env.correlation_id, body_sha=hashlib.sha256(body).hexdigest())
-    cid = begun.record.get("cid") or env.correlation_id
-    with correlated(cid):
-        if not begun.act:
-            step("command.duplicate", id=env.id, status=begun.record.get("status"), state=begun.state)
-            _close_duplicate_event(deps, env.key, cmd, begun)
+        rec, created = accept(deps, env, attempts=1)
+        if not created:
+            conflict = commands.conflicts(env, rec)
+            if conflict:
+                _reject(deps, message_id, conflict, body)
+                return
+            with correlated(rec.get("cid") or env.correlation_id):
+                step("command.duplicate", id=env.id, record=env.key, status=rec.get("status"))
+                _close_duplicate_event(deps, cmd, rec)
             return
-        _act(deps, env.key, begun.record, cmd, cid)
+    cid = rec.get("cid") or env.correlation_id
+    with correlated(cid):
+        _act(deps, env.key, rec, cmd, cid)
 
 
-def _close_duplicate_event(deps: Deps, key: str, cmd: Acting, begun: journal.Begun) -> None:
-    """A duplicate still answers for the event that sent it: a second event asking for the same
-    command is ignored; the same event, once its command has ended, takes its outcome (the
-    first worker may have died between ending the command and closing the event)."""
-    if not cmd.event:
-        return
-    if cmd.event != (begun.record.get("command") or {}).get("event"):
-        _close_event(deps, cmd.event, "ignored", f"same event as command {key}")
-    elif begun.state == "finished":
-        rec = begun.record
+def _reject(deps: Deps, message_id: str, reason: str, body: bytes) -> None:
+    journal.record(deps.tables, "command", journal.key("msg", message_id), "rejected", id=message_id,
+                   reason=reason, excerpt=journal.excerpt(body))
+    with correlated(message_id):
+        step("command.rejected", logging.WARNING, message=message_id, reason=reason)
+
+
+def accept(deps: Deps, env: Envelope, *, attempts: int, holder: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Record ``env``'s command with its payload digest and a claim for ``holder`` (a new one by
+    default); returns the record and whether it is new. An existing record is left unchanged:
+    the caller compares it with shared.commands.conflicts."""
+    cmd = env.command
+    assert not isinstance(cmd, Internal)
+    return journal.record(deps.tables, "command", env.key, "accepted", id=env.id, source=env.source,
+                          command=cmd.model_dump(mode="json", exclude_none=True), cid=env.correlation_id,
+                          body_sha=commands.digest(cmd), claim_holder=holder or uuid.uuid4().hex,
+                          claim_until=deps.clock() + deps.settings.claim_seconds, attempts=attempts)
+
+
+def _close_duplicate_event(deps: Deps, cmd: Acting, rec: dict[str, Any]) -> None:
+    """A duplicate still answers for the event that sent it: once its command has ended, the
+    event takes its outcome (the first worker may have died between ending the command and
+    closing the event)."""
+    if cmd.event and rec.get("status") in journal.TERMINAL:
         _close_event(deps, cmd.event, rec["status"], rec.get("reason") or "; ".join(rec.get("outcome") or []))
 
 
@@ -185,13 +208,11 @@ def _redrive(deps: Deps, key: str, *, delay: float, status: str, **fields: Any) 
 
 
 def submit(deps: Deps, key: str, command: dict[str, Any], cid: str) -> bool:
-    """Our own command (the watcher's): recorded before it is sent, so that a lost message is
-    redriven by the sweep like any other. Returns False if that record already existed."""
+    """Our own command (the watcher's, the monitor's): recorded before it is sent, so that a
+    lost message is redriven by the sweep like any other, and only the record's key travels.
+    Returns False if that record already existed."""
     token = uuid.uuid4().hex
-    cmd = commands.stored(command)
-    _, created = journal.record(deps.tables, "command", key, "accepted", id=key, source="app",
-                                command=cmd.model_dump(mode="json", exclude_none=True), cid=cid, claim_holder=token,
-                                claim_until=deps.clock() + deps.settings.claim_seconds, attempts=0)
+    _, created = accept(deps, Envelope(commands.stored(command), key, "app", cid, key), attempts=0, holder=token)
     if created:
         send_redrive(deps, key, token)
     return created

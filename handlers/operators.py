@@ -11,7 +11,6 @@ stays open or disappears silently (docs/architecture.md principle 5).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 
@@ -121,14 +120,18 @@ def record_poison(deps: Deps, queue: str, body: bytes, message_id: str) -> None:
 
 
 def _original_records(deps: Deps, body: bytes, message_id: str) -> list[str]:
-    """The open command records a poisoned message belonged to. The poison copy has a new
-    message id, so a command without an id of its own is found by its body's hash."""
+    """The open command records a poisoned message belonged to: never one its idempotency key
+    names under another payload (that message was never its). The poison copy has a new message
+    id, so a command without an id of its own is found by its payload's digest."""
     try:
-        env = commands.parse(body, message_id)
+        env = commands.requested(deps.tables, commands.parse(body, message_id))
     except CommandRejected:
         return []
-    if isinstance(env.command, Redrive) or not env.key.startswith("msg:"):
+    if isinstance(env.command, Redrive):
         return [env.key] if journal.get(deps.tables, "command", env.key) else []
-    sha = hashlib.sha256(body).hexdigest()
+    if not env.key.startswith("msg:"):
+        rec = journal.get(deps.tables, "command", env.key)
+        return [env.key] if rec and not commands.conflicts(env, rec) else []
+    sha = commands.digest(env.command)
     return [e.row_key for e in deps.tables.query(journal.TABLE, "command", body_sha=sha)
             if e.data.get("status") not in journal.TERMINAL]

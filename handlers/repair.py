@@ -30,10 +30,9 @@ from typing import Any
 from handlers.commands import send_redrive
 from handlers.deps import Deps
 from handlers.rollout import kick
-from handlers.webhook import CLAIM_SECONDS, reconcile_for
-from shared import journal, rollouts
+from handlers.webhook import CLAIM_SECONDS
+from shared import commands, journal, rollouts
 from shared.delivery import store as analyses
-from shared.events import RegistryEvent
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, enqueue
@@ -57,9 +56,8 @@ def _events(deps: Deps, now: float) -> int:
     sent = 0
     for rec in journal.stale(deps.tables, "event", now=now):
         if journal.claim(deps.tables, "event", rec["key"], now=now, claim_seconds=CLAIM_SECONDS).act:
-            event = RegistryEvent(**rec["event"])
-            enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, rec["key"], rec.get("cid") or rec["id"]))
-            step("repair.event", logging.WARNING, record=rec["key"], model=event.model)
+            enqueue(deps.queues, COMMANDS_QUEUE, commands.for_event(rec["key"]))
+            step("repair.event", logging.WARNING, record=rec["key"], model=rec["event"]["model"])
             sent += 1
     return sent
 

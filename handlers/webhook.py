@@ -24,7 +24,7 @@ import logging
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
-from shared import journal, rejections
+from shared import commands, journal, rejections
 from shared.events import MalformedEvent, RegistryEvent, from_databricks, from_mlflow
 from shared.log import correlated, step
 from shared.policy import PolicyError
@@ -79,7 +79,9 @@ def _accept(deps: Deps, delivery_id: str, event: RegistryEvent) -> Response:
             begun = journal.begin(deps.tables, "event", key, now=deps.clock(), claim_seconds=CLAIM_SECONDS, **fields)
             record, newly_ignored, act = begun.record, False, begun.act
             if act:
-                enqueue(deps.queues, COMMANDS_QUEUE, reconcile_for(event, key, record.get("cid") or delivery_id))
+                # Only the record's key travels: the reconcile, with the event it closes, is read
+                # back from the record (shared.commands.event_reconcile), never from the message.
+                enqueue(deps.queues, COMMANDS_QUEUE, commands.for_event(key))
     if newly_ignored:
         step("webhook.ignored", kind=event.kind, model=event.model, reason=ignored)
         return Response(202, {"status": "ignored", "reason": ignored, "record": key})
@@ -88,15 +90,6 @@ def _accept(deps: Deps, delivery_id: str, event: RegistryEvent) -> Response:
         return Response(202, {"status": "duplicate", "record": key})
     step("webhook.accepted", kind=event.kind, model=event.model, version=event.version, alias=event.alias)
     return Response(202, {"status": "accepted", "record": key})
-
-
-def reconcile_for(event: RegistryEvent, key: str, cid: str) -> dict[str, object]:
-    """The command an accepted event asks for; its id is the event's, so sending it again
-    (a redelivery that took over, the repair sweep) is acted on once."""
-    return {
-        "schema_version": 1, "command": "reconcile", "model": event.model, "id": key.replace("event:", "event-"),
-        "event": key, "reason": f"{event.source} {event.kind} v{event.version or '-'}", "correlation_id": cid,
-    }
 
 
 def _why_ignored(deps: Deps, event: RegistryEvent) -> str | None:

@@ -125,7 +125,9 @@ def _no_constant(name: str) -> NoReturn:
     raise MalformedEvent(f"body is not JSON: {name} is not a JSON number", NOT_JSON)
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, read defensively (module docstring); MalformedEvent if not.
+    Commands from other systems are read with it too (shared.commands)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -223,7 +225,7 @@ def _word(data: dict[str, Any], key: str, pattern: re.Pattern[str], shape: str) 
 
 
 def from_mlflow(body: bytes) -> RegistryEvent:
-    data = _json_object(body)
+    data = json_object(body)
     entity = _word(data, "entity", _KIND_PART, "a lower-case name such as model_version")
     action = _word(data, "action", _KIND_PART, "a lower-case name such as created")
     payload = data.get("data")
@@ -247,7 +249,7 @@ def from_mlflow(body: bytes) -> RegistryEvent:
 
 
 def from_databricks(body: bytes) -> RegistryEvent:
-    data = _json_object(body)
+    data = json_object(body)
     event = _word(data, "event", _DATABRICKS_EVENT, "an upper-case event name such as MODEL_VERSION_CREATED")
     kind = _DATABRICKS_KINDS.get(event, event.lower())
     return RegistryEvent(

@@ -271,3 +271,33 @@ def test_the_azure_storage_backend_sends_commands_as_the_queue_trigger_reads_the
     assert rc == 0 and entry["model"] == "taxi_fare" and entry["serving"] == [] and entry["rollout"] is None
     rc, _, err = cli("status", "--storage", "azure:CLI_TEST_NOT_SET", "--policy", str(ROOT / "policy.yaml"))
     assert rc == 4 and "CLI_TEST_NOT_SET" in err and "is not set" in err
+
+
+def test_over_the_host_an_id_names_one_payload_and_a_hostile_command_is_a_400(app):
+    """POST /api/commands through the Functions host: an id reused with another payload is a
+    400 and changes nothing, the same payload answers the first record, a deeply nested body is a
+    400 (it was a 503, retried for ever), and an in-limit CloudEvent with non-ASCII text is taken."""
+    key = {"x-functions-key": HOST_KEY}
+
+    def post(body: Any) -> requests.Response:
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        return requests.post(f"{app.url}/api/commands", data=data, headers=key, timeout=10)
+
+    nested = b'{"command": "deploy", "model": "m", "environment": "p", "x": ' + b"[" * 24000 + b"]" * 24000 + b"}"
+    resp = post(nested)
+    assert resp.status_code == 400 and "nested deeper than" in resp.json()["error"], resp.text
+    first = {"command": "reconcile", "model": f"unknown_{app.tag}", "id": f"intake-{app.tag}"}
+    resp = post(first)
+    assert resp.status_code == 202 and resp.json()["status"] == "accepted", resp.text
+    record = resp.json()["record"]
+    done = app.wait(lambda: next((r for r in app.records("command") if r["key"] == record
+                                  and r["status"] == "done"), None), 30, "the first command")
+    resp = post({**first, "model": f"other_{app.tag}"})
+    assert resp.status_code == 400 and "was already used for a different command" in resp.json()["error"]
+    resp = post(first)
+    assert resp.status_code == 202 and resp.json()["status"] == "duplicate" and resp.json()["first"] == done
+    event = {"specversion": "1.0", "id": f"ce-{app.tag}", "source": "/ci", "subject": "€" * 16000,
+             "type": "com.modelops.reactor.reconcile.v1", "data": {"model": f"unknown_{app.tag}"}}
+    assert post(event).status_code == 202
+    assert app.host.wait_idle(15)
+    assert [r for r in app.records("command") if r.get("id") == f"intake-{app.tag}"] == [done]

@@ -35,7 +35,7 @@ def test_cloudevents_envelope():
     "raw, reason",
     [
         (b"not json", "not JSON"),
-        (b"[1,2]", "must be a JSON object"),
+        (b"[1,2]", "not a JSON object"),
         (body({"model": "m"}), "missing 'command'"),
         (body({"command": "nuke", "model": "m"}), "does not match any of the expected tags"),
         (body({"command": "deploy", "model": 7, "environment": "prod"}), "deploy.model: Input should be a valid"),
@@ -83,3 +83,11 @@ def test_a_check_drift_window_is_stored_as_text_and_read_back():
 def test_monitoring_commands_are_validated(body, problem):
     with pytest.raises(commands.CommandRejected, match=problem):
         commands.parse(body, "m-2")
+
+
+def test_the_digest_an_id_is_bound_to_is_the_validated_commands_not_the_bytes():
+    one = parse(b'{"command": "deploy", "model": "m", "environment": "p", "version": "3", "id": "k"}', "a")
+    same = parse(b'{"id":"k","schema_version":1,"version":"3","environment":"p","model":"m","command":"deploy"}', "b")
+    other = parse(body({"command": "deploy", "model": "m", "environment": "p", "version": "4", "id": "k"}), "c")
+    assert commands.digest(one.command) == commands.digest(same.command) != commands.digest(other.command)
+    assert one.key == same.key == other.key == "id:k"

@@ -303,23 +303,31 @@ def test_a_command_that_never_recovers_fails_with_its_last_error(tmp_path: Path)
 
 
 def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
-    """Storage that fails every write of the command's handling: the host gives up after 5
-    dequeues; the poison copy (a new message id) still finds and closes the original record."""
+    """Storage that fails every read and update of command records once the first delivery has
+    recorded its command: the host gives up after 5 dequeues (each redelivery fails reading the
+    record it would answer as a duplicate); the poison copy (a new message id) still finds and
+    closes the original record."""
     d = Driver(tmp_path)
     reconcile(d)  # nothing is registered: it would end "nothing to serve"
-    real_update = d.deps.tables.inner.update
+    inner = d.deps.tables.inner
+    real_update, real_get = inner.update, inner.get
 
     def records_cannot_be_updated(table, entity):
         if table == journal.TABLE and entity.partition_key == "command":
             raise StorageFault("table service unavailable")
         return real_update(table, entity)
 
-    d.deps.tables.inner.update = records_cannot_be_updated
+    def records_cannot_be_read(table, partition_key, row_key):
+        if table == journal.TABLE and partition_key == "command":
+            raise StorageFault("table service unavailable")
+        return real_get(table, partition_key, row_key)
+
+    inner.update, inner.get = records_cannot_be_updated, records_cannot_be_read
     for _ in range(6):
-        d.clock.now += 60  # past the claim, so each delivery takes the work over and fails again
+        d.clock.now += 60
         assert d.step()
     assert len(d.poisoned) == 1
-    d.deps.tables.inner.update = real_update
+    inner.update, inner.get = real_update, real_get
     d.run()
     (cmd,) = [r for r in d.records() if r["kind"] == "command"]
     (poison,) = [r for r in d.records() if r["kind"] == "poison"]
