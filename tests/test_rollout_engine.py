@@ -88,7 +88,7 @@ def test_a_failure_at_every_storage_write_and_enqueue_still_ends_healthy(tmp_pat
             assert d.registry.aliases.get("Champion") == "3"
         except AssertionError as exc:
             raise AssertionError(f"fault at write {at} ({d.faults.fired}): {exc}") from exc
-    assert {"insert", "update", "transact", "send"} <= kinds, kinds
+    assert {"transact", "update", "upsert", "send"} <= kinds, kinds  # a record opens and closes by transaction
 
 
 def test_a_superseded_reconcile_rollout_never_wedges_the_lease(tmp_path: Path) -> None:
@@ -307,19 +307,24 @@ def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
     dequeues; the poison copy (a new message id) still finds and closes the original record."""
     d = Driver(tmp_path)
     reconcile(d)  # nothing is registered: it would end "nothing to serve"
-    real_update = d.deps.tables.inner.update
+    real_update, real_transact = d.deps.tables.inner.update, d.deps.tables.inner.transact
 
     def records_cannot_be_updated(table, entity):
         if table == journal.TABLE and entity.partition_key == "command":
             raise StorageFault("table service unavailable")
         return real_update(table, entity)
 
-    d.deps.tables.inner.update = records_cannot_be_updated
+    def records_cannot_be_closed(table, partition_key, ops):  # a record closes by a transaction with an update
+        if table == journal.TABLE and partition_key == "command" and any(op.kind == "update" for op in ops):
+            raise StorageFault("table service unavailable")
+        return real_transact(table, partition_key, ops)
+
+    d.deps.tables.inner.update, d.deps.tables.inner.transact = records_cannot_be_updated, records_cannot_be_closed
     for _ in range(6):
         d.clock.now += 60  # past the claim, so each delivery takes the work over and fails again
         assert d.step()
     assert len(d.poisoned) == 1
-    d.deps.tables.inner.update = real_update
+    d.deps.tables.inner.update, d.deps.tables.inner.transact = real_update, real_transact
     d.run()
     (cmd,) = [r for r in d.records() if r["kind"] == "command"]
     (poison,) = [r for r in d.records() if r["kind"] == "poison"]
