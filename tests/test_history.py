@@ -7,14 +7,58 @@ storage port is exercised directly)."""
 from __future__ import annotations
 
 import dataclasses
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from bench.status_page import Counted
-from handlers import operators
+from handlers import operators, repair
 from handlers.http_types import Request
-from shared import rollouts
+from shared import journal, rollouts
 from shared.delivery import store as analyses
-from tests.engine import ENDPOINT, MODEL, Driver
+from shared.storage import open_tables
+from shared.tables import TableService
+from tests.engine import ENDPOINT, MODEL, Driver, Faults, FaultyTables, StorageFault
+
+CLAIM = 45.0
+
+
+@pytest.fixture(params=("sqlite", "azurite"))
+def tables(request, tmp_path) -> Iterator[TableService]:
+    """The real backends, as tests/test_storage.py opens them; one table name per test."""
+    if request.param == "sqlite":
+        yield open_tables(f"sqlite:///{tmp_path / 's.db'}")
+    else:
+        yield open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
+
+
+def finished(tables: TableService, kind: str, n: int, *, start: int = 0) -> None:
+    for i in range(start, start + n):
+        key = journal.key("hist", f"{kind}-{i}")
+        journal.begin(tables, kind, key, now=0.0, claim_seconds=CLAIM)
+        journal.update(tables, kind, key, "done", reason="history")
+
+
+def test_the_sweep_reads_the_open_work_not_the_finished_history(tables: TableService) -> None:
+    """J3 and J5 on both backends: 3 open records whose claim expired among 40, then 400,
+    finished ones; the sweep finds exactly them and reads the same entities either way: each
+    open index entry and the record it names."""
+    kind = f"command{uuid.uuid4().hex[:8]}"  # a partition of this test's own
+    for i in range(3):
+        journal.begin(tables, kind, journal.key("open", str(i)), now=0.0, claim_seconds=CLAIM)
+    journal.begin(tables, kind, journal.key("busy", "0"), now=1e12, claim_seconds=CLAIM)  # claimed: not stale
+    reads = []
+    for history in (40, 400):
+        finished(tables, kind, history - len(reads) * 40, start=len(reads) * 40)
+        counted = Counted(tables)
+        found = journal.stale(counted, kind, now=CLAIM + 1)  # type: ignore[arg-type]
+        assert sorted(r["key"] for r in found) == [journal.key("open", str(i)) for i in range(3)]
+        reads.append(counted.entities)
+    assert reads == [2 * 4, 2 * 4], reads  # 4 open entries and their 4 records, whatever the history
+    assert len(journal.page(tables, kind, None, limit=1000, continuation=None)[0]) == 404  # no index row shown
 
 
 def test_one_rollouts_view_reads_its_own_analysis_runs_only(tmp_path: Path) -> None:
@@ -35,3 +79,59 @@ def test_one_rollouts_view_reads_its_own_analysis_runs_only(tmp_path: Path) -> N
                                    Request("GET", b"", params={"endpoint": ENDPOINT, "rollout": row["id"]}))
     assert resp.status == 200 and resp.payload["analyses"] == own
     assert counted.entities == 1 + len(own), counted.entities  # the rollout row, then its runs
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["fails-before", "fails-after"])
+def test_a_record_opens_and_closes_with_its_index_entries_or_not_at_all(tables: TableService, after: bool) -> None:
+    """A failure injected at the write that opens a record, then at the one that closes it,
+    taking effect or not (a timeout hiding a success): the record and its index entry move
+    together, so a record whose worker crashed right after opening is found by the sweep, and
+    one that closed is not."""
+    kind, key = f"command{uuid.uuid4().hex[:8]}", journal.key("crash", "1")
+    faulty = FaultyTables(tables, Faults(at=1, after=after))
+    with pytest.raises(StorageFault):
+        journal.begin(faulty, kind, key, now=0.0, claim_seconds=CLAIM)
+    assert faulty.faults.fired == ["transact records"]
+    if not after:
+        assert tables.query(journal.TABLE, kind) == [] and journal.stale(tables, kind, now=CLAIM + 1) == []
+        journal.begin(tables, kind, key, now=0.0, claim_seconds=CLAIM)  # the redelivery opens it
+    assert [r["key"] for r in journal.stale(tables, kind, now=CLAIM + 1)] == [key]  # the worker is gone
+    faulty = FaultyTables(tables, Faults(at=1, after=after))
+    with pytest.raises(StorageFault):
+        journal.update(faulty, kind, key, "done", reason="closed")
+    assert faulty.faults.fired == ["transact records"]
+    closed = journal.get(tables, kind, key)["status"] == "done"  # type: ignore[index]
+    assert closed is after
+    assert [r["key"] for r in journal.stale(tables, kind, now=CLAIM + 1)] == ([] if after else [key])
+    rows = [e.row_key for e in tables.query(journal.TABLE, kind)]
+    assert len(rows) == 2 and rows[0] == key and rows[1].startswith("~done:" if after else "~open:"), rows
+
+
+def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: Path, monkeypatch) -> None:
+    """1,200 records an hour (the old sweep deleted at most 200 an hour per kind) for two hours,
+    then again two hours a retention period later, a sweep every 30 s: by the end every record
+    past the horizon is gone, and no tick reads more than it deletes plus one empty page per kind."""
+    d = Driver(tmp_path)
+    monkeypatch.setattr(journal, "time", SimpleNamespace(time=d.clock))  # records stamped by the test's clock
+    horizon = d.deps.settings.record_retention_days * 86400
+    per_tick, n = 10, 0  # 10 records per 30 s tick: 1,200 an hour
+
+    def two_hours() -> None:
+        nonlocal n
+        for _ in range(240):
+            for _ in range(per_tick):
+                journal.record(d.raw_tables, "command", journal.key("hist", str(n)), "done")
+                n += 1
+            d.clock.now += 30
+            counted = Counted(d.deps.tables)
+            done = repair.tick(dataclasses.replace(d.deps, tables=counted))  # type: ignore[arg-type]
+            # the done entries it deleted by, an empty page per kind, the lease, the hourly mark
+            assert counted.entities <= done["deleted"] + 8, (counted.entities, done)
+
+    two_hours()
+    first = n
+    d.clock.now += horizon
+    two_hours()
+    left = journal.list_records(d.raw_tables, "command")
+    assert all(r["updated_at"] >= d.clock.now - horizon for r in left)
+    assert len(left) >= n - first - per_tick  # what is inside the horizon stays
