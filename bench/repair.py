@@ -3,10 +3,12 @@ the operators' views while it runs.
 
 Side by side in one run, on the embedded SQLite backend: a journal of 10,000 and one of 100,000
 finished records (events and commands, inside the retention horizon, so none is due), each with
-the same 20 open commands whose claims are held. For each: entities and pages a tick reads
-(counted by bench.status_page.Counted around the real service), p50 time of a tick, and p50 of
-``shared.overview.status`` (``GET /api/status``) idle and while another thread runs ticks back
-to back; ratio = large / small. Prints a Markdown table; ``--write`` appends it to
+the same 20 open commands whose claims are held, and the endpoint's 10 rollouts and a day of
+monitor decisions (bench.status_page's small history). For each: entities and pages a tick
+reads (counted by bench.status_page.Counted around the real service), p50 time of a tick, and
+p50 and p95 of ``shared.overview.status`` (``GET /api/status``) idle and while another thread
+of the same process runs ticks back to back, as the Functions worker runs the timer beside
+HTTP calls; ratio = large / small. Prints a Markdown table; ``--write`` appends it to
 docs/benchmarks.md.
 """
 
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import status_page
 from bench.report import emit
 from bench.status_page import Counted
 from handlers import repair
@@ -48,17 +51,27 @@ def seed(tables: SqliteTableService, finished: int) -> None:
             journal.begin(tables, "command", journal.key("open", str(i)), now=time.time() + 10**9, claim_seconds=45)
 
 
-def p50(fn: Callable[[], Any], repeat: int) -> float:
+def times(fn: Callable[[], Any], repeat: int) -> list[float]:
     took = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         took.append(time.perf_counter() - t0)
-    return statistics.median(took)
+    return took
 
 
-def during(background: Callable[[], Any], fn: Callable[[], Any], repeat: int) -> float:
-    """p50 of ``fn`` while another thread runs ``background`` over and over."""
+def p50(fn: Callable[[], Any], repeat: int) -> float:
+    return statistics.median(times(fn, repeat))
+
+
+def quantiles(took: list[float]) -> tuple[float, float]:
+    """p50 and p95."""
+    cuts = statistics.quantiles(took, n=20)
+    return statistics.median(took), cuts[18]
+
+
+def during(background: Callable[[], Any], fn: Callable[[], Any], repeat: int) -> list[float]:
+    """Times of ``fn`` while another thread runs ``background`` over and over."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -68,7 +81,7 @@ def during(background: Callable[[], Any], fn: Callable[[], Any], repeat: int) ->
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()
     try:
-        return p50(fn, repeat)
+        return times(fn, repeat)
     finally:
         stop.set()
         worker.join()
@@ -82,12 +95,15 @@ def main() -> None:
     args = parser.parse_args()
     policy_file = APP_ROOT / "policy.yaml"
     policy = load_policy(policy_file)
+    mp = policy.model(status_page.MODEL)
+    assert mp is not None, f"{status_page.MODEL} is not in policy.yaml"
     results: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path = Path(tmp) / f"{size}.db"
             tables = SqliteTableService(str(path))
             seed(tables, size)
+            status_page.seed(tables, mp.environments[status_page.ENVIRONMENT].endpoint, 10, 24, time.time())
             settings = Settings.from_env({"REACTOR_STORAGE": f"sqlite:///{path}",
                                           "REACTOR_POLICY_FILE": str(policy_file), "MLFLOW_WEBHOOK_SECRET": "bench"})
             deps = Deps(settings, tables, SqliteQueueService(str(path)), lambda: None, lambda: None)
@@ -95,24 +111,27 @@ def main() -> None:
             counted = Counted(tables)
             repair.tick(Deps(settings, counted, deps.queues, deps.workspace, deps.registry))  # type: ignore[arg-type]
             status: Callable[[], Any] = lambda t=tables: overview.status(t, policy)  # noqa: E731
+            idle, busy = quantiles(times(status, 5 * args.repeat)), quantiles(
+                during(lambda d=deps: repair.tick(d), status, 5 * args.repeat))
             results[size] = {"reads": counted.entities, "pages": counted.pages,
                              "tick": p50(lambda d=deps: repair.tick(d), args.repeat),
-                             "idle": p50(status, args.repeat),
-                             "busy": during(lambda d=deps: repair.tick(d), status, args.repeat)}
+                             "idle50": idle[0], "idle95": idle[1], "busy50": busy[0], "busy95": busy[1]}
     small, large = (results[s] for s in args.sizes)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [f"### Repair sweep tick as the finished history grows ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
              f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}, Python {platform.python_version()}, "
              f"SQLite)", "",
              f"`python -m bench.repair`: {OPEN} open commands beside {args.sizes[0]:,} and {args.sizes[1]:,} "
-             f"finished records; entities and pages one tick reads, p50 of {args.repeat} ticks, and p50 of "
-             f"{args.repeat} `overview.status` (`GET /api/status`) idle and while another thread runs ticks "
+             f"finished records; entities and pages one tick reads, p50 of {args.repeat} ticks, and p50/p95 of "
+             f"{5 * args.repeat} `overview.status` (`GET /api/status`) idle and while another thread runs ticks "
              "back to back; ratio = large / small.", "",
              f"| measure | {args.sizes[0]:,} finished | {args.sizes[1]:,} finished | ratio |",
              "|---|---:|---:|---:|"]
     for label, key, scale in (("entities read per tick", "reads", 1), ("pages read per tick", "pages", 1),
-                              ("tick p50 (ms)", "tick", 1000), ("status p50 idle (ms)", "idle", 1000),
-                              ("status p50 during ticks (ms)", "busy", 1000)):
+                              ("tick p50 (ms)", "tick", 1000), ("status p50 idle (ms)", "idle50", 1000),
+                              ("status p95 idle (ms)", "idle95", 1000),
+                              ("status p50 during ticks (ms)", "busy50", 1000),
+                              ("status p95 during ticks (ms)", "busy95", 1000)):
         a, b = small[key] * scale, large[key] * scale
         fmt = "{:.0f}" if scale == 1 else "{:.2f}"
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {b / a if a else float('nan'):.2f}x |")
