@@ -58,6 +58,8 @@ def test_the_sweep_reads_the_open_work_not_the_finished_history(tables: TableSer
         assert sorted(r["key"] for r in found) == [journal.key("open", str(i)) for i in range(3)]
         reads.append(counted.entities)
     assert reads == [2 * 4, 2 * 4], reads  # 4 open entries and their 4 records, whatever the history
+    again = journal.begin(tables, kind, journal.key("busy", "0"), now=1e12, claim_seconds=CLAIM)
+    assert again.state == "busy"  # a second delivery meets the record (the transaction's insert conflicts)
     assert len(journal.page(tables, kind, None, limit=1000, continuation=None)[0]) == 404  # no index row shown
 
 
