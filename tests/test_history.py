@@ -6,6 +6,7 @@ storage port is exercised directly)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.status_page import Counted
 from handlers import operators, repair
@@ -21,6 +24,7 @@ from shared import journal, rollouts
 from shared.delivery import store as analyses
 from shared.storage import open_tables
 from shared.tables import TableService
+from shared.tables.sqlite import SqliteTableService
 from tests.engine import ENDPOINT, MODEL, Driver, Faults, FaultyTables, StorageFault
 
 CLAIM = 45.0
@@ -137,3 +141,37 @@ def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: 
     left = journal.list_records(d.raw_tables, "command")
     assert all(r["updated_at"] >= d.clock.now - horizon for r in left)
     assert len(left) >= n - first - per_tick  # what is inside the horizon stays
+
+
+_STEPS = st.lists(st.tuples(st.sampled_from(["begin", "claim", "hand_on", "running", "done", "failed"]),
+                            st.integers(0, 2), st.one_of(st.none(), st.integers(1, 3)), st.booleans()),
+                  max_size=25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=_STEPS)
+def test_index_entries_follow_the_records_whatever_fails(steps) -> None:
+    """J5 as a property: after any sequence of the journal's writes on three records, any of
+    them failing before or after it takes effect, each record has exactly the index entry of its
+    state, and no entry names a record that is not there."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = SqliteTableService(f"{tmp}/s.db")
+        for action, which, fault, after in steps:
+            key, faulty = journal.key("p", str(which)), FaultyTables(tables, Faults(at=fault, after=after))
+            with contextlib.suppress(StorageFault, LookupError):
+                if action == "begin":
+                    journal.begin(faulty, "command", key, now=0.0, claim_seconds=CLAIM)
+                elif action == "claim":
+                    journal.claim(faulty, "command", key, now=CLAIM + 1, claim_seconds=CLAIM)
+                elif action == "hand_on":
+                    journal.hand_on(faulty, "command", key, "running", until=1.0)
+                else:
+                    journal.update(faulty, "command", key, action)
+            rows = {e.row_key: e for e in tables.query(journal.TABLE, "command")}
+            records = {k: e.data for k, e in rows.items() if not k.startswith("~")}
+            opened = {e.data["key"] for k, e in rows.items() if k.startswith("~open:")}
+            done = [e.data["key"] for k, e in rows.items() if k.startswith("~done:")]
+            assert opened == {k for k, r in records.items() if r["status"] not in journal.TERMINAL}, rows
+            assert sorted(done) == sorted(k for k, r in records.items() if r["status"] in journal.TERMINAL), rows
