@@ -167,7 +167,9 @@ def update(tables: TableService, kind: str, record_key: str, status: str, **fiel
         entity.data.update(redact_value(fields), status=status, updated_at=now)
         try:
             if status in TERMINAL:  # closes: the open entry goes, the done entry comes, with it (J5)
-                tables.transact(TABLE, kind, [Op.update(entity), Op("delete", _open_key(record_key)),
+                # A record written before the indexes existed has no open entry to delete.
+                opened = tables.get(TABLE, kind, _open_key(record_key))
+                tables.transact(TABLE, kind, [Op.update(entity), *([Op.delete(opened)] if opened else []),
                                               Op("upsert", _done_key(now, record_key), {"key": record_key})])
             else:
                 tables.update(TABLE, entity)

@@ -113,6 +113,16 @@ def test_a_record_opens_and_closes_with_its_index_entries_or_not_at_all(tables: 
     assert len(rows) == 2 and rows[0] == key and rows[1].startswith("~done:" if after else "~open:"), rows
 
 
+def test_a_record_written_before_the_indexes_existed_still_closes(tables: TableService) -> None:
+    """A record left open by the previous version (no open entry) closes, and gets its done entry."""
+    kind, key = f"command{uuid.uuid4().hex[:8]}", journal.key("legacy", "1")
+    tables.insert(journal.TABLE, kind, key, {"kind": kind, "id": key, "key": key, "status": "accepted",
+                                             "received_at": 0.0, "updated_at": 0.0, "claim_until": 0.0})
+    assert journal.update(tables, kind, key, "done", reason="closed")["status"] == "done"
+    rows = [e.row_key for e in tables.query(journal.TABLE, kind)]
+    assert len(rows) == 2 and rows[0] == key and rows[1].startswith("~done:"), rows
+
+
 def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: Path, monkeypatch) -> None:
     """1,200 records an hour (the old sweep deleted at most 200 an hour per kind) for two hours,
     then again two hours a retention period later, a sweep every 30 s: by the end every record
