@@ -127,7 +127,22 @@ def _rollouts(deps: Deps, now: float) -> int:
 
 
 def _retention(deps: Deps, now: float) -> int:
+    _index_old_records(deps)
     return _expire_records(deps, now) + _expire_history(deps, now)
+
+
+def _index_old_records(deps: Deps) -> None:
+    """The one-off migration of records written before the journal's indexes (J5): a page of a
+    kind per tick, from a cursor kept in the state table, until every kind is done; then one
+    point read per tick."""
+    mark = deps.tables.get(STATE, "repair", "indexes")
+    at = mark.data if mark else {"kind": 0, "continuation": None}
+    if at.get("done"):
+        return
+    token = journal.backfill(deps.tables, journal.KINDS[at["kind"]], at["continuation"])
+    following = at["kind"] + (token is None)
+    deps.tables.upsert(STATE, "repair", "indexes", {"done": True} if following == len(journal.KINDS)
+                       else {"kind": following, "continuation": token})
 
 
 def _expire_records(deps: Deps, now: float) -> int:

@@ -207,9 +207,26 @@ def stale(tables: TableService, kind: str, *, now: float) -> list[dict[str, Any]
     found = []
     for entry in tables.query(TABLE, kind, rows=RowRange.prefix(_OPEN)):
         rec = get(tables, kind, entry.data["key"])
-        if rec is not None and rec.get("status") not in TERMINAL and (rec.get("claim_until") or 0) <= now:
+        if rec is None or rec.get("status") in TERMINAL:  # left by :func:`backfill` racing a close
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(TABLE, entry)
+        elif (rec.get("claim_until") or 0) <= now:
             found.append(rec)
     return found
+
+
+def backfill(tables: TableService, kind: str, continuation: str | None) -> str | None:
+    """One page of the migration to the indexes: give the records of ``kind`` on the page at
+    ``continuation`` the entry of their state, as records written before the indexes existed
+    have none; returns where the next page starts, None after the last. Entries are upserted, so
+    a page done twice is harmless; an open entry written for a record that closed meanwhile is
+    removed by :func:`stale`."""
+    got = tables.query_page(TABLE, kind, continuation=continuation, rows=RowRange("", "~"))  # records only
+    ops = [Op("upsert", _done_key(e.data.get("updated_at") or 0, e.row_key) if e.data.get("status") in TERMINAL
+              else _open_key(e.row_key), {"key": e.row_key}) for e in got.entities]
+    for i in range(0, len(ops), MAX_TRANSACTION_OPS):
+        tables.transact(TABLE, kind, ops[i:i + MAX_TRANSACTION_OPS])
+    return got.continuation
 
 
 BATCH = MAX_TRANSACTION_OPS // 2  # a record and its done entry per pair, one transaction per batch

@@ -123,6 +123,15 @@ def test_a_record_written_before_the_indexes_existed_still_closes(tables: TableS
     assert len(rows) == 2 and rows[0] == key and rows[1].startswith("~done:"), rows
 
 
+def test_an_open_entry_left_for_a_closed_record_is_removed_by_the_sweep(tables: TableService) -> None:
+    """What the migration leaves when it indexes a record as open while the record closes."""
+    kind, key = f"command{uuid.uuid4().hex[:8]}", journal.key("raced", "1")
+    journal.record(tables, kind, key, "done")
+    tables.upsert(journal.TABLE, kind, "~open:" + key, {"key": key})
+    assert journal.stale(tables, kind, now=1e12) == []
+    assert [e.row_key.split(":")[0] for e in tables.query(journal.TABLE, kind)] == ["raced", "~done"]
+
+
 def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: Path, monkeypatch) -> None:
     """1,200 records an hour (the old sweep deleted at most 200 an hour per kind) for two hours,
     then again two hours a retention period later, a sweep every 30 s: by the end every record
@@ -144,6 +153,8 @@ def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: 
             # the done entries it deleted by, an empty page per kind, the lease, the hourly mark
             assert counted.entities <= done["deleted"] + 8, (counted.entities, done)
 
+    for _ in journal.KINDS:
+        d.sweep()  # the one-off migration (test below) walks its empty kinds first
     two_hours()
     first = n
     d.clock.now += horizon
@@ -185,3 +196,19 @@ def test_index_entries_follow_the_records_whatever_fails(steps) -> None:
             done = [e.data["key"] for k, e in rows.items() if k.startswith("~done:")]
             assert opened == {k for k, r in records.items() if r["status"] not in journal.TERMINAL}, rows
             assert sorted(done) == sorted(k for k, r in records.items() if r["status"] in journal.TERMINAL), rows
+
+
+def test_records_from_before_the_indexes_are_indexed_then_repaired_and_retained(tmp_path: Path) -> None:
+    """The migration: an open command and a finished one written by the previous version (no
+    index entries) are walked by the sweep, a page of a kind per tick; then the open one is
+    redriven and the finished one, past the horizon, deleted. After it, a tick reads one mark."""
+    d = Driver(tmp_path)
+    for status in ("accepted", "done"):
+        key = journal.key("legacy", status)
+        d.raw_tables.insert(journal.TABLE, "command", key, {"kind": "command", "id": key, "key": key, "status": status,
+                                                            "received_at": 0.0, "updated_at": 0.0, "claim_until": 0.0})
+    done = [d.sweep() for _ in range(len(journal.KINDS) + 1)]
+    assert sum(t["commands"] for t in done) == 1 and sum(t["deleted"] for t in done) == 1, done
+    (left,) = journal.list_records(d.raw_tables, "command")
+    assert left["key"] == journal.key("legacy", "accepted") and left["attempts"] == 1
+    assert d.raw_tables.get(repair.STATE, "repair", "indexes").data == {"done": True}  # type: ignore[union-attr]
