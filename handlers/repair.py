@@ -14,7 +14,8 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
   started; the step's sequence number makes a late original harmless.
 
 Open events and commands are found through the journal's open index (shared.journal, J5), so
-a tick reads the open work and the leases, never the finished history.
+a tick reads the open work and the leases, never the finished history. Records written before
+the indexes existed get their entries from a one-off migration, a page per tick.
 
 Then retention. Finished records older than ``RECORD_RETENTION_DAYS`` go every tick, oldest
 first through the journal's done index, up to ``_RECORD_BATCHES`` transactions of
