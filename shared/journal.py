@@ -26,8 +26,10 @@ Invariants (tests/test_journal.py, tests/test_rollout_engine.py):
 - J3: a non-terminal record whose claim has expired is found by :func:`stale` (the sweep).
 - J4: storage per rejected anonymous request is bounded (shared.rejections), not per request.
 - J5: a record is open exactly while its ``~open:`` index entry exists, and terminal exactly
-  while its ``~done:`` entry does (one transaction moves both), so the sweep and retention read
-  O(open work) and O(records due) entities, whatever the finished history (tests/test_history.py).
+  while its ``~done:`` entry does (one transaction moves both; the one exception, an open entry
+  the migration (:func:`backfill`) wrote for a record that closed meanwhile, is removed by
+  :func:`stale`), so the sweep and retention read O(open work) and O(records due) entities,
+  whatever the finished history (tests/test_history.py).
 """
 
 from __future__ import annotations
