@@ -30,7 +30,7 @@ from shared.monitoring import store as monitor_store
 from shared.monitoring.decide import Figure
 from shared.policy import load_policy
 from shared.settings import APP_ROOT
-from shared.tables import Entity, Page, TableService
+from shared.tables import Entity, Page, RowRange, TableService
 from shared.tables.sqlite import SqliteTableService
 
 HOUR = 3600.0
@@ -54,8 +54,8 @@ class Counted:
         return self.inner.get(table, partition_key, row_key)
 
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = 1000,
-                   continuation: str | None = None) -> Page:
-        got = self.inner.query_page(table, partition_key, limit=limit, continuation=continuation)
+                   continuation: str | None = None, rows: RowRange | None = None) -> Page:
+        got = self.inner.query_page(table, partition_key, limit=limit, continuation=continuation, rows=rows)
         self.entities, self.pages = self.entities + len(got.entities), self.pages + 1
         return got
 

@@ -14,9 +14,18 @@ in Azure, reference azure-functions.md §2.3), so the product does not wait for 
   started (a step whose message was lost after its commit, or whose worker died holding its
   claim, which expires); the step claim (shared.rollouts L5) makes a late original harmless.
 
-Then retention: finished records, monitor decisions and judged windows older than
-``RECORD_RETENTION_DAYS`` and finished rollouts and analysis runs older than ``ROLLOUT_RETENTION_DAYS`` are deleted,
-a bounded number per tick, at most hourly.
+Open events and commands are found through the journal's open index (shared.journal, J5), so
+a tick reads the open work and the leases, never the finished history. Records written before
+the indexes existed get their entries from a one-off migration, a page per tick.
+
+Then retention. Finished records older than ``RECORD_RETENTION_DAYS`` go every tick, oldest
+first through the journal's done index, up to ``_RECORD_BATCHES`` transactions of
+``journal.BATCH`` records per kind: 1,000 per kind per tick, 120,000 an hour at a 30 s tick,
+far above what the product writes (the monitor's 48 a day per environment is 600 an hour at
+300 environments), so a backlog drains and the journal stays at the horizon's size. Monitor
+decisions and judged windows older than ``RECORD_RETENTION_DAYS`` and finished rollouts and
+analysis runs older than ``ROLLOUT_RETENTION_DAYS`` are deleted a bounded number per endpoint, at
+most hourly.
 With the sweep every 30 s, claims of 45 s and a grace of 30 s, everything accepted reaches
 a terminal state within about 2 minutes of a restart (tests/test_crash_recovery.py).
 """
@@ -40,6 +49,7 @@ from shared.queues import COMMANDS_QUEUE, enqueue
 STATE = "watermarks"
 _RETENTION_EVERY = 3600.0
 _RETENTION_BATCH = 200
+_RECORD_BATCHES = 20
 
 
 def tick(deps: Deps) -> dict[str, int]:
@@ -117,13 +127,43 @@ def _rollouts(deps: Deps, now: float) -> int:
 
 
 def _retention(deps: Deps, now: float) -> int:
+    _index_old_records(deps)
+    return _expire_records(deps, now) + _expire_history(deps, now)
+
+
+def _index_old_records(deps: Deps) -> None:
+    """The one-off migration of records written before the journal's indexes (J5): a page of a
+    kind per tick, from a cursor kept in the state table, until every kind is done; then one
+    point read per tick."""
+    mark = deps.tables.get(STATE, "repair", "indexes")
+    at = mark.data if mark else {"kind": 0, "continuation": None}
+    if at.get("done"):
+        return
+    token = journal.backfill(deps.tables, journal.KINDS[at["kind"]], at["continuation"])
+    following = at["kind"] + (token is None)
+    deps.tables.upsert(STATE, "repair", "indexes", {"done": True} if following == len(journal.KINDS)
+                       else {"kind": following, "continuation": token})
+
+
+def _expire_records(deps: Deps, now: float) -> int:
+    """Records past the horizon, oldest first, until none is left or the tick's budget is spent."""
+    horizon = now - deps.settings.record_retention_days * 86400
+    deleted = 0
+    for kind in journal.KINDS:
+        for _ in range(_RECORD_BATCHES):
+            n = journal.delete_finished(deps.tables, kind, older_than=horizon)
+            deleted += n
+            if n < journal.BATCH:
+                break
+    return deleted
+
+
+def _expire_history(deps: Deps, now: float) -> int:
     mark = deps.tables.get(STATE, "repair", "retention")
     if mark and now - mark.data.get("at", 0) < _RETENTION_EVERY:
         return 0
     s = deps.settings
-    deleted = sum(journal.delete_finished(deps.tables, kind, older_than=now - s.record_retention_days * 86400,
-                                          limit=_RETENTION_BATCH) for kind in journal.KINDS)
-    deleted += sum(rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
+    deleted = sum(rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
                                             limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
     deleted += sum(monitor_store.delete_older(deps.tables, endpoint, older_than=now - s.record_retention_days * 86400,
                                               limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))

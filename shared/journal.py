@@ -5,6 +5,14 @@ One entity per record in the ``records`` table, partitioned by kind (``event``, 
 status (``done``, ``failed``, ``superseded``, ``rejected``, ``ignored``), with the reason.
 Operators page through them (``GET /api/records``).
 
+Two indexes live beside the records, in the same partition, so each is written in the same
+entity-group transaction as the record it names (Azure's batch is all or nothing within one
+partition): ``~open:<key>`` while a record is open, written with it and deleted as it closes,
+and ``~done:<finish time, ms>:<key>`` from the moment it is terminal. The sweep reads the open
+index, so its reads follow the open work, not the history; retention reads the done index from
+its oldest end up to the horizon, so it reads only what it deletes. ``~`` sorts after every
+record key (keys start with a namespace, a word), so the indexes are the partition's last rows.
+
 Keys are namespaced by who chose the identifier (:func:`key`), so a sender-chosen id can never
 collide with another sender's or with ours. A record is also the inbox entry of the work it
 asks for: it keeps the command, and a worker acts only while it holds the record's claim
@@ -17,10 +25,16 @@ Invariants (tests/test_journal.py, tests/test_rollout_engine.py):
 - J2: at most one worker holds a record's claim at a time.
 - J3: a non-terminal record whose claim has expired is found by :func:`stale` (the sweep).
 - J4: storage per rejected anonymous request is bounded (shared.rejections), not per request.
+- J5: a record is open exactly while its ``~open:`` index entry exists, and terminal exactly
+  while its ``~done:`` entry does (one transaction moves both; the one exception, an open entry
+  the migration (:func:`backfill`) wrote for a record that closed meanwhile, is removed by
+  :func:`stale`), so the sweep and retention read O(open work) and O(records due) entities,
+  whatever the finished history (tests/test_history.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -29,13 +43,27 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.redaction import redact_value
-from shared.tables import ConcurrencyConflict, Entity, EntityExists, TableService
+from shared.tables import MAX_TRANSACTION_OPS, ConcurrencyConflict, Entity, EntityExists, Op, RowRange, TableService
 
 TABLE = "records"
 KINDS = ("event", "command", "poison")
 TERMINAL = frozenset({"done", "failed", "superseded", "rejected", "ignored"})
 _MAX_EXCERPT = 2048
 _SAFE_ID = re.compile(r"[A-Za-z0-9._@=+-]{1,200}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_OPEN, _DONE = "~open:", "~done:"
+
+
+def _open_key(record_key: str) -> str:
+    return _OPEN + record_key
+
+
+def _done_key(at: float, record_key: str) -> str:
+    return f"{_DONE}{max(0, int(at * 1000)):015d}:{record_key}"
+
+
+def _is_record(entity: Entity) -> bool:
+    return not entity.row_key.startswith("~")
 
 
 def key(namespace: str, ident: str) -> str:
@@ -43,7 +71,9 @@ def key(namespace: str, ident: str) -> str:
 
     A readable ``namespace:ident`` when the id is short and plain; otherwise ``namespace~`` and
     a hash, so no id can reach a key character Azure forbids (``/ \\ # ?``, controls) or look
-    like another namespace's key."""
+    like another namespace's key. A namespace is a word, so no key sorts among the indexes."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(f"record namespace {namespace!r} is not a word")
     if _SAFE_ID.fullmatch(ident):
         return f"{namespace}:{ident}"
     return f"{namespace}~{hashlib.sha256(ident.encode('utf-8', 'surrogatepass')).hexdigest()[:40]}"
@@ -56,13 +86,15 @@ def excerpt(body: bytes) -> str:
 
 
 def record(tables: TableService, kind: str, record_key: str, status: str, **fields: Any) -> tuple[dict[str, Any], bool]:
-    """Insert a record; returns (record, created). An existing record is returned unchanged."""
+    """Insert a record and its index entry in one transaction (J5); returns (record, created). An
+    existing record is returned unchanged."""
     now = time.time()
     # What operators read never carries a credential (shared.redaction), whatever a sender put in.
     data = {"kind": kind, "id": record_key, "status": status, "received_at": now, "updated_at": now,
             **redact_value(fields), "key": record_key}
+    entry = _done_key(now, record_key) if status in TERMINAL else _open_key(record_key)
     try:
-        tables.insert(TABLE, kind, record_key, data)
+        tables.transact(TABLE, kind, [Op.insert(record_key, data), Op("upsert", entry, {"key": record_key})])
         return data, True
     except EntityExists:
         existing = tables.get(TABLE, kind, record_key)
@@ -133,9 +165,16 @@ def update(tables: TableService, kind: str, record_key: str, status: str, **fiel
             return record(tables, kind, record_key, status, **fields)[0]
         if entity.data.get("status") in TERMINAL:
             return entity.data
-        entity.data.update(redact_value(fields), status=status, updated_at=time.time())
+        now = time.time()
+        entity.data.update(redact_value(fields), status=status, updated_at=now)
         try:
-            tables.update(TABLE, entity)
+            if status in TERMINAL:  # closes: the open entry goes, the done entry comes, with it (J5)
+                # A record written before the indexes existed has no open entry to delete.
+                opened = tables.get(TABLE, kind, _open_key(record_key))
+                tables.transact(TABLE, kind, [Op.update(entity), *([Op.delete(opened)] if opened else []),
+                                              Op("upsert", _done_key(now, record_key), {"key": record_key})])
+            else:
+                tables.update(TABLE, entity)
             return entity.data
         except ConcurrencyConflict:
             continue
@@ -151,7 +190,7 @@ def list_records(tables: TableService, kind: str | None = None, status: str | No
     """Every record (of a kind, with a status), oldest first: for tests and the demo, whose
     journals are small. Operators page with :func:`page`."""
     filters = {"status": status} if status else {}
-    rows = [e.data for e in tables.query(TABLE, kind, **filters)]
+    rows = [e.data for e in tables.query(TABLE, kind, **filters) if _is_record(e)]
     return sorted(rows, key=lambda r: r.get("received_at", 0))
 
 
@@ -160,24 +199,60 @@ def page(tables: TableService, kind: str | None, status: str | None, *, limit: i
     """One page of records in key order, filtered by status. A page may hold fewer than
     ``limit`` records when the filter drops some; the token continues after them."""
     got = tables.query_page(TABLE, kind, limit=limit, continuation=continuation)
-    rows = [e.data for e in got.entities if status is None or e.data.get("status") == status]
+    rows = [e.data for e in got.entities if _is_record(e) and (status is None or e.data.get("status") == status)]
     return rows, got.continuation
 
 
 def stale(tables: TableService, kind: str, *, now: float) -> list[dict[str, Any]]:
-    """Open records whose claim has expired: their worker is gone or their message is lost (J3)."""
-    return [e.data for e in tables.query(
-        TABLE, kind, where=lambda d: d.get("status") not in TERMINAL and (d.get("claim_until") or 0) <= now)]
+    """Open records whose claim has expired: their worker is gone or their message is lost (J3).
+    Reads the open index and the records it names: O(open work), not O(history) (J5)."""
+    found = []
+    for entry in tables.query(TABLE, kind, rows=RowRange.prefix(_OPEN)):
+        rec = get(tables, kind, entry.data["key"])
+        if rec is None or rec.get("status") in TERMINAL:  # left by :func:`backfill` racing a close
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(TABLE, entry)
+        elif (rec.get("claim_until") or 0) <= now:
+            found.append(rec)
+    return found
 
 
-def delete_finished(tables: TableService, kind: str, *, older_than: float, limit: int) -> int:
-    """Retention: delete up to ``limit`` terminal records last changed before ``older_than``."""
-    deleted = 0
-    for e in tables.query(TABLE, kind, where=lambda d: d.get("status") in TERMINAL
-                          and (d.get("updated_at") or 0) < older_than)[:limit]:
-        try:
-            tables.delete(TABLE, e)
-            deleted += 1
-        except ConcurrencyConflict:
-            continue
-    return deleted
+def backfill(tables: TableService, kind: str, continuation: str | None) -> str | None:
+    """One page of the migration to the indexes: give the records of ``kind`` on the page at
+    ``continuation`` the entry of their state, as records written before the indexes existed
+    have none; returns where the next page starts, None after the last. Entries are upserted, so
+    a page done twice is harmless; an open entry written for a record that closed meanwhile is
+    removed by :func:`stale`."""
+    got = tables.query_page(TABLE, kind, continuation=continuation, rows=RowRange("", "~"))  # records only
+    ops = [Op("upsert", _done_key(e.data.get("updated_at") or 0, e.row_key) if e.data.get("status") in TERMINAL
+              else _open_key(e.row_key), {"key": e.row_key}) for e in got.entities]
+    for i in range(0, len(ops), MAX_TRANSACTION_OPS):
+        tables.transact(TABLE, kind, ops[i:i + MAX_TRANSACTION_OPS])
+    return got.continuation
+
+
+BATCH = MAX_TRANSACTION_OPS // 2  # a record and its done entry per pair, one transaction per batch
+
+
+def delete_finished(tables: TableService, kind: str, *, older_than: float) -> int:
+    """Retention: delete the oldest (at most :data:`BATCH`) terminal records that ended before
+    ``older_than``, each with its done entry, in one transaction; returns how many. Reads the
+    done index from its oldest end, so it reads only what it deletes (J5)."""
+    due = tables.query_page(TABLE, kind, limit=BATCH, rows=RowRange(_DONE, _done_key(older_than, ""))).entities
+    if not due:
+        return 0
+    try:
+        tables.transact(TABLE, kind, [op for e in due for op in (Op("delete", e.data["key"]), Op.delete(e))])
+        return len(due)
+    except ConcurrencyConflict:  # a record already gone (deleted by hand): each pair on its own
+        return sum(_delete_one(tables, kind, e) for e in due)
+
+
+def _delete_one(tables: TableService, kind: str, entry: Entity) -> int:
+    try:
+        tables.transact(TABLE, kind, [Op("delete", entry.data["key"]), Op.delete(entry)])
+        return 1
+    except ConcurrencyConflict:
+        with contextlib.suppress(ConcurrencyConflict):
+            tables.delete(TABLE, entry)
+        return 0

@@ -112,8 +112,8 @@ class FaultyTables(TableService):
     def transact(self, table, partition_key, ops: list[Op]):
         return self._write(f"transact {table}", self.inner.transact, table, partition_key, ops)
 
-    def query_page(self, table, partition_key=None, *, limit=1000, continuation=None) -> Page:
-        return self.inner.query_page(table, partition_key, limit=limit, continuation=continuation)
+    def query_page(self, table, partition_key=None, *, limit=1000, continuation=None, rows=None) -> Page:
+        return self.inner.query_page(table, partition_key, limit=limit, continuation=continuation, rows=rows)
 
 
 class FaultyQueues(QueueService):

@@ -88,7 +88,7 @@ def test_a_failure_at_every_storage_write_and_enqueue_still_ends_healthy(tmp_pat
             assert d.registry.aliases.get("Champion") == "3"
         except AssertionError as exc:
             raise AssertionError(f"fault at write {at} ({d.faults.fired}): {exc}") from exc
-    assert {"insert", "update", "transact", "send"} <= kinds, kinds
+    assert {"transact", "update", "upsert", "send"} <= kinds, kinds  # a record opens and closes by transaction
 
 
 def test_a_superseded_reconcile_rollout_never_wedges_the_lease(tmp_path: Path) -> None:
@@ -310,7 +310,7 @@ def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
     d = Driver(tmp_path)
     reconcile(d)  # nothing is registered: it would end "nothing to serve"
     inner = d.deps.tables.inner
-    real_update, real_get = inner.update, inner.get
+    real_update, real_get, real_transact = inner.update, inner.get, inner.transact
 
     def records_cannot_be_updated(table, entity):
         if table == journal.TABLE and entity.partition_key == "command":
@@ -322,12 +322,18 @@ def test_a_poisoned_command_closes_its_original_record(tmp_path: Path) -> None:
             raise StorageFault("table service unavailable")
         return real_get(table, partition_key, row_key)
 
+    def records_cannot_be_closed(table, partition_key, ops):  # a record closes by a transaction with an update
+        if table == journal.TABLE and partition_key == "command" and any(op.kind == "update" for op in ops):
+            raise StorageFault("table service unavailable")
+        return real_transact(table, partition_key, ops)
+
     inner.update, inner.get = records_cannot_be_updated, records_cannot_be_read
+    inner.transact = records_cannot_be_closed
     for _ in range(6):
         d.clock.now += 60
         assert d.step()
     assert len(d.poisoned) == 1
-    inner.update, inner.get = real_update, real_get
+    inner.update, inner.get, inner.transact = real_update, real_get, real_transact
     d.run()
     (cmd,) = [r for r in d.records() if r["kind"] == "command"]
     (poison,) = [r for r in d.records() if r["kind"] == "poison"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.tables import ConcurrencyConflict, Page, TableService
+from shared.tables import ConcurrencyConflict, Page, RowRange, TableService
 
 ANALYSES = "analyses"
 
@@ -35,8 +35,9 @@ def get(tables: TableService, endpoint: str, analysis: str) -> dict[str, Any] | 
 
 
 def for_rollout(tables: TableService, endpoint: str, rollout: str) -> list[dict[str, Any]]:
-    """The rollout's runs in order (the row keys sort by stage, then run)."""
-    return [e.data for e in tables.query(ANALYSES, endpoint) if e.row_key.startswith(rollout + "~")]
+    """The rollout's runs in order (the row keys sort by stage, then run): the range of row keys
+    that start with ``<rollout>~``, so the endpoint's other rollouts' runs are never read."""
+    return [e.data for e in tables.query(ANALYSES, endpoint, rows=RowRange.prefix(rollout + "~"))]
 
 
 def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None) -> Page:

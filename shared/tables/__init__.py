@@ -6,7 +6,12 @@ fail when the ETag no longer matches (HTTP 412), insert that fails when the enti
 (HTTP 409). That optimistic concurrency is what the endpoint lease and the rollout state
 machine rely on. An entity-group transaction (``transact``) applies several writes to one
 partition of one table all or nothing, as Azure's batch does (at most 100 operations, each
-entity once). Listing pages by continuation token, as Azure returns ``x-ms-continuation``.
+entity once). Listing pages by continuation token, as Azure returns ``x-ms-continuation``,
+optionally over a range of row keys in one partition: Azure serves a filter on
+``PartitionKey eq`` and ``RowKey ge/lt`` as a range scan of the index, reading only the range
+("Design for querying", Azure Table storage design guide,
+https://learn.microsoft.com/azure/storage/tables/table-storage-design-for-query), so a range is
+how a query stays bounded by what it asks for rather than by the partition's history.
 """
 
 from __future__ import annotations
@@ -70,6 +75,24 @@ class Page:
     continuation: str | None  # None: this was the last page
 
 
+@dataclass(frozen=True)
+class RowRange:
+    """Row keys ``start <= key < stop`` of one partition."""
+
+    start: str
+    stop: str
+
+    @classmethod
+    def prefix(cls, prefix: str) -> RowRange:
+        """Every row key that starts with ``prefix`` (not empty)."""
+        return cls(prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+
+
+def check_range(partition_key: str | None, rows: RowRange | None) -> None:
+    if rows is not None and partition_key is None:
+        raise ValueError("a row key range is of one partition: name it")
+
+
 class TableService(ABC):
     @abstractmethod
     def insert(self, table: str, partition_key: str, row_key: str, data: dict[str, Any]) -> Entity:
@@ -97,17 +120,18 @@ class TableService(ABC):
 
     @abstractmethod
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
-                   continuation: str | None = None) -> Page:
-        """Up to ``limit`` entities in key order (partition, then row), from ``continuation`` on."""
+                   continuation: str | None = None, rows: RowRange | None = None) -> Page:
+        """Up to ``limit`` entities in key order (partition, then row), from ``continuation`` on;
+        with ``rows``, only those of ``partition_key`` whose row key is in that range."""
 
-    def query(self, table: str, partition_key: str | None = None, *,
+    def query(self, table: str, partition_key: str | None = None, *, rows: RowRange | None = None,
               where: Callable[[dict[str, Any]], bool] | None = None, **equals: Any) -> list[Entity]:
-        """Every entity of a partition (or of the table) whose fields equal ``equals``, by keys.
-        Reads page after page: use it where the set is bounded by design."""
+        """Every entity of a partition (or of the table, or of a row range) whose fields equal
+        ``equals``, by keys. Reads page after page: use it where the set is bounded by design."""
         out: list[Entity] = []
         token: str | None = None
         while True:
-            page = self.query_page(table, partition_key, continuation=token)
+            page = self.query_page(table, partition_key, continuation=token, rows=rows)
             out.extend(e for e in page.entities
                        if all(e.data.get(k) == v for k, v in equals.items()) and (where is None or where(e.data)))
             token = page.continuation

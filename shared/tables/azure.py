@@ -28,7 +28,9 @@ from shared.tables import (
     EntityExists,
     Op,
     Page,
+    RowRange,
     TableService,
+    check_range,
     check_transaction,
     continuation_keys,
     continuation_token,
@@ -166,7 +168,8 @@ class AzureTableService(TableService):
                 for op, meta in zip(ops, results, strict=True) if op.kind != "delete"}
 
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
-                   continuation: str | None = None) -> Page:
+                   continuation: str | None = None, rows: RowRange | None = None) -> Page:
+        check_range(partition_key, rows)
         limit = max(1, min(limit, MAX_PAGE))
         token = dict(zip(("PartitionKey", "RowKey"), continuation_keys(continuation), strict=True)) \
             if continuation else None
@@ -175,11 +178,14 @@ class AzureTableService(TableService):
             if partition_key is None:
                 pages = client.list_entities(results_per_page=limit).by_page(continuation_token=token)
             else:
-                pages = client.query_entities("PartitionKey eq @pk", parameters={"pk": partition_key},
+                where, params = "PartitionKey eq @pk", {"pk": partition_key}
+                if rows is not None:  # served as a range of the (PartitionKey, RowKey) index
+                    where += " and RowKey ge @start and RowKey lt @stop"
+                    params.update(start=rows.start, stop=rows.stop)
+                pages = client.query_entities(where, parameters=params,
                                               results_per_page=limit).by_page(continuation_token=token)
-            rows = list(next(pages, []))
-            return rows, pages.continuation_token
+            return list(next(pages, [])), pages.continuation_token
 
-        rows, following = self._run(table, page)
+        found, following = self._run(table, page)
         token_out = continuation_token(following["PartitionKey"], following["RowKey"]) if following else None
-        return Page([_entity(r) for r in rows], token_out)
+        return Page([_entity(r) for r in found], token_out)

@@ -20,7 +20,9 @@ from shared.tables import (
     EntityExists,
     Op,
     Page,
+    RowRange,
     TableService,
+    check_range,
     check_transaction,
     continuation_keys,
     continuation_token,
@@ -92,23 +94,27 @@ class SqliteTableService(TableService):
         return out
 
     def query_page(self, table: str, partition_key: str | None = None, *, limit: int = MAX_PAGE,
-                   continuation: str | None = None) -> Page:
+                   continuation: str | None = None, rows: RowRange | None = None) -> Page:
+        check_range(partition_key, rows)
         limit = max(1, min(limit, MAX_PAGE))
         sql = "SELECT pk, rk, data, etag FROM table_entities WHERE tbl = ?"
         args: list[Any] = [table]
         if partition_key is not None:
             sql += " AND pk = ?"
             args.append(partition_key)
+        if rows is not None:
+            sql += " AND rk >= ? AND rk < ?"
+            args += [rows.start, rows.stop]
         if continuation:
             pk, rk = continuation_keys(continuation)
             sql += " AND (pk > ? OR (pk = ? AND rk > ?))"
             args += [pk, pk, rk]
         with self.db.transaction(savepoint=False) as conn:
-            rows = conn.execute(sql + " ORDER BY pk, rk LIMIT ?", [*args, limit + 1]).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        entities = [Entity(pk, rk, _decode(data), etag) for pk, rk, data, etag in rows]
-        token = continuation_token(rows[-1][0], rows[-1][1]) if more else None
+            found = conn.execute(sql + " ORDER BY pk, rk LIMIT ?", [*args, limit + 1]).fetchall()
+        more = len(found) > limit
+        found = found[:limit]
+        entities = [Entity(pk, rk, _decode(data), etag) for pk, rk, data, etag in found]
+        token = continuation_token(found[-1][0], found[-1][1]) if more else None
         return Page(entities, token)
 
     @staticmethod
