@@ -42,6 +42,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared import redaction
 from shared.redaction import redact_value
 from shared.tables import MAX_TRANSACTION_OPS, ConcurrencyConflict, Entity, EntityExists, Op, RowRange, TableService
 
@@ -80,9 +81,9 @@ def key(namespace: str, ident: str) -> str:
 
 
 def excerpt(body: bytes) -> str:
-    """What we keep of a rejected body: enough to diagnose, never unbounded."""
-    text = body[:_MAX_EXCERPT].decode("utf-8", errors="replace")
-    return text + ("…" if len(body) > _MAX_EXCERPT else "")
+    """What we keep of a rejected body: enough to diagnose, never unbounded, and redacted before
+    it is cut (shared.redaction.excerpt), so a credential across the cut is masked whole."""
+    return redaction.excerpt(body, _MAX_EXCERPT) + ("…" if len(body) > _MAX_EXCERPT else "")
 
 
 def record(tables: TableService, kind: str, record_key: str, status: str, **fields: Any) -> tuple[dict[str, Any], bool]:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from local.services import ensure_mariadb, ensure_postgres
 from reactor.backend import BackendError
 from reactor.http_backend import HttpBackend
-from shared import rejections
+from shared import journal, rejections
 from shared.online_store import OnlineStore, OnlineStoreError
 from shared.online_store import redact as redact_store_url
 from shared.redaction import MASK, redact, url_secrets
@@ -209,6 +209,17 @@ def test_a_secret_the_excerpt_cut_would_split_is_masked_whole(tmp_path) -> None:
     assert echoes(sample["excerpt"], "hunter2hunter2") == [] and len(sample["excerpt"]) <= rejections._EXCERPT
     stored = tables.get(rejections.TABLE, "401", "sample-001").data
     assert echoes(stored["excerpt"], "hunter2hunter2") == []
+
+
+def test_a_rejected_record_masks_a_secret_its_excerpt_cut_would_split(tmp_path) -> None:
+    """The journal keeps an excerpt of a body it rejected: a credential across its cut is masked."""
+    tables = open_tables(f"sqlite:///{tmp_path / 'state.db'}")
+    pad = "x" * (journal._MAX_EXCERPT - len('{"pad": "", "password": "') - 4)
+    body = json.dumps({"pad": pad, "password": "hunter2hunter2"}).encode()
+    excerpt = journal.excerpt(body)
+    assert echoes(excerpt, "hunter2hunter2") == [] and excerpt.endswith("…")
+    journal.record(tables, "command", journal.key("msg", "m1"), "rejected", excerpt=excerpt)
+    assert echoes(json.dumps(journal.get(tables, "command", journal.key("msg", "m1"))), "hunter2hunter2") == []
 
 
 def test_samples_kept_before_redaction_are_served_redacted(tmp_path) -> None:
