@@ -52,7 +52,8 @@ HTTP ([library])
 
 Keys and auth levels ([library])
     Each HTTP function's ``auth_level`` is enforced as in Azure, after routing and before the
-    invocation ([V-src] azure-functions-host ``AuthenticationLevelHandler``): ANONYMOUS needs
+    invocation (azure-functions-host's ``AuthenticationLevelHandler``,
+    https://github.com/Azure/azure-functions-host): ANONYMOUS needs
     no key; FUNCTION takes a key of that function, a host key or the master key; ADMIN takes
     only the master key. The key is the ``x-functions-key`` header or, when that header is
     absent, the ``code`` query parameter. A request without a valid key gets 401 with an empty
@@ -64,7 +65,7 @@ Keys and auth levels ([library])
     by default, or files, Key Vault, Kubernetes secrets), never in app settings. Locally the
     key store is read from settings (``local.settings.json`` ``Values`` or the environment)
     named ``LocalKeyStore.<entry>``, where ``<entry>`` is the entry name the host reads from
-    its Kubernetes/Container Apps key store ([V-src] ``ContainerAppsSecretsRepository``):
+    its Kubernetes/Container Apps key store (the host's ``ContainerAppsSecretsRepository``):
     ``host.master`` (the master key), ``host.function.<keyName>`` (host keys) and
     ``functions.<function>.<keyName>`` (keys of one function; the name is case-insensitive).
     As the host does when its key store is empty, a missing master key and a missing

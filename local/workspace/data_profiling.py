@@ -43,8 +43,8 @@ present; NULL when there are none or no ``label_column``. Classification: ``accu
 ``precision``/``recall``/``f1_score`` as structs ``{macro, weighted}`` [3P: ``.weighted`` and
 ``.macro`` seen in real queries] over the union of label and predicted classes, a class with no
 predictions (or no labels) scoring 0 (scikit-learn's ``zero_division=0``) [INF]. Regression:
-``mean_squared_error``, ``root_mean_squared_error``, ``mean_absolute_error`` [INF: the reference
-recalls the docs spelling ``mean_average_error``, unverified] and ``r2_score`` (NULL when the
+``mean_squared_error``, ``root_mean_squared_error``, ``mean_absolute_error`` [INF: the docs'
+spelling may be ``mean_average_error``, unverified] and ``r2_score`` (NULL when the
 labels are constant). Only the columns of the monitor's problem type exist.
 
 Drift metrics. ``CONSECUTIVE`` compares a window with the window just before it (its end

@@ -59,7 +59,7 @@ SERVED_ENTITIES_KIND = "SERVED_ENTITIES"
 SERVED_ENTITIES = "system.serving.served_entities"
 
 # Payloads larger than this are logged as NULL with MAX_REQUEST/RESPONSE_SIZE_EXCEEDED.
-# The real limit is not documented in the reference; 1 MiB is a local choice [INF].
+# The real limit is not documented; 1 MiB is a local choice [INF].
 MAX_PAYLOAD_CHARS = 1024 * 1024
 
 

@@ -82,7 +82,7 @@ log = logging.getLogger("local.workspace.serving")
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 # At most 10 served entities per endpoint (the SDK's docstring).
 MAX_SERVED_ENTITIES = 10
-# Registered-model versions are positive integers in both registries [INF: not in the reference].
+# Registered-model versions are positive integers in both registries [INF: not documented].
 _VERSION = re.compile(r"^[1-9][0-9]*$")
 
 READY = "READY"
