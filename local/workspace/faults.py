@@ -1,7 +1,8 @@
 """Fault injection for the local workspace (docs/architecture.md, "The local workspace").
 
 The faults imitate what the Databricks control plane does under load or during incidents,
-so that the app's retry and rollback paths can be exercised on one machine:
+so that the app's retry and rollback paths can be exercised on one machine (what the SDK retries:
+``databricks/sdk/retries.py`` and ``_base_client.py`` in https://github.com/databricks/databricks-sdk-py):
 
 - ``latency_ms``: extra time added to every API call.
 - ``provisioning_seconds``: how long a config update stays ``IN_PROGRESS`` before it settles

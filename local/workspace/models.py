@@ -1,7 +1,8 @@
 """Loading registered MLflow models and scoring them with the MLflow scoring protocol.
 
 A Databricks custom-model serving endpoint builds a container from the registered model
-version and answers ``/invocations`` with MLflow's pyfunc scoring server.
+version and answers ``/invocations`` with MLflow's pyfunc scoring server
+(``mlflow/pyfunc/scoring_server``, https://github.com/mlflow/mlflow).
 Here the model version is looked up in the MLflow registry given to the workspace, its
 artifacts are downloaded into the data directory, and it is loaded with
 ``mlflow.pyfunc.load_model``; scoring goes through ``mlflow.pyfunc.scoring_server.invocations``
