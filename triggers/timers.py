@@ -1,7 +1,7 @@
 """Timer triggers. Schedules come from app settings (``%NAME%``), NCRONTAB with seconds first.
 
 The handlers are imported inside each function, on its first call, not when the worker
-indexes the app (cold start: Microsoft Learn, "Azure Functions Python developer guide",
+indexes the app (cold start: Microsoft Learn, "Python developer reference for Azure Functions",
 https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python).
 """
 
