@@ -1,8 +1,7 @@
 """The Azure Functions Python worker's own indexer reads ``function_app.py`` as Azure will.
 
 On Python 3.13 the host loads the worker code from ``azure-functions-runtime`` (Microsoft Learn, "Python
-developer reference
-for Azure Functions",
+developer reference for Azure Functions",
 https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python; the package:
 https://pypi.org/project/azure-functions-runtime/). A test calls its indexer as the worker does
 (https://github.com/Azure/azure-functions-python-worker, ``loader.py``): ``load_binding_registry``,
