@@ -9,8 +9,10 @@ fixed 1 h window (12:00-13:00 UTC), its three statements polled as the app's nex
 after one untimed statement (the arms of another hour), so the warehouse has opened the table's
 files.
 
-Data: an AI Gateway payload table (``local.workspace.inference_table.schema``, reference
-databricks-api.md §1.7) of ``--sizes`` rows, two served entities (a canary at 10 %, the champion
+Data: an AI Gateway payload table (``local.workspace.inference_table.schema``, after
+Databricks, "Monitor served models using AI Gateway-enabled inference tables",
+https://docs.databricks.com/aws/en/ai-gateway/inference-tables) of ``--sizes`` rows, two served entities
+(a canary at 10 %, the champion
 at 90 %) over one day, appended in time order as the inference table receives them, in chunks of
 at most 1 M rows. Each request is one taxi record in ``dataframe_records``; 99 % answer 200 with
 one prediction, 0.5 % (candidate 1 %) 500, the rest 400; execution times are gamma-distributed,

@@ -1,7 +1,8 @@
 """Benchmark: what ``import function_app`` costs a fresh interpreter, next to ``import azure.functions``.
 
 The worker imports ``function_app`` to index the app, so that import is paid at every cold
-start (reference azure-functions.md §6). Each run is a new interpreter that times its case's
+start (Microsoft Learn, "Python developer reference for Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python).
+Each run is a new interpreter that times its case's
 statements with ``perf_counter`` (interpreter start-up excluded, reported apart); the cases alternate run
 by run, so a busy moment on the machine falls on all of them alike. A third case adds the
 handler modules, which the triggers import on their first call: the cost that moved from

@@ -1,5 +1,5 @@
 """Benchmark: one drift check of a current window against its reference, three ways, side by side
-in one run (reference monitoring.md §1, §6; ``shared.drift``):
+in one run (``shared.drift``; Evidently, https://github.com/evidentlyai/evidently; scipy):
 
 - this product: ``shared.drift`` by SQL pushdown. The warehouse is the local workspace
   (``python -m local.workspace``, DuckDB over Delta tables) in its own process; the checking
@@ -27,7 +27,7 @@ Verdicts, made the same way for every method so they can agree:
 
 - numeric: normalised Wasserstein W1 / max(std_pop(reference), 0.001) >= 0.1, Evidently's
   default test and threshold for a numeric column with more than 1 000 reference values and
-  more than 5 distinct values (monitoring.md §1);
+  more than 5 distinct values (its ``stattests/registry.py``);
 - categorical: Jensen-Shannon distance >= 0.1 in natural-log units, Evidently's default; this
   product and scipy report base 2, so their threshold is 0.1 / sqrt(ln 2) = 0.1201;
 - and, for this product and scipy only, the p-value tests: KS p <= 0.05 (numeric) and

@@ -10,9 +10,10 @@ A decision that calls for retraining submits a ``retrain`` command, recorded bef
 (docs/architecture.md principle 5). ``retrain`` launches the job with ``jobs.run_now`` and an idempotency
 token derived from (model, environment, serving version, triggering window), so however often
 the decision or the command is repeated, Databricks launches one run ("exactly one run is
-launched with that idempotency token", reference databricks-api.md §3.1); never while a run of
-the job is active (``list_runs(active_only=True)``, §3.3); then follows the run by re-enqueueing
-until it is terminal (TERMINATED, SKIPPED or INTERNAL_ERROR, §3.2) and records its outcome: a
+launched with that idempotency token", Databricks REST API, "Trigger a new job run",
+https://docs.databricks.com/api/workspace/jobs/runnow); never while a run of the job is active
+(``list_runs(active_only=True)``); then follows the run by re-enqueueing until it is terminal
+(TERMINATED, SKIPPED or INTERNAL_ERROR) and records its outcome: a
 run that did not succeed is a recorded alert. The version the job registers carries the tag
 ``reactor.decision`` and comes back through the webhook or the watcher like any other.
 """
@@ -239,7 +240,7 @@ def _previous_version(deps: Deps, endpoint: str, version: str, within: float, no
 
 def idempotency_token(job_id: int, model: str, environment: str, version: str | None, window_start: float | None,
                       fallback: str) -> str:
-    """≤ 64 characters (reference §3.1), the same for the same (job, model, environment, version,
+    """≤ 64 characters (as ``run_now`` takes it), the same for the same (job, model, environment, version,
     window); without a window (a ``retrain`` from another system), the command's record key
     stands for the window. Tokens are looked up across the workspace, hence the job in it."""
     basis = f"{job_id}\n{model}\n{environment}\n" + (f"{version}\n{window_start}" if window_start is not None

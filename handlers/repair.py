@@ -1,8 +1,10 @@
 """Repair sweep (timer ``%REACTOR_REPAIR_SCHEDULE%``): hands on work whose worker is gone.
 
 Messages are hints; the records and rollout rows are the truth (docs/architecture.md principles 1, 3, 5).
-A host killed mid-message keeps that message invisible for its receive timeout (10 minutes
-in Azure, reference azure-functions.md §2.3), so the product does not wait for it:
+A host killed mid-message keeps that message invisible for its receive timeout (10 minutes in Azure: Microsoft
+Learn, "Azure Queue storage trigger for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger), so the
+product does not wait for it:
 
 - an open event whose claim expired (its reconcile may never have been sent) gets its
   reconcile sent again; the command's id is the event's, so it is acted on once;

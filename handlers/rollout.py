@@ -68,7 +68,8 @@ _SUPERSEDABLE = frozenset({"resolve", "validate", "features"})
 # Steps where the endpoint may carry the candidate: trouble there restores the previous config.
 _ON_ENDPOINT = frozenset({"deploy", "wait_deploy", "smoke", "shift", "wait_shift", "bake", "analyze", "promote"})
 _MAX_STEP_ERRORS = 5
-# Argo Rollouts retries a measurement that errored after 10 s, not after the interval (§1.4).
+# Argo Rollouts retries a measurement that errored after 10 s, not after the interval
+# (``DefaultErrorRetryInterval`` in ``analysis/analysis.go``, https://github.com/argoproj/argo-rollouts).
 _ERROR_RETRY_SECONDS = 10.0
 # A bake longer than this is looked at again after it: a queue message waits at most 7 days.
 _MAX_AFTER = 86400.0
@@ -301,7 +302,8 @@ def step_shift(ctx: StepContext) -> Transition:
     fields: dict[str, Any] = {"shift": cfg}
     notes = []
     if weight < 100:
-        # The champion's fallback would retry the candidate's failures and hide them (§5.1).
+        # The champion's fallback would retry the candidate's failures and hide them (Terraform provider
+        # for Databricks, "databricks_model_serving", ``fallback_config``).
         if ctx.row.get("fallback_on"):
             serving.set_fallback(ctx.w, ctx.endpoint, False)
             notes.append("AI Gateway fallback off")
@@ -363,7 +365,8 @@ def _limits(ctx: StepContext) -> runs.Limits:
 
 def step_analyze(ctx: StepContext) -> Transition:
     """One measurement of the step's analysis run, over [shifted_at, now - delivery delay), and
-    what its phase means for the rollout (Argo Rollouts, reference §1.5): Successful → the next
+    what its phase means for the rollout (Argo Rollouts,
+    https://argoproj.github.io/argo-rollouts/features/analysis/): Successful → the next
     stage; Failed or Error → rollback; Inconclusive → pause, extend or fail as the policy says."""
     from shared.statements import StatementFailed
 

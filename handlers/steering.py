@@ -1,6 +1,6 @@
 """Operators steer a rollout: ``promote``, ``pause``, ``resume``, ``abort``, ``rollback`` (Argo
-Rollouts' promote / promote --full / pause / abort / undo, reference progressive-delivery.md
-§1.1 and §1.6), sent on the commands queue like any command.
+Rollouts' promote / promote --full / pause / abort / undo; Argo Rollouts, "Kubectl Plugin",
+https://argoproj.github.io/argo-rollouts/features/kubectl-plugin/), sent on the commands queue like any command.
 
 Each one is a conditional write of the rollout row (the same ETag check as a step's, so it
 serialises with the steps), and names the command that made it in ``steered``: a redelivered
@@ -121,7 +121,7 @@ def _decide(cmd: Steering, row: dict[str, Any], stages: int) -> Change:
             raise Refused(f"rollout {row['id']} is not paused (step {s})")
         if paused.get("awaiting") == "decision":
             raise Refused(f"rollout {row['id']} waits for a decision on its A/B test: send promote or abort")
-        # After an inconclusive analysis, Argo Rollouts starts a new run (reference §1.5).
+        # After an inconclusive analysis, Argo Rollouts starts a new run (https://argoproj.github.io/argo-rollouts/features/analysis/).
         return Change(f"resumed at {s}", {"paused": None, "run": None, "analysis_cursor": None})
     if isinstance(cmd, Promote):
         if s in _BEFORE_ENDPOINT | _DEPLOYING:

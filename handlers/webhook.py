@@ -13,8 +13,8 @@ record whose claim expires, and the repair sweep enqueues its reconcile (handler
 
 Requests that are not provably from a registry (no or bad signature, too large to check)
 answer 401/413 and cost bounded storage (shared.rejections), since anyone can send them.
-A signed but malformed delivery answers 400 and is recorded once per delivery id. MLflow
-retries 429 and 5xx deliveries (reference mlflow-webhooks.md), so trouble in our own storage
+A signed but malformed delivery answers 400 and is recorded once per delivery id. MLflow retries 429 and 5xx
+deliveries (MLflow, "Webhooks", https://mlflow.org/docs/latest/ml/webhooks), so trouble in our own storage
 answers 503, never 500; bad input never gets a 5xx.
 """
 

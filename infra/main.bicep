@@ -3,21 +3,21 @@
 //   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json -p databricksHost=...
 // (docs/deploy.md walks through every step).
 //
-// What this file follows (Microsoft Learn pages; the section keys are those of docs/deploy.md):
-//   §6   "Azure Functions Flex Consumption plan hosting", https://learn.microsoft.com/en-us/azure/azure-functions/flex-consumption-plan
-//   §4.1 "Guidance for developing Azure Functions" (connections), https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference
-//   §4.2 "Use Key Vault references as app settings in Azure App Service, Azure Functions, and Azure Logic Apps",
+// What this file follows (Microsoft Learn pages; the keys are those of docs/deploy.md):
+//   Flex Consumption:      "Azure Functions Flex Consumption plan hosting", https://learn.microsoft.com/en-us/azure/azure-functions/flex-consumption-plan
+//   Functions connections: "Guidance for developing Azure Functions" (connections), https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference
+//   Key Vault references: "Use Key Vault references as app settings in Azure App Service, Azure Functions, and Azure Logic Apps",
 //        https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references
-// - Flex Consumption (§6): plan sku FC1 / tier FlexConsumption, Linux only, one app per plan; the runtime and
+// - Flex Consumption: plan sku FC1 / tier FlexConsumption, Linux only, one app per plan; the runtime and
 //   its version live in `functionAppConfig.runtime`, so FUNCTIONS_WORKER_RUNTIME and
 //   FUNCTIONS_EXTENSION_VERSION are NOT app settings here (Flex rejects them); code is deployed to a blob
 //   container that the app reads with the identity named in `functionAppConfig.deployment.storage`.
-// - Identity-based host storage (§4.1): AzureWebJobsStorage__accountName + __credential=managedidentity +
+// - Identity-based host storage (Functions connections): AzureWebJobsStorage__accountName + __credential=managedidentity +
 //   __clientId (a user-assigned identity); the account allows no shared-key access at all, so there is no
 //   connection string anywhere. The host needs Storage Blob Data Owner (deployment package, host keys,
 //   timer and singleton locks) and, for the queue triggers and their -poison queues, Storage Queue Data
 //   Contributor. The app's state lives in tables of the same account: Storage Table Data Contributor.
-// - Key Vault references (§4.2): `@Microsoft.KeyVault(SecretUri=...)` app settings resolved with the
+// - Key Vault references: `@Microsoft.KeyVault(SecretUri=...)` app settings resolved with the
 //   user-assigned identity named by the site's `keyVaultReferenceIdentity`, which holds Key Vault Secrets
 //   User on the vault. A reference that cannot be resolved is handed to the app as its literal text, so
 //   both secrets are always written by this template (they are required parameters) before the app starts.

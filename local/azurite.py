@@ -1,6 +1,7 @@
 """Azurite, the Azure Storage emulator, run as a child process on free loopback ports.
 
-Started as the reference shows (azure-functions.md §4.4): in memory, telemetry off,
+Started as Microsoft Learn, "Use the Azurite emulator for local Azure Storage development"
+(https://learn.microsoft.com/en-us/azure/storage/common/storage-use-azurite) describes: in memory, telemetry off,
 ``--skipApiVersionCheck`` because azure-storage-queue 12.18 speaks a newer API version than
 Azurite 3.35 (the last release for Node 20) knows. ``./dev`` installs it from
 ``local/azurite/package.json``. Used by the storage contract tests, the Azure scenario tests,

@@ -2,36 +2,41 @@
 
 No Functions host, no Core Tools, no storage account: this module imports the app the way
 the Python worker does, asks the ``azure-functions`` library what it declared, and serves
-those triggers with the semantics the real host gives them. Section numbers below are keys for
-the public sources of each rule:
+those triggers with the semantics the real host gives them. A key in brackets names the public
+source of a rule:
 
-- §0, §1: the ``azure-functions`` library (``azure/functions/decorators/function_app.py``,
+- [library]: the ``azure-functions`` library (``azure/functions/decorators/function_app.py``,
   ``_http.py``, ``_queue.py``, ``timer.py``), https://github.com/Azure/azure-functions-python-library;
-- §2, §3: Microsoft Learn, "host.json reference for Azure Functions 2.x and later",
-  https://learn.microsoft.com/en-us/azure/azure-functions/functions-host-json, and "Azure Queue
-  storage trigger for Azure Functions",
+- [host.json]: Microsoft Learn, "host.json reference for Azure Functions 2.x and later",
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-host-json;
+- [queue trigger]: Microsoft Learn, "Azure Queue storage trigger for Azure Functions",
   https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger;
-- §4.1: Microsoft Learn, "Guidance for developing Azure Functions" (connections),
+- [timer]: Microsoft Learn, "Timer trigger for Azure Functions",
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-timer;
+- [retries]: Microsoft Learn, "Azure Functions error handling and retries",
+  https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-error-pages;
+- [connections]: Microsoft Learn, "Guidance for developing Azure Functions" (connections),
   https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference;
-- §5: the Python worker, https://github.com/Azure/azure-functions-python-worker;
-- §7: Microsoft Learn, "Troubleshoot Python errors in Azure Functions",
-  https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions;
-- §8: this runner's own rules, each derived from the sources above.
+- [worker]: the Python worker, https://github.com/Azure/azure-functions-python-worker;
+- [troubleshooting]: Microsoft Learn, "Troubleshoot Python errors in Azure Functions",
+  https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions.
 
-Startup (§1.1, §1.7, §8)
+A rule with no key is this runner's own, derived from those sources.
+
+Startup ([library])
     ``<app_dir>/local.settings.json`` ``Values`` go into ``os.environ`` (variables already
     set win; the ones we added are removed again by :meth:`LocalHost.stop`). The script
     (``function_app.py``, or the ``PYTHON_SCRIPT_FILE_NAME`` setting) is loaded from its file
     with ``importlib`` under a unique module name, so that several apps, or the same app
     twice, can run in one process; ``app_dir`` goes on ``sys.path`` so ``from shared...``
     works. Exactly one ``func.FunctionRegister`` must be at module level, and
-    ``get_functions()`` is called once (it is not idempotent, §0.2). Every function is
+    ``get_functions()`` is called once (it is not idempotent, [library]). Every function is
     checked before anything starts: trigger type (``httpTrigger``, ``timerTrigger``,
     ``queueTrigger``), other bindings (only ``http`` and ``queue`` outputs), parameter names
-    against binding names (§1.4, §7.5), schedules, ``%SETTING%`` expressions. Anything
-    unsupported or broken raises :class:`HostStartError`, as indexing fails in Azure (§7.1).
+    against binding names ([library], [worker]), schedules, ``%SETTING%`` expressions. Anything
+    unsupported or broken raises :class:`HostStartError`, as indexing fails in Azure ([troubleshooting]).
 
-HTTP (§1.2, §1.8)
+HTTP ([library])
     A ``ThreadingHTTPServer`` on 127.0.0.1, with Kestrel's listen backlog of 512 so that a
     burst of new connections is queued, not refused, serves ``/<routePrefix>/<route>`` (host.json
     ``extensions.http.routePrefix``, default ``api``). Route templates know ``{name}``,
@@ -45,9 +50,10 @@ HTTP (§1.2, §1.8)
     answers ``{"state": "Running", ...}`` for readiness checks, without a key ([I] Azure wants
     the master key there; this host keeps it open for readiness probes).
 
-Keys and auth levels (§1.1)
+Keys and auth levels ([library])
     Each HTTP function's ``auth_level`` is enforced as in Azure, after routing and before the
-    invocation ([V-src] azure-functions-host ``AuthenticationLevelHandler``): ANONYMOUS needs
+    invocation (azure-functions-host's ``AuthenticationLevelHandler``,
+    https://github.com/Azure/azure-functions-host): ANONYMOUS needs
     no key; FUNCTION takes a key of that function, a host key or the master key; ADMIN takes
     only the master key. The key is the ``x-functions-key`` header or, when that header is
     absent, the ``code`` query parameter. A request without a valid key gets 401 with an empty
@@ -59,14 +65,14 @@ Keys and auth levels (§1.1)
     by default, or files, Key Vault, Kubernetes secrets), never in app settings. Locally the
     key store is read from settings (``local.settings.json`` ``Values`` or the environment)
     named ``LocalKeyStore.<entry>``, where ``<entry>`` is the entry name the host reads from
-    its Kubernetes/Container Apps key store ([V-src] ``ContainerAppsSecretsRepository``):
+    its Kubernetes/Container Apps key store (the host's ``ContainerAppsSecretsRepository``):
     ``host.master`` (the master key), ``host.function.<keyName>`` (host keys) and
     ``functions.<function>.<keyName>`` (keys of one function; the name is case-insensitive).
     As the host does when its key store is empty, a missing master key and a missing
     ``default`` host key are generated at start (random, never printed):
     :attr:`LocalHost.function_key` and :attr:`LocalHost.master_key` give them to callers.
 
-Timers (§1.3, §7.7, §7.8, §2.4)
+Timers ([timer], [retries])
     NCRONTAB, six fields with seconds first (five-field accepted), via croniter with
     ``second_at_beginning=True``, in UTC. ``%NAME%`` schedules are read from the environment.
     TimeSpan schedules (``"01:00:00"``) are refused: they only work on a Dedicated plan.
@@ -78,12 +84,12 @@ Timers (§1.3, §7.7, §7.8, §2.4)
     (fixed or exponential) are honoured for timers, with ``context.retry_context``. An
     exception is logged, never fatal.
 
-Queues (§2.2, §2.3, §3, §4.1)
+Queues ([host.json], [queue trigger], [connections])
     host.json ``extensions.queues``: batchSize (16, 1..32), newBatchThreshold (batchSize/2:
     the Consumption value, one "processor"), maxDequeueCount (5), visibilityTimeout (0),
     maxPollingInterval (1 min, as in the table; set it in host.json for fast local runs),
     messageEncoding (base64 | none). The trigger's ``connection`` names an app setting that
-    selects the storage account (§4.1). With ``REACTOR_STORAGE=sqlite:///...`` every
+    selects the storage account ([connections]). With ``REACTOR_STORAGE=sqlite:///...`` every
     connection resolves to that one embedded backend, the local stand-in for an account;
     otherwise each connection is resolved as the Functions host resolves it
     (``shared.connections``) and served by Azure Storage, Azurite on this machine.
@@ -107,12 +113,12 @@ Queues (§2.2, §2.3, §3, §4.1)
     ends in ``-poison`` (or whose poison name would exceed 63 characters) has no poison
     queue: failed messages stay invisible until the receive timeout ends. ``queue`` output
     bindings (``func.Out`` or ``$return``) are written, encoded per messageEncoding, only
-    after the function succeeded. Retry policies do not apply to queues (§7.11).
+    after the function succeeded. Retry policies do not apply to queues ([retries]).
 
 Invocations
     Sync functions run in the thread of their trigger (HTTP request thread, timer thread,
     queue pool); ``async def`` functions run on one event loop thread, as the worker runs
-    them on its loop (§1.7). A ``context`` parameter gets a ``func.Context``. Each
+    them on its loop ([library]). A ``context`` parameter gets a ``func.Context``. Each
     invocation logs one line on logger ``local.host``:
     ``Executed 'Functions.<name>' (Succeeded|Failed, Trigger=..., Id=..., Duration=Nms)``.
 """
@@ -169,16 +175,16 @@ SUPPORTED_TRIGGERS = (HTTP_TRIGGER, TIMER_TRIGGER, QUEUE_TRIGGER)
 MAX_REQUEST_BODY_BYTES = 100 * 1024 * 1024
 """Request body cap. [I] The Functions HTTP request limit is 100 MB (host ``maxRequestLength``)."""
 RECEIVE_VISIBILITY_TIMEOUT = 600.0
-"""The host receives queue messages with a 10-minute visibility timeout (§2.3)."""
+"""The host receives queue messages with a 10-minute visibility timeout ([queue trigger])."""
 MIN_POLLING_INTERVAL = 0.1
-"""Queue back-off starts at 100 ms, the minimum ``maxPollingInterval`` (§2.2)."""
+"""Queue back-off starts at 100 ms, the minimum ``maxPollingInterval`` ([host.json])."""
 MAX_QUEUE_NAME_LENGTH = 63
 
 _module_counter = itertools.count(1)
 
 
 class HostStartError(RuntimeError):
-    """The app cannot be hosted: what Azure reports as a failed indexing (§7.1)."""
+    """The app cannot be hosted: what Azure reports as a failed indexing ([troubleshooting])."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -212,7 +218,7 @@ def _ci_get(mapping: Mapping[str, Any] | None, key: str, default: Any = None) ->
 
 @dataclass(frozen=True)
 class QueuesOptions:
-    """host.json ``extensions.queues`` (§2.2), with the extension's defaults."""
+    """host.json ``extensions.queues`` ([host.json]), with the extension's defaults."""
 
     batch_size: int = 16
     new_batch_threshold: int = 8
@@ -585,7 +591,7 @@ class _Context(func.Context):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``@app.retry`` (§2.4): fixed delay, or exponential between minimum and maximum."""
+    """``@app.retry`` ([retries]): fixed delay, or exponential between minimum and maximum."""
 
     strategy: str
     max_retry_count: int
@@ -605,7 +611,7 @@ class RetryPolicy:
             raw = settings.get(key)
             if raw in (None, ""):
                 return default
-            try:  # the worker parses these with strptime('%H:%M:%S'): under 24 h (§7.12)
+            try:  # the worker parses these with strptime('%H:%M:%S'): under 24 h ([worker])
                 parsed = time.strptime(str(raw), "%H:%M:%S")
             except ValueError as exc:
                 raise HostStartError(f"{function}: retry {key}={raw!r} must be HH:MM:SS under 24 h") from exc
@@ -653,7 +659,7 @@ def _method_name(method: Any) -> str:
 
 
 def _plan_function(fn: Any) -> FunctionPlan:
-    """Validate one indexed function the way the worker does (§1.4, §5.3) and plan it."""
+    """Validate one indexed function the way the worker does ([library], [worker]) and plan it."""
     name = fn.get_function_name()
     trigger = fn.get_trigger()
     if trigger is None:
@@ -700,7 +706,7 @@ def _plan_function(fn: Any) -> FunctionPlan:
     if retry_settings:
         if trigger.type == TIMER_TRIGGER:
             retry = RetryPolicy.from_settings(retry_settings, name)
-        else:  # §2.4, §7.11: the host disables retry policies for these triggers
+        else:  # [retries]: the host disables retry policies for these triggers
             logger.warning("function %r: retry policies are not supported for %s; ignored", name, trigger.type)
     plan = FunctionPlan(
         name=name,
@@ -718,7 +724,7 @@ def _plan_function(fn: Any) -> FunctionPlan:
         except ValueError as exc:
             raise HostStartError(f"function {name!r}: {exc}") from exc
         plan.methods = frozenset(_method_name(m) for m in trigger.methods) if trigger.methods else None
-        # get_functions() has applied the app's http_auth_level to routes that set none (§1.1).
+        # get_functions() has applied the app's http_auth_level to routes that set none ([library]).
         plan.auth_level = _auth_level_name(trigger.auth_level, name)
     elif trigger.type == TIMER_TRIGGER:
         plan.schedule = _validate_schedule(
@@ -930,7 +936,7 @@ class LocalHost:
     # -- startup steps ---------------------------------------------------------------------
 
     def _load_settings(self) -> None:
-        """local.settings.json ``Values`` into os.environ, not overriding what is set (§8)."""
+        """local.settings.json ``Values`` into os.environ, not overriding what is set."""
         values = read_local_settings(self.app_dir).get("Values") or {}
         if not isinstance(values, dict):
             raise HostStartError("local.settings.json: Values must be an object")
@@ -940,7 +946,7 @@ class LocalHost:
                 self._added_env.append(name)
 
     def _load_app(self) -> None:
-        """Import the script from its file and find its single FunctionRegister (§1.1)."""
+        """Import the script from its file and find its single FunctionRegister ([library])."""
         script = self.script or os.environ.get("PYTHON_SCRIPT_FILE_NAME") or "function_app.py"
         path = self.app_dir / script
         if not path.is_file():
@@ -1129,7 +1135,7 @@ class LocalHost:
         return asyncio.run_coroutine_threadsafe(run(), loop).result()
 
     def _write_outputs(self, plan: FunctionPlan, outs: Mapping[str, _Out], result: Any) -> None:
-        """Queue output bindings, written after success (§1.4 QueueMessageOutConverter types)."""
+        """Queue output bindings, written after success ([library] QueueMessageOutConverter types)."""
         for name, queue in plan.queue_outputs.items():
             value = result if name == "$return" else outs[name].get()
             bodies = _queue_output_bodies(value, plan.name, name)
@@ -1141,7 +1147,7 @@ class LocalHost:
             self.wake_queue(queue)
 
     def encode_message(self, body: bytes) -> str:
-        """Wire text for ``body`` under host.json messageEncoding (§3)."""
+        """Wire text for ``body`` under host.json messageEncoding ([queue trigger])."""
         if self.config.queues.message_encoding == "base64":
             return base64.b64encode(body).decode("ascii")
         return body.decode("utf-8")
@@ -1397,7 +1403,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body from what an HTTP function returned (§1.8, HttpResponseConverter)."""
+    """Status, headers and body from what an HTTP function returned ([library], HttpResponseConverter)."""
     if isinstance(result, func.HttpResponse):
         headers = list(result.headers.items())
         if not any(name.lower() == "content-type" for name, _ in headers):
@@ -1419,7 +1425,7 @@ def _http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 class _TimerRunner:
-    """One timer function: its own thread, so invocations never overlap (§1.3 singleton)."""
+    """One timer function: its own thread, so invocations never overlap ([timer] singleton)."""
 
     def __init__(self, host: LocalHost, plan: FunctionPlan) -> None:
         self.host = host
@@ -1449,7 +1455,7 @@ class _TimerRunner:
             following = self._next_after(due)
             self._fire(following)
             now = _utcnow()
-            # An overrun fires once more right away (past_due stays False, §1.3); skipped
+            # An overrun fires once more right away (past_due stays False, [timer]); skipped
             # occurrences coalesce into that one run.
             due = following if following > now else now
 
@@ -1482,7 +1488,7 @@ class _TimerRunner:
 
 
 class _QueuePoller:
-    """One queue function: a polling thread and a pool of invocations (§2.2, §2.3)."""
+    """One queue function: a polling thread and a pool of invocations ([host.json], [queue trigger])."""
 
     def __init__(self, host: LocalHost, plan: FunctionPlan) -> None:
         self.host = host
@@ -1519,7 +1525,7 @@ class _QueuePoller:
         self._pool.shutdown(wait=False, cancel_futures=False)
 
     def _next_delay(self, previous: float | None) -> float:
-        """Randomized exponential back-off from 100 ms to maxPollingInterval (§2.2)."""
+        """Randomized exponential back-off from 100 ms to maxPollingInterval ([host.json])."""
         ceiling = self.options.max_polling_interval
         if previous is None:
             return min(MIN_POLLING_INTERVAL, ceiling)
@@ -1635,7 +1641,7 @@ class _QueuePoller:
     def _to_poison(self, message: ReceivedMessage) -> None:
         """Copy the ORIGINAL wire text to the poison queue as a new message, delete the original."""
         if self.poison_queue is None:
-            # §2.3: no poison queue; leave it invisible (never re-released, no fast loop).
+            # [queue trigger]: no poison queue; leave it invisible (never re-released, no fast loop).
             logger.warning(
                 "queue %r has no poison queue: message %s stays invisible until its visibility timeout ends",
                 self.queue_name,

@@ -53,7 +53,9 @@ from shared.tables import TableService
 
 SCHEMA_VERSION = 1
 CLOUDEVENT_TYPE_PREFIX = "com.modelops.reactor."
-# The queue trigger reads base64 (messageEncoding, reference azure-functions.md §3) and Azure
+# The queue trigger reads base64 (messageEncoding; Microsoft Learn, "Azure Queue storage trigger for Azure
+# Functions",
+# https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger) and Azure
 # takes at most 64 KiB of message text: :func:`send` enqueues the body itself, so a body of at
 # most 3/4 of that always fits, whatever its characters.
 MAX_MESSAGE_BYTES = azure_limits.MAX_MESSAGE_BYTES * 3 // 4

@@ -1,6 +1,7 @@
 """Storage connections resolved from app settings the way the Functions host resolves them.
 
-A binding's ``connection`` names a setting (reference azure-functions.md §4.1):
+A binding's ``connection`` names a setting (Microsoft Learn, "Guidance for developing Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference):
 
 1. the host looks for ``AzureWebJobs<name>`` first, then ``<name>`` itself (the WebJobs SDK's
    ``GetWebJobsConnectionStringSection``); a setting with a value is a connection string;
@@ -13,7 +14,8 @@ A binding's ``connection`` names a setting (reference azure-functions.md §4.1):
    (``DefaultAzureCredential``).
 
 ``UseDevelopmentStorage=true`` is expanded to Azurite's well-known account here, because the
-two SDKs parse its variants differently (§4.4). Anything malformed raises
+two SDKs parse its variants differently (azure-storage-queue refuses ``...=True``,
+azure-data-tables a trailing ``;``). Anything malformed raises
 :class:`ConnectionSettingError` naming the setting, so the app stops at start, not at the first
 message. Nothing here imports an Azure SDK until a client is asked for.
 """

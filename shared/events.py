@@ -1,9 +1,10 @@
 """Registry events from either registry, normalized into one type.
 
-MLflow 3 bodies are ``{"entity", "action", "timestamp", "data"}`` (reference
-mlflow-webhooks.md; payload fields as in ``mlflow.webhooks.types``); Databricks
+MLflow 3 bodies are ``{"entity", "action", "timestamp", "data"}`` (MLflow,
+"Webhooks", https://mlflow.org/docs/latest/ml/webhooks; payload fields as in ``mlflow.webhooks.types``); Databricks
 workspace-registry bodies are ``{"event", "webhook_id", "event_timestamp", "model_name",
-"version", ...}`` (reference databricks-api.md §6).
+"version", ...}`` (Azure Databricks, "MLflow Model Registry Webhooks on Azure Databricks",
+https://learn.microsoft.com/en-us/azure/databricks/mlflow/model-registry-webhooks).
 
 Bodies are read defensively, because a valid signature proves who sent a body, not that it
 is sane: the text must be UTF-8 JSON nested at most ``MAX_DEPTH`` deep (checked before

@@ -22,7 +22,8 @@ from shared.monitoring.policy import InferenceTable, Monitoring
 from shared.redaction import SECRET_REFERENCE, contains_secret
 
 # Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
-# (reference databricks-api.md §1.3).
+# (the SDK's ``ServedEntityInput.name`` docstring, ``databricks/sdk/service/serving.py``,
+# https://github.com/databricks/databricks-sdk-py).
 _ENDPOINT_NAME = r"^[A-Za-z0-9_-]{1,63}$"
 
 

@@ -101,7 +101,9 @@ _AUTH_HEADER = re.compile(
 _BEARER = re.compile(r"(?P<head>\bBearer[ \t]+)(?P<secret>[A-Za-z0-9\-._~+/]{8,}=*)", re.IGNORECASE)
 # A Databricks secret reference as served entities take it (SDK ``ServedEntityInput.environment_vars``:
 # ``{{secrets/my_scope/my_key}}``; scope and key names are letters, digits, '-', '_' and '.', at
-# most 128 characters) or an Azure app setting's Key Vault reference (azure-functions.md §4.2).
+# most 128 characters) or an Azure app setting's Key Vault reference (Microsoft Learn, "Use Key Vault
+# references as app settings in Azure App Service, Azure Functions, and Azure Logic Apps",
+# https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references).
 SECRET_REFERENCE = re.compile(r"^\{\{secrets/[A-Za-z0-9_.\-]{1,128}/[A-Za-z0-9_.\-]{1,128}\}\}$")
 _KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\([^()]*\)$")
 _DATABRICKS_PAT = re.compile(r"\bdapi[0-9a-f]{32}(?:-\d+)?\b")

@@ -1,7 +1,8 @@
-"""Model Serving endpoints through ``databricks-sdk`` (reference databricks-api.md §1).
+"""Model Serving endpoints through ``databricks-sdk`` (Databricks REST API, "Serving endpoints",
+https://docs.databricks.com/api/workspace/servingendpoints; the SDK's ``databricks/sdk/service/serving.py``, https://github.com/databricks/databricks-sdk-py).
 
 We never use the SDK's waiters: they block, and ``wait_get_serving_endpoint_not_updating``
-ignores ``ready`` (§0.4, Appendix A.5). A rollout step reads the endpoint once and decides.
+ignores ``ready`` (it polls ``state.config_update`` only). A rollout step reads the endpoint once and decides.
 Each SDK call is a span (shared.telemetry) named for the SDK method, with the endpoint; the
 HTTP calls under it get theirs from the distro's ``requests`` instrumentation.
 """
@@ -43,7 +44,7 @@ def signature(config: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def entity_name(model: str, version: str) -> str:
-    """Served-entity names allow no dots, so a Unity Catalog name keeps its last part (§1.3)."""
+    """Served-entity names allow no dots, so a Unity Catalog name keeps its last part."""
     return f"{model.rsplit('.', 1)[-1]}-{version}"
 
 
@@ -147,7 +148,7 @@ def read(w: Any, endpoint: str) -> EndpointView:
 
 
 def write(w: Any, endpoint: str, config: dict[str, Any], exists: bool) -> None:
-    """Start creating or updating the endpoint; returns without waiting (§1.1)."""
+    """Start creating or updating the endpoint; returns without waiting."""
     from databricks.sdk.service.serving import EndpointCoreConfigInput
 
     cfg = EndpointCoreConfigInput.from_dict({"name": endpoint, **config})
@@ -164,7 +165,8 @@ _GATEWAY_PARTS = ("fallback_config", "guardrails", "inference_table_config", "ra
 
 
 def _put_gateway(w: Any, endpoint: str, gateway: Any, **changes: Any) -> None:
-    """``put_ai_gateway`` replaces the whole gateway config (reference databricks-api.md §1.7), so
+    """``put_ai_gateway`` replaces the whole gateway config (Databricks REST API, "Update AI Gateway of a
+    serving endpoint", https://docs.databricks.com/api/workspace/servingendpoints/putaigateway), so
     the parts not changed are sent back as they are."""
     parts = {k: getattr(gateway, k) for k in _GATEWAY_PARTS} if gateway else {}
     with telemetry.span(_SPAN + "put_ai_gateway", endpoint=endpoint, parts=sorted(changes)):
@@ -197,7 +199,9 @@ def fallback_on(w: Any, endpoint: str) -> bool:
 
 def set_fallback(w: Any, endpoint: str, enabled: bool) -> None:
     """Turn AI Gateway fallback routing on or off. A candidate's failed requests would be retried
-    on the other entities (reference progressive-delivery.md §5.1) and its errors hidden from
+    on the other entities (Terraform provider for Databricks, "databricks_model_serving", ``fallback_config``,
+    https://registry.terraform.io/providers/databricks/databricks/latest/docs/resources/model_serving)
+    and its errors hidden from
     the analysis, so it is off while a candidate takes traffic."""
     from databricks.sdk.service.serving import FallbackConfig
 
@@ -207,7 +211,7 @@ def set_fallback(w: Any, endpoint: str, enabled: bool) -> None:
 
 
 def delete(w: Any, endpoint: str) -> None:
-    """DELETE /serving-endpoints/{name} (§1.1); an endpoint already gone is not an error."""
+    """DELETE /serving-endpoints/{name}; an endpoint already gone is not an error."""
     from databricks.sdk.errors import NotFound
 
     with telemetry.span(_SPAN + "delete", endpoint=endpoint) as span:
@@ -228,7 +232,8 @@ class QueryResult:
 
 
 def query(w: Any, endpoint: str, records: list[dict[str, Any]], served: str | None = None) -> QueryResult:
-    """POST /serving-endpoints/{name}/invocations with ``dataframe_records`` (§1.5); with
+    """POST /serving-endpoints/{name}/invocations with ``dataframe_records`` (MLflow's
+    scoring protocol); with
     ``served``, /serving-endpoints/{name}/served-models/{served}/invocations: that entity answers
     whatever its route, as Databricks documents for querying "individual models behind an
     endpoint" (the path as Databricks' own ``databricks-agents`` builds it). The SDK has no method

@@ -2,7 +2,8 @@
 
 Settings are read when a handler runs; shared.startup checks them once when the app starts,
 so a bad one stops the app with one clear error naming it instead of failing message by
-message (reference azure-functions.md §7.1: an exception at import stops indexing).
+message (an exception at import stops indexing: Microsoft Learn, "Troubleshoot Python errors in
+Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions).
 
 Storage: ``REACTOR_STORAGE`` (shared.storage). Unset, it is ``azure`` when the app runs in Azure
 and an SQLite file in the user's state folder otherwise, never inside the app folder (read-only

@@ -1,10 +1,11 @@
 """Webhook signature checks for the two registries that can call us.
 
-- MLflow 3 (reference mlflow-webhooks.md "A delivery"; the Standard Webhooks scheme):
+- MLflow 3 (MLflow, "Webhooks", https://mlflow.org/docs/latest/ml/webhooks; the Standard Webhooks scheme):
   ``X-MLflow-Signature: v1,<base64 HMAC-SHA256(secret, "{delivery_id}.{timestamp}.{body}")>``
   with ``X-MLflow-Delivery-Id`` and ``X-MLflow-Timestamp`` (Unix seconds). Timestamps outside
   the tolerance window, past or future, are refused so that a captured request cannot be replayed.
-- Databricks workspace registry (reference databricks-api.md §6): ``X-Databricks-Signature``,
+- Databricks workspace registry (Azure Databricks, "MLflow Model Registry Webhooks on Azure Databricks",
+  https://learn.microsoft.com/en-us/azure/databricks/mlflow/model-registry-webhooks): ``X-Databricks-Signature``,
   lowercase hex HMAC-SHA256 of the raw body.
 
 ``verify_delivery`` is the one decision the webhook makes. The scheme is chosen by which

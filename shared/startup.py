@@ -2,7 +2,8 @@
 
 ``function_app`` calls :func:`check` while the worker indexes it, so a missing or malformed
 setting stops the app at start with one error naming it (the worker reports an exception at
-import as an indexing failure, reference azure-functions.md §7.1), rather than every message
+import as an indexing failure: Microsoft Learn, "Troubleshoot Python errors in Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions), rather than every message
 failing later and filling the poison queues. Only the standard library loads here (cold start).
 """
 

@@ -1,17 +1,18 @@
-"""SQL on the workspace through the Statement Execution API (reference databricks-api.md §4).
+"""SQL on the workspace through the Statement Execution API (Databricks REST API, "Execute a SQL
+statement", https://docs.databricks.com/api/workspace/statementexecution/executestatement).
 
 Heavy work runs where the data is (docs/architecture.md principle 8): the warehouse filters, deduplicates
 and aggregates; only the rows an online store needs, or a drift check's aggregates, come back.
 
 No function waits on the platform (principle 3). A statement is submitted with a short
-``wait_timeout`` (§4.1: ``"0s"`` or ``"5s"``-``"50s"``): 5 s while the step's budget has that
+``wait_timeout`` (``"0s"`` or ``"5s"``-``"50s"``): 5 s while the step's budget has that
 much left, else ``"0s"``, the asynchronous mode that answers PENDING at once. A statement still
 PENDING or RUNNING raises StatementPending; its id stays in the caller's cursor, and a later
 message polls it with ``get_statement`` rather than submitting it again. A statement CLOSED
 (its result is kept one hour after success), CANCELED or forgotten (404, 12 hours after it
 ended) is submitted again.
 
-Results (§4.2): chunk 0 is inline; the others are fetched with
+Results: chunk 0 is inline; the others are fetched with
 ``get_statement_result_chunk_n``, following ``next_chunk_index``, until the last one, and the
 rows read are checked against ``manifest.total_row_count``. A manifest with ``truncated`` set is
 refused: a partial result must never be copied as if it were the whole table. Every value

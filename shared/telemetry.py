@@ -3,7 +3,8 @@
 Only with the app setting ``APPLICATIONINSIGHTS_CONNECTION_STRING``, the distro's own setting
 (``configure_azure_monitor`` reads it by that name). The distro is configured once per process,
 at the first handler call that reaches this module, and OpenTelemetry is imported then: never
-while the worker indexes the app (cold start, reference azure-functions.md §6), never without
+while the worker indexes the app (cold start: Microsoft Learn, "Python developer reference for
+Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python), never without
 the setting. Without it every function here does nothing.
 
 What is sent:

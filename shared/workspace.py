@@ -7,12 +7,15 @@ registry), in order:
    ``ManagedIdentityCredential`` when App Service's ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER``
    are set (``AZURE_CLIENT_ID`` selects a user-assigned identity), else
    ``DefaultAzureCredential`` (a developer login locally). Tokens are for the Azure Databricks
-   resource (reference databricks-api.md §7.3); azure-identity caches and refreshes them.
+   resource (Azure Databricks, "Get Microsoft Entra ID tokens for service principals",
+   https://learn.microsoft.com/en-us/azure/databricks/dev-tools/service-prin-aad-token); azure-identity
+   caches and refreshes them.
    databricks-sdk 0.156 has no ``azure-msi`` auth type, so the credential is plugged in as a
-   custom credentials strategy (§7.2, §7.4).
+   custom credentials strategy (``databricks/sdk/credentials_provider.py``, https://github.com/databricks/databricks-sdk-py).
 
 The registry (``registry_client``), by ``MLFLOW_REGISTRY_URI``:
-- ``databricks-uc``: Unity Catalog's model API (§6.1) through the same ``WorkspaceClient``
+- ``databricks-uc``: Unity Catalog's model API (Databricks REST API, "Registered models",
+  https://docs.databricks.com/api/workspace/registeredmodels) through the same ``WorkspaceClient``
   (``shared.registry.UnityCatalogRegistry``). Chosen over MLflow's UC store because MLflow's
   Databricks stores find credentials on their own (``get_databricks_host_creds``: environment
   variables, ``~/.databrickscfg`` or databricks-sdk's default chain, which has no managed
@@ -25,8 +28,8 @@ The registry (``registry_client``), by ``MLFLOW_REGISTRY_URI``:
 - anything else (an ``http://`` MLflow server, ``sqlite:``): ``MlflowClient``, which
   authenticates as MLflow does for that server.
 
-The SDK's per-call retry budget defaults to 300 s (§8); a function step must stay short, so
-it is capped by ``DATABRICKS_RETRY_TIMEOUT_SECONDS`` (default 60). Heavy imports happen here,
+The SDK's per-call retry budget (``Config.retry_timeout_seconds``) defaults to 300 s; a function step must stay
+short, so it is capped by ``DATABRICKS_RETRY_TIMEOUT_SECONDS`` (default 60). Heavy imports happen here,
 lazily, never at ``import function_app``.
 """
 
@@ -41,7 +44,8 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
     from mlflow.utils.rest_utils import MlflowHostCreds
 
-# Entra ID application of Azure Databricks (reference databricks-api.md §7.3).
+# Entra ID application of Azure Databricks (Azure Databricks, "Get Microsoft Entra ID tokens for service
+# principals", https://learn.microsoft.com/en-us/azure/databricks/dev-tools/service-prin-aad-token).
 DATABRICKS_SCOPE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default"
 
 

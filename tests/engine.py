@@ -5,8 +5,9 @@ keeping the old config, 404 for a missing endpoint, 409 for an update while one 
 
 ``Driver`` plays the Functions host: it receives messages, runs the handler, deletes the
 message on success, makes it visible again on failure and moves it to the poison queue after
-``MAX_DEQUEUE`` attempts (reference azure-functions.md §2.3), and it can drop a received
-message as a killed host does (the message stays invisible for the receive timeout).
+``MAX_DEQUEUE`` attempts (Microsoft Learn, "Azure Queue storage trigger for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger), and it can
+drop a received message as a killed host does (the message stays invisible for the receive timeout).
 ``FaultyTables`` and ``FaultyQueues`` fail a chosen storage write or enqueue, before or after
 it took effect (a timeout that hides a success).
 """

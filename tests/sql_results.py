@@ -1,5 +1,6 @@
 """Reading a statement's result as the wire carries it: the real databricks-sdk against the
-Statement Execution API (reference databricks-api.md §4), every value a string or null."""
+Statement Execution API (Databricks REST API, "Execute a SQL statement",
+https://docs.databricks.com/api/workspace/statementexecution/executestatement), every value a string or null."""
 
 from __future__ import annotations
 

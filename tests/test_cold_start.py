@@ -1,8 +1,8 @@
 """``import function_app`` stays cheap: the heavy libraries load only where they are used.
 
-The worker imports ``function_app`` to index the app at every cold start (reference
-azure-functions.md §6), so what it imports is checked here; how long that takes is measured in
-bench/cold_start.py, not here.
+The worker imports ``function_app`` to index the app at every cold start (Microsoft Learn, "Python developer
+reference for Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python),
+so what it imports is checked here; how long that takes is measured in bench/cold_start.py, not here.
 """
 
 import json

@@ -1,5 +1,6 @@
 """Data quality monitoring (data profiling) of the local workspace, and the app's reader of it,
-through the real databricks-sdk over HTTP (reference databricks-api.md §5, monitoring.md §3).
+through the real databricks-sdk over HTTP (Databricks, "Monitor metric tables",
+https://docs.databricks.com/aws/en/lakehouse-monitoring/monitor-output).
 
 An InferenceLog table with two daily windows and two model versions, and a baseline table;
 the monitor's initial refresh computes the metric tables, which are read back with SQL (the

@@ -1,5 +1,5 @@
-"""An analysis run with Argo Rollouts' semantics (``shared.delivery.analysis``; reference
-progressive-delivery.md §1.3-1.5, argo-rollouts ``analysis/analysis.go``): the limits with their
+"""An analysis run with Argo Rollouts' semantics (``shared.delivery.analysis``; Argo Rollouts,
+https://argoproj.github.io/argo-rollouts/features/analysis/, and ``analysis/analysis.go``): the limits with their
 strict >, errors that do not count, the worst metric deciding the run, and by property that a
 completed run or metric never changes again."""
 

@@ -1,5 +1,5 @@
-"""The statistics of a canary measurement (``shared.delivery.stats``, reference
-progressive-delivery.md §6) against published worked values and scipy, on synthetic traffic, and
+"""The statistics of a canary measurement (``shared.delivery.stats``)
+against published worked values and scipy, on synthetic traffic, and
 by properties.
 
 Published values: Newcombe 1998, "Interval estimation for the difference between independent
@@ -140,8 +140,8 @@ def test_the_bound_is_one_sided_at_1_minus_alpha():
 
 
 def test_failed_needs_the_lower_bound_above_the_margin():
-    """Failed means worse than the margin with confidence 1 - alpha (§6.2): a lower bound above 0
-    with the point estimate past the margin is not enough while the interval straddles it (§6.5)."""
+    """Failed means worse than the margin with confidence 1 - alpha: a lower bound above 0
+    with the point estimate past the margin is not enough while the interval straddles it."""
     assert judged(60, 2000, 20, 2000, margin=0.05).phase == SUCCESSFUL  # significantly worse, within 5 pp
     assert judged(3, 100, 1, 100).phase == INCONCLUSIVE
     assert judged(30, 100, 10, 1000).phase == FAILED
@@ -238,8 +238,8 @@ def test_requests_to_pass_is_the_boundary_of_the_newcombe_upper_bound(rate, marg
 
 def test_requests_to_pass_grows_with_the_rate_and_approaches_the_normal_approximation():
     """More errors need more requests; a larger champion arm fewer; at large counts the n is close
-    to the normal approximation z²·p(1 - p)(1 + 1/k)/δ² (reference §6.2's sample sizes are of that
-    kind, with power added)."""
+    to the normal approximation z²·p(1 - p)(1 + 1/k)/δ² (the usual sample-size
+    formula, without the power term)."""
     z = NormalDist().inv_cdf(0.95)
     sizes = [requests_to_pass(p, 0.01, 0.05, champion_per_candidate=9) for p in (0.0, 0.01, 0.02, 0.05, 0.1)]
     assert sizes == sorted(sizes) and sizes[0] == 268

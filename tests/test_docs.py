@@ -93,3 +93,48 @@ def test_a_citation_of_a_missing_principle_or_section_is_caught() -> None:
     section = _SECTION_CITED.search(bad)
     assert principle is not None and int(principle.group(1)) not in _principles(text)
     assert section is not None and section.group(1) not in _headings(text)
+
+
+# The research notes a previous design was written from, by file name: a citation of one (with or
+# without a section) only makes sense beside that design, so a fact cites its public page instead.
+_NOTES = re.compile(r"\b(?:databricks-api|azure-functions|mlflow-webhooks|monitoring|progressive-delivery)\.md\b")
+# A section sign cites a section of a public document named on the same line: an RFC, a quoted title,
+# or (docs/deploy.md only) one of that file's own numbered sections. Anything else ("reference" and a
+# section number, or a bare section number) is a key into the notes.
+SS = "\u00a7"  # the section sign, escaped so that this file does not match itself
+_SECTION = re.compile(SS + r"\s*\d")
+_SECTION_OF_PUBLIC = re.compile(r'(?:RFC \d+|"[^"\n]+",?) ' + SS + r"\s*\d")
+
+
+def _numbered_sections(markdown: str) -> set[str]:
+    return set(re.findall(r"^#{2,4} (\d+(?:\.\d+)*)\. ", markdown, flags=re.M)) | set(
+        re.findall(r"^#{2,4} (\d+\.\d+) ", markdown, flags=re.M))
+
+
+def _note_citations(path: str, text: str, own: set[str]) -> list[str]:
+    found = []
+    for n, line in enumerate(_unescaped(text).splitlines(), 1):
+        if _NOTES.search(line):
+            found.append(f"{path}:{n}: {line.strip()}")
+            continue
+        public = len(_SECTION_OF_PUBLIC.findall(line))
+        own_cited = sum(1 for m in re.finditer(SS + r"\s*(\d+(?:\.\d+)*)", line) if m.group(1) in own)
+        if len(_SECTION.findall(line)) > public + own_cited:
+            found.append(f"{path}:{n}: {line.strip()}")
+    return found
+
+
+def test_no_tracked_file_cites_the_research_notes() -> None:
+    deploy = (ROOT / "docs/deploy.md").read_text(encoding="utf-8")
+    found = [hit for path, text in _tracked_texts().items()
+             for hit in _note_citations(path, text, _numbered_sections(deploy) if path == "docs/deploy.md" else set())]
+    assert not found, "cite the fact's public page (title and URL) instead:\n" + "\n".join(found)
+
+
+def test_a_citation_of_the_notes_is_caught() -> None:
+    """The check above can fail: a note by name, a bare section and a section with no document."""
+    cited = (f"(reference databricks-api{'.md'} {SS}1.7)\n(reference {SS}1.4)\nas in ({SS}6.2)\n"
+             f'RFC 9110 {SS}5.3 and "Statistical Power Analysis", {SS}6.2\n')
+    assert [hit.split(":")[1] for hit in _note_citations("x.py", cited, set())] == ["1", "2", "3"]
+    own = _note_citations("docs/deploy.md", f"see {SS}4 and {SS}6.1\nsee {SS}13\n", {"4", "6.1"})
+    assert own == [f"docs/deploy.md:2: see {SS}13"]

@@ -1,4 +1,4 @@
-"""Drift statistics by SQL pushdown (``shared.drift``, reference monitoring.md §6) against scipy.
+"""Drift statistics by SQL pushdown (``shared.drift``) against scipy.
 
 Every statement runs the way the app sends it: ``shared.statements.run`` through the real
 databricks-sdk against the local workspace's Statement Execution API (DuckDB over Delta tables),

@@ -75,7 +75,8 @@ def test_databricks_event():
 
 
 def test_databricks_documented_payloads_are_read():
-    # databricks-api.md §6.2: the documented TRANSITIONED_STAGE and TAG_SET examples.
+    # The TRANSITIONED_STAGE and TAG_SET examples of Azure Databricks, "MLflow Model Registry Webhooks on
+    # Azure Databricks", https://learn.microsoft.com/en-us/azure/databricks/mlflow/model-registry-webhooks.
     stage = from_databricks(json.dumps({
         "event": "MODEL_VERSION_TRANSITIONED_STAGE", "webhook_id": "c5596721253c4b429368cf6726d3b0b5",
         "event_timestamp": 1589859029343, "model_name": "Airline_Delay_SparkML", "version": "8",

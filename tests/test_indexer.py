@@ -1,7 +1,10 @@
 """The Azure Functions Python worker's own indexer reads ``function_app.py`` as Azure will.
 
-On Python 3.13 the host loads the worker code from ``azure-functions-runtime`` (reference
-azure-functions.md §5.1); §5.2 shows how a test calls its indexer: ``load_binding_registry``,
+On Python 3.13 the host loads the worker code from ``azure-functions-runtime`` (Microsoft Learn, "Python
+developer reference for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python; the package:
+https://pypi.org/project/azure-functions-runtime/). A test calls its indexer as the worker does
+(https://github.com/Azure/azure-functions-python-worker, ``loader.py``): ``load_binding_registry``,
 ``loader.index_function_app`` and ``loader.process_indexed_function`` with stand-in protos.
 That package needs Python 3.13 and azure-functions 2.x, so it runs in its own virtual
 environment (``.local/indexer-venv``, reinstalled when its requirements change, like ``./dev``'s
@@ -29,7 +32,7 @@ VENV = ROOT / ".local" / "indexer-venv"
 RUNTIME = "azure-functions-runtime==1.3.0"
 NEVER = "0 0 0 1 1 *"
 
-# Runs inside the 3.13 environment, app directory as argv[1]; §5.2 of the reference.
+# Runs inside the 3.13 environment, app directory as argv[1].
 INDEXER = r"""
 import json, os, sys, types
 from importlib.metadata import version

@@ -3,8 +3,10 @@ databricks-sdk over HTTP.
 
 The workspace, its client and the endpoint helpers are those of ``test_local_workspace``; the
 registry here holds two real versions of the taxi fare model (``local.taxi``), whose inputs are
-the columns the monitoring spec's records relation reads. Inference tables follow reference
-databricks-api.md §1.7; results are read as the Statement Execution API sends them (§4.2).
+the columns the monitoring spec's records relation reads. Inference tables follow Databricks, "Monitor
+served models using AI Gateway-enabled inference tables",
+https://docs.databricks.com/aws/en/ai-gateway/inference-tables; results are read as the Statement
+Execution API sends them.
 """
 
 from __future__ import annotations

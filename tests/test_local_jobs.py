@@ -207,7 +207,7 @@ def test_run_now_runs_the_file_with_job_parameters_and_the_runs_credentials(
     assert task.state.result_state.value == "SUCCESS" and task.run_id != run.run_id
     assert run.next_page_token is None
     raw = w.api_client.do("GET", "/api/2.2/jobs/runs/get", query={"run_id": run.run_id})
-    assert "next_page_token" not in raw  # the get_run pagination pitfall (reference §3.2)
+    assert "next_page_token" not in raw  # JobsExt.get_run loops while a token is not None
 
     output = w.jobs.get_run_output(task.run_id)
     seen_by_task = json.loads(output.logs.strip().splitlines()[-1])
@@ -226,7 +226,7 @@ def test_run_now_runs_the_file_with_job_parameters_and_the_runs_credentials(
 
 def test_a_failing_script_fails_the_run_with_the_tail_of_stderr(w: WorkspaceClient, scripts: Path) -> None:
     job = w.jobs.create(name="fail", tasks=[python_task(scripts / "fail.py")])
-    run = w.jobs.run_now_and_wait(job.job_id)  # TERMINATED + FAILED is "done" for the waiter (§3.2)
+    run = w.jobs.run_now_and_wait(job.job_id)  # TERMINATED + FAILED is "done" for the waiter
     assert run.state.life_cycle_state.value == "TERMINATED" and run.state.result_state.value == "FAILED"
     assert run.state.state_message.endswith("ValueError: the label table is empty")
     assert run.status.termination_details.code.value == "RUN_EXECUTION_ERROR"
@@ -370,7 +370,7 @@ def test_unknown_jobs_and_runs_raise_as_the_sdk_maps_them(w: WorkspaceClient) ->
     missing = 987654321
     with pytest.raises(ResourceDoesNotExist, match=f"^Job {missing} does not exist.$"):
         w.jobs.get(missing)
-    with pytest.raises(InvalidParameterValue, match=f"^Job {missing} does not exist.$"):  # no override (§3.3)
+    with pytest.raises(InvalidParameterValue, match=f"^Job {missing} does not exist.$"):  # no override
         w.jobs.run_now(missing)
     with pytest.raises(ResourceDoesNotExist, match=f"^Run {missing} does not exist.$"):
         w.jobs.get_run(missing)
@@ -476,7 +476,7 @@ PAYLOAD_COLUMNS = [("databricks_request_id", "string"), ("request_date", "date32
 
 
 def payload_table(ws: LocalWorkspace, name: str, requests_: list[tuple[str, datetime, list[dict], int]]) -> None:
-    """A Unity Catalog table shaped as an AI Gateway payload table (reference §1.7), one row per
+    """A Unity Catalog table shaped as an AI Gateway payload table, one row per
     (client_request_id, request_time, records, status_code)."""
     import pyarrow as pa
 

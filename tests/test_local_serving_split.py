@@ -2,9 +2,10 @@
 
 One endpoint serves two real versions of the taxi fare model (``local.taxi``, the registry of
 ``test_inference_capture``) at 10/90, plus version 2 again under another name at a 0% route: a
-candidate kept loaded but out of the split (progressive-delivery reference §5.1: routes are
-"an integer between 0 and 100 inclusive"). Its inference table is on, so every answer can be read
-back with the served entity that gave it (reference databricks-api.md §1.7).
+candidate kept loaded but out of the split (routes are "an integer between 0 and
+100 inclusive", the SDK's ``Route`` docstring). Its inference table is on, so every answer can be read
+back with the served entity that gave it (Databricks, "Monitor served models using AI Gateway-enabled inference tables",
+https://docs.databricks.com/aws/en/ai-gateway/inference-tables).
 
 The split draws from ``ServingService.reseed``'s generator and the injected entity errors from
 ``Faults.reseed``'s, so every count below is fixed by the seeds; the binomial bound says that the
@@ -168,7 +169,7 @@ def test_entity_error_rate_fails_that_entity_only_and_is_captured_as_500(
     for rid in rids:
         try:
             w.serving_endpoints.query(split, dataframe_records=RECORDS, client_request_id=rid)
-        except InternalError as exc:  # a 500 that the SDK does not retry (reference databricks-api.md §8)
+        except InternalError as exc:  # a 500 that the SDK does not retry (``retries.py``)
             assert f"Served entity {SMALL}" in str(exc)
             failed.append(rid)
     with pytest.raises(InternalError):

@@ -27,7 +27,7 @@ def reconcile(d: Driver, key: str | None = None) -> None:
 
 
 def send_webhook(d: Driver, version: str, delivery: str | None = None) -> None:
-    """As MLflow does: a 5xx answer is retried (reference mlflow-webhooks.md)."""
+    """As MLflow does: a 5xx answer is retried (MLflow, "Webhooks", https://mlflow.org/docs/latest/ml/webhooks)."""
     for _ in range(4):
         if d.webhook(version, delivery).status < 500:
             return

@@ -1,9 +1,9 @@
 """HTTP triggers: the registry webhook, the operators' views and their command intake.
 
-The handlers are imported inside each function, on its first call: the worker imports this
-module to index the app, and module-level work is paid at every cold start ("initialize
-lazily on first function execution", reference azure-functions.md §6). The handlers pull in
-pydantic and YAML for the policy.
+The handlers are imported inside each function, on its first call: the worker imports this module to index the
+app, and module-level work is paid at every cold start (Microsoft Learn, "Python developer reference for
+Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python). The handlers pull
+in pydantic and YAML for the policy.
 """
 
 from __future__ import annotations

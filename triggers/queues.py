@@ -4,7 +4,8 @@ An exception here makes the host retry the message (host.json ``maxDequeueCount`
 then move it to ``<queue>-poison``; handlers raise only for trouble worth a retry.
 
 The handlers are imported inside each function, on its first call, not when the worker
-indexes the app (cold start, reference azure-functions.md §6).
+indexes the app (cold start: Microsoft Learn, "Python developer reference for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Timer triggers. Schedules come from app settings (``%NAME%``), NCRONTAB with seconds first.
 
 The handlers are imported inside each function, on its first call, not when the worker
-indexes the app (cold start, reference azure-functions.md §6).
+indexes the app (cold start: Microsoft Learn, "Python developer reference for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-reference-python).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ def registry_watcher(timer: func.TimerRequest) -> None:
     watcher.tick(deps.current())
 
 
-# Not run_on_startup (reference azure-functions.md §2: not for production); a short schedule
+# Not run_on_startup (not for production: Microsoft Learn, "Timer trigger for Azure Functions",
+# https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-timer); a short schedule
 # instead, so a restarted host repairs within one period.
 @bp.function_name("repair")
 @bp.timer_trigger(arg_name="timer", schedule="%REACTOR_REPAIR_SCHEDULE%", run_on_startup=False, use_monitor=True)

@@ -8,14 +8,15 @@ canary analysis runs) and ``status/rejections`` (the bounded rejection counters 
 rejected records, paged). No build step and nothing from outside the package: inline CSS, inline
 SVG, one tiny inline script.
 
-Keys. The host checks ``x-functions-key`` or the ``code`` query parameter (reference
-azure-functions.md, "Keys and auth levels"): a person opens ``/api/status/page?code=KEY``. The
-server never writes the key into a page (a secret in an answer would end up in screenshots,
-caches and history): links between pages are relative, and the inline script copies ``code``
-from ``location.search`` onto same-origin links in the browser. ``Referrer-Policy: no-referrer``
-and ``Cache-Control: no-store`` keep the URL with its key out of other requests and caches. In
-Azure, App Service authentication (Easy Auth) may front the app as well, so a person signs in
-with Entra ID; the function key is still checked behind it.
+Keys. The host checks ``x-functions-key`` or the ``code`` query parameter (Microsoft Learn, "Azure
+Functions HTTP trigger",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-http-webhook-trigger): a
+person opens ``/api/status/page?code=KEY``. The server never writes the key into a page (a secret in an
+answer would end up in screenshots, caches and history): links between pages are relative, and the inline
+script copies ``code`` from ``location.search`` onto same-origin links in the browser. ``Referrer-Policy:
+no-referrer`` and ``Cache-Control: no-store`` keep the URL with its key out of other requests and caches.
+In Azure, App Service authentication (Easy Auth) may front the app as well, so a person signs in with
+Entra ID; the function key is still checked behind it.
 
 Everything rendered is escaped (``html.escape``); a malformed parameter is a 400 page saying what
 is wrong, an unknown model, environment or rollout a 404 page, never a 5xx.

@@ -6,14 +6,14 @@ parameters down to Python script tasks (``local/workspace/job_process.py``):
 
 - ``model``: the registered model to retrain; ``decision``: the app's decision id, stored on the new
   version as the tag ``reactor.decision`` so the app links the version to the decision that caused it;
-- ``payload_table``: the endpoint's AI Gateway payload table (reference §1.7), ``since``: ISO-8601
+- ``payload_table``: the endpoint's AI Gateway payload table, ``since``: ISO-8601
   UTC, only requests at or after it (``request_time``), only ``status_code`` 200;
 - ``label_table``, ``label_key`` (matched against the payload's ``client_request_id``),
   ``label_column`` (the fare); ``label_position_column`` (optional): the label table's column with the
   record's 0-based position in its request. Without it a label belongs to a request, so only requests
   holding exactly one record are labelled (a request of several records could not say which record
   the label is for);
-- ``warehouse_id``: the SQL warehouse the Statement Execution API runs the queries on (reference §4);
+- ``warehouse_id``: the SQL warehouse the Statement Execution API runs the queries on;
 - ``min_rows``: fewer labelled records than this and the job fails (exit code 1, the reason on
   stderr, which the run shows as its ``state_message``) without training.
 

@@ -30,7 +30,7 @@ Like Spark on Databricks, ``create_table`` stores timezone-naive timestamps as `
 (UTC) rather than ``TIMESTAMP_NTZ``: ``spark.createDataFrame(pandas_df)`` does the same with the
 default ``spark.sql.timestampType``. Primary-key constraints are informational and not enforced
 (Databricks "Constraints on Databricks": PK/FK constraints are informational), so a key column may
-hold NULLs; syncing to an online store drops those rows (reference §2.3).
+hold NULLs; syncing to an online store drops those rows.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def quoted(full_name: str) -> str:
 
 
 def not_found_sql(full_name: str) -> DeltaSqlError:
-    """Databricks' TABLE_OR_VIEW_NOT_FOUND text (reference §4.2 [3P])."""
+    """Databricks' TABLE_OR_VIEW_NOT_FOUND text (as a recorded API exchange shows it)."""
     return DeltaSqlError(
         "TABLE_OR_VIEW_NOT_FOUND",
         f"The table or view {quoted(full_name)} cannot be found. Verify the spelling and correctness of the "

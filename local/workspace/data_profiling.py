@@ -1,11 +1,12 @@
 """What a data profiling refresh computes: the ``_profile_metrics`` and ``_drift_metrics`` tables.
 
-Follows reference databricks-api.md §5.2-§5.4 (Databricks "Data profiling metric tables") for an
+Follows Databricks, "Monitor metric tables"
+(https://docs.databricks.com/aws/en/lakehouse-monitoring/monitor-output) for an
 InferenceLog monitor, computed with pandas, numpy and scipy on the table's rows. This is
 deliberately not SQL: the app computes its own drift statistics with SQL aggregates
 (``shared/drift``), so the two implementations of one definition check each other.
 
-Rows (§5.2). Every statistic is computed per window, per granularity and per model id, for the
+Rows. Every statistic is computed per window, per granularity and per model id, for the
 whole table only (``slice_key`` and ``slice_value`` NULL; ``slicing_exprs`` are refused at
 create). Each model id gets its rows, and ``'*'`` holds the rows of every model id together, as
 mlops-stacks' ``model_id != '*'`` filter shows [3P]. The model-id column is named as the
@@ -25,7 +26,7 @@ decimal columns are numeric; the others (strings, booleans...) categorical, comp
 are categorical whatever their type [INF]. NULLs are counted (``num_nulls``) and left out of
 every distribution; NaN is counted (``num_nan``) and left out too.
 
-Profile metrics (§5.4), ``log_type`` ``INPUT`` for the monitored table and ``BASELINE`` (window
+Profile metrics, ``log_type`` ``INPUT`` for the monitored table and ``BASELINE`` (window
 and granularity NULL) for the baseline table [3P]. Choices [INF unless said]:
 ``count`` counts the rows, NULLs included; ``percent_null``/``percent_nan``/``percent_zeros``
 are percentages (0-100) of ``count``, ``percent_distinct`` of the non-null values;
@@ -37,16 +38,16 @@ TOP_ITEMS most frequent values of a categorical column (count descending, then v
 ``data_type`` is the column's Spark type text (``double``, ``string``); ``':table'`` rows carry
 ``count`` and ``non_null_columns`` (the profiled columns with at least one non-null value).
 
-Model quality on ``':table'`` rows (§5.4), over the rows where prediction and label are both
+Model quality on ``':table'`` rows, over the rows where prediction and label are both
 present; NULL when there are none or no ``label_column``. Classification: ``accuracy_score`` and
 ``precision``/``recall``/``f1_score`` as structs ``{macro, weighted}`` [3P: ``.weighted`` and
 ``.macro`` seen in real queries] over the union of label and predicted classes, a class with no
 predictions (or no labels) scoring 0 (scikit-learn's ``zero_division=0``) [INF]. Regression:
-``mean_squared_error``, ``root_mean_squared_error``, ``mean_absolute_error`` [INF: the reference
-recalls the docs spelling ``mean_average_error``, unverified] and ``r2_score`` (NULL when the
+``mean_squared_error``, ``root_mean_squared_error``, ``mean_absolute_error`` [INF: the docs'
+spelling may be ``mean_average_error``, unverified] and ``r2_score`` (NULL when the
 labels are constant). Only the columns of the monitor's problem type exist.
 
-Drift metrics (§5.3). ``CONSECUTIVE`` compares a window with the window just before it (its end
+Drift metrics. ``CONSECUTIVE`` compares a window with the window just before it (its end
 is this window's start), same granularity and model id, and exists only when that window has
 rows [INF: "the previous time window", read as the adjacent one]; ``window_cmp`` is that window.
 ``BASELINE`` compares a window with the baseline table (``window_cmp`` NULL): for a model id,
@@ -71,7 +72,7 @@ window (CONSECUTIVE) or the baseline (BASELINE) as the reference ``r`` and this 
   ``population_stability_index`` = sum (c_i - r_i) ln(c_i / r_i) with a zero proportion replaced
   by PSI_FLOOR on either side and no renormalization (Evidently's rule); ``tv_distance`` =
   ½ sum |c_i - r_i|; ``l_infinity_distance`` = max |c_i - r_i|.
-- a side with no values: every distance NULL. §5.3 has ``ks_test`` for numeric and
+- a side with no values: every distance NULL. The drift table has ``ks_test`` for numeric and
   ``chi_squared_test`` for categorical columns, and dbdemos offers JS, TV and L-inf for
   categorical ones [3P]; which kinds get JS, PSI, TV and L-inf on Databricks is not documented
   [gap], so here they are filled for both kinds, and each can be cross-checked.
@@ -247,7 +248,7 @@ def _percent(part: int, whole: int) -> float | None:
 
 
 def quality(spec: InferenceLog, pred: Column, label: Column | None, idx: np.ndarray) -> dict[str, Any]:
-    """Model-quality metrics of the rows ``idx`` (``':table'`` rows, §5.4)."""
+    """Model-quality metrics of the rows ``idx`` (``':table'`` rows)."""
     names = (("accuracy_score", "precision", "recall", "f1_score") if spec.classification else
              ("mean_squared_error", "root_mean_squared_error", "mean_absolute_error", "r2_score"))
     empty: dict[str, Any] = dict.fromkeys(names)

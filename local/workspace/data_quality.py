@@ -1,7 +1,7 @@
 """Data quality monitoring of the local workspace: data profiling monitors and their refreshes.
 
-Follows reference databricks-api.md §5.1 (``w.data_quality`` in databricks-sdk 0.156.0,
-``service/dataquality.py``; the deprecated ``w.quality_monitors`` is not served):
+Follows ``w.data_quality`` in databricks-sdk 0.156.0 (``databricks/sdk/service/dataquality.py``,
+https://github.com/databricks/databricks-sdk-py; the deprecated ``w.quality_monitors`` is not served):
 
 - ``POST /api/data-quality/v1/monitors`` (body: the ``Monitor``), ``GET .../monitors``
   (``page_size``, ``page_token``; the SDK docstring calls it "(Unimplemented)", here it lists),
@@ -20,8 +20,8 @@ Follows reference databricks-api.md §5.1 (``w.data_quality`` in databricks-sdk 
   (``ResourceDoesNotExist``), a second monitor on one table 409 RESOURCE_ALREADY_EXISTS, and an
   unknown monitor 404 RESOURCE_DOES_NOT_EXIST [INF: codes and texts not recorded].
 - The server fills ``monitored_table_name``, ``profile_metrics_table_name`` and
-  ``drift_metrics_table_name`` (``{output_schema}.{table}_profile_metrics`` / ``_drift_metrics``,
-  §5.2), ``monitor_version`` (1, plus one per update [INF]) and ``status``:
+  ``drift_metrics_table_name`` (``{output_schema}.{table}_profile_metrics`` / ``_drift_metrics``),
+  ``monitor_version`` (1, plus one per update [INF]) and ``status``:
   ``DATA_PROFILING_STATUS_PENDING`` until the first refresh ends, then ``..._ACTIVE``, or
   ``..._ERROR`` with ``latest_monitor_failure_message`` if that first refresh failed; a later failed
   refresh sets the message and leaves the status [INF].
@@ -38,7 +38,8 @@ Follows reference databricks-api.md §5.1 (``w.data_quality`` in databricks-sdk 
 holds a table, or to one named through the local tooling ``ws.data_quality.schema_id("cat.sch")``
 (which also makes an empty schema exist); any other id is 404 RESOURCE_DOES_NOT_EXIST.
 
-Refreshes ("Creating a monitor triggers an initial refresh", reference monitoring.md §3; legacy
+Refreshes ("Creating a monitor triggers an initial refresh", as dbdemos' monitoring notebooks rely on,
+https://github.com/databricks-demos/dbdemos-notebooks; legacy
 ``run_refresh``: "Queues a metric refresh ... The refresh will execute in the background"):
 ``create_monitor`` queues one, and ``create_refresh`` queues another behind the monitor's running
 one (one at a time per monitor, in order). Each runs in a background thread:

@@ -1,4 +1,4 @@
-"""Lakebase synced tables of the local workspace (``w.database``, reference §2.3).
+"""Lakebase synced tables of the local workspace (``w.database``).
 
 Follows databricks-sdk 0.156.0 (``service/database.py``: ``SyncedDatabaseTable``,
 ``SyncedTableSpec``, ``SyncedTableStatus``) and Databricks "Sync data from Unity Catalog tables

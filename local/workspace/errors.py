@@ -2,10 +2,11 @@
 
 Every error body is ``{"error_code": ..., "message": ...}`` and each code is paired with the
 HTTP status Databricks uses for it, because ``databricks-sdk`` picks its exception class from
-the error code first and from the status second (reference §0.3): 400 INVALID_PARAMETER_VALUE
+the error code first and from the status second (``databricks/sdk/errors/`` in
+https://github.com/databricks/databricks-sdk-py): 400 INVALID_PARAMETER_VALUE
 -> InvalidParameterValue, 404 RESOURCE_DOES_NOT_EXIST -> ResourceDoesNotExist, 409
 RESOURCE_ALREADY_EXISTS -> ResourceAlreadyExists, 409 RESOURCE_CONFLICT -> ResourceConflict,
-429 REQUEST_LIMIT_EXCEEDED and 503 TEMPORARILY_UNAVAILABLE -> retried by the SDK (reference §8).
+429 REQUEST_LIMIT_EXCEEDED and 503 TEMPORARILY_UNAVAILABLE -> retried by the SDK.
 """
 
 from __future__ import annotations

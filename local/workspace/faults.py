@@ -1,32 +1,33 @@
 """Fault injection for the local workspace (docs/architecture.md, "The local workspace").
 
 The faults imitate what the Databricks control plane does under load or during incidents,
-so that the app's retry and rollback paths can be exercised on one machine:
+so that the app's retry and rollback paths can be exercised on one machine (what the SDK retries:
+``databricks/sdk/retries.py`` and ``_base_client.py`` in https://github.com/databricks/databricks-sdk-py):
 
 - ``latency_ms``: extra time added to every API call.
 - ``provisioning_seconds``: how long a config update stays ``IN_PROGRESS`` before it settles
-  (real updates take minutes; reference §1.4).
+  (real updates take minutes).
 - ``fail_load``: ``"model/version"`` strings whose deployment fails, which ends the update in
-  ``UPDATE_FAILED`` with the previous config still serving (reference §1.4).
+  ``UPDATE_FAILED`` with the previous config still serving.
 - ``rate_429`` / ``rate_503``: probabilities of answering an API call with
   ``429 REQUEST_LIMIT_EXCEEDED`` (with ``Retry-After: 1``) or ``503 TEMPORARILY_UNAVAILABLE``,
-  the two throttling/outage answers the SDK retries (reference §8, "Emulator recipes").
+  the two throttling/outage answers the SDK retries.
 - ``store_provisioning_seconds``: how long a new Online Feature Store stays ``STARTING`` (and an
-  updated one ``UPDATING``) before it is ``AVAILABLE`` (reference §2.2).
+  updated one ``UPDATING``) before it is ``AVAILABLE``.
 - ``store_unavailable``: online store names held ``STOPPED``; they never become ``AVAILABLE``.
 - ``sync_provisioning_seconds``: how long a new sync pipeline provisions its resources.
 - ``sync_fail``: online (synced) table names whose syncs fail while listed: the table ends
   ``SYNCED_TABLE_ONLINE_PIPELINE_FAILED`` (``..._OFFLINE_FAILED`` if it never synced) with a message.
 - ``statement_pending_seconds``: how long every SQL statement stays ``PENDING`` before it runs,
-  as on a warehouse that is starting (reference §4.2: "PENDING means waiting for the warehouse").
+  as on a warehouse that is starting ("PENDING means waiting for the warehouse").
 - ``entity_faults``: per served entity, keyed ``"model/version"`` like ``fail_load``, a dict of
   ``error_rate`` (0..1), ``latency_ms`` (>= 0) and ``bias`` (any finite number; each key optional,
   default 0). They imitate one served model misbehaving behind an endpoint whose other entities
-  are healthy, the case a canary analysis must catch (progressive-delivery reference §5.1, §6):
+  are healthy, the case a canary analysis must catch:
   ``error_rate`` is the share of that entity's queries answered ``500 INTERNAL_ERROR`` (a model
-  server failing; the SDK does not retry a 500 with another message than "Unexpected error",
-  reference §8), ``latency_ms`` is added to each of its answers (a slower model: the time counts in
-  the inference table's ``execution_duration_ms``, "model inference time", reference §1.7), and
+  server failing; the SDK does not retry a 500 with another message than "Unexpected error"),
+  ``latency_ms`` is added to each of its answers (a slower model: the time counts in
+  the inference table's ``execution_duration_ms``, "model inference time"), and
   ``bias`` is added to each numeric prediction it answers (a model whose predictions shifted).
 
 The object is shared by the request threads and may be changed at any time, in code

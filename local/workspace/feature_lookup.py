@@ -24,8 +24,8 @@ field names as in its Python API: ``table_name``, ``lookup_key``, ``feature_name
 
 ``online_store`` says where the table is read at serving time:
 
-- ``null``: a table Databricks published itself (Online Feature Store / Lakebase synced table,
-  reference §2.2, §2.3). It is resolved through the workspace's online catalog
+- ``null``: a table Databricks published itself (Online Feature Store / Lakebase synced
+  table). It is resolved through the workspace's online catalog
   (``online_catalog.OnlineCatalog``), at request time, as publishing may happen after deployment
   ("You can publish the feature table at any time prior to model deployment" [DOC]).
 - ``{"connection_env": "TITANIC_FEATURES_URL", "online_table": "cat.sch.tbl_online",
@@ -58,7 +58,7 @@ error is raised for a missing key [INF: Databricks does not document an error fo
 
 Errors (chosen here; Databricks' statuses for these cases are not documented [INF]). None of them
 is 429 or 503, which the SDK would retry for up to five minutes, and no message contains
-"Unexpected error" (the SDK retries that too, reference §8):
+"Unexpected error" (the SDK retries that too):
 
 - the request lacks a lookup-key column, or is not tabular: ``400 BAD_REQUEST``;
 - the served entity is misconfigured (the table is not published, the connection variable is

@@ -1,4 +1,4 @@
-"""Online Feature Store API of the local workspace (``w.feature_store``, reference §2.2).
+"""Online Feature Store API of the local workspace (``w.feature_store``).
 
 Follows databricks-sdk 0.156.0 (``service/ml.py``: ``OnlineStore``, ``PublishSpec``,
 ``PublishTableResponse``) and Databricks "Databricks Online Feature Stores":

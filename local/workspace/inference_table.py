@@ -1,26 +1,26 @@
 """Inference tables of the local workspace: Unity Catalog Delta tables, delivered in batches.
 
-What is captured follows reference §1.7 (Databricks "Inference tables for monitoring and
-debugging models", AI Gateway "inference tables"): only an endpoint whose config enables an
+What is captured follows Databricks, "Monitor served models using AI Gateway-enabled inference tables"
+(https://docs.databricks.com/aws/en/ai-gateway/inference-tables): only an endpoint whose config enables an
 inference table is captured, to ``<catalog>.<schema>.<prefix>_payload`` (the prefix defaults to
 the endpoint name), a managed Delta table of ``ws.catalog``:
 
 - AI Gateway (``ai_gateway.inference_table_config``): the columns of a real ``SHOW CREATE
-  TABLE`` (§1.7 [3P]): ``databricks_request_id STRING, request_date DATE (UTC), client_request_id
+  TABLE`` (a public dump of one): ``databricks_request_id STRING, request_date DATE (UTC), client_request_id
   STRING, request_time TIMESTAMP, status_code INT, sampling_fraction DOUBLE,
   execution_duration_ms BIGINT, request STRING, response STRING, logging_error_codes
   ARRAY<STRING>, served_entity_id STRING, requester STRING`` with
   ``delta.enableChangeDataFeed=true``. ``CLUSTER BY (request_date)`` is a layout choice, not
-  emulated. ``requester`` is NULL for route-optimized endpoints (§1.7).
+  emulated. ``requester`` is NULL for route-optimized endpoints.
 - Legacy ``auto_capture_config`` (deprecated): ``client_request_id STRING, databricks_request_id
   STRING, date DATE, timestamp_ms BIGINT, status_code INT, sampling_fraction DOUBLE,
   execution_time_ms BIGINT, request STRING, response STRING, request_metadata
-  MAP<STRING,STRING>`` with the keys ``endpoint_name``, ``model_name``, ``model_version`` (§1.7
-  [3P] / types [INF]).
+  MAP<STRING,STRING>`` with the keys ``endpoint_name``, ``model_name``, ``model_version`` (read
+  by public notebooks; types [INF]).
 
-``execution_duration_ms`` (``execution_time_ms``) is model inference time only (§1.7), measured
+``execution_duration_ms`` (``execution_time_ms``) is model inference time only, measured
 around the scoring call. A request or response over ``MAX_PAYLOAD_CHARS`` is logged as NULL with
-``MAX_REQUEST_SIZE_EXCEEDED`` / ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes`` (§1.7);
+``MAX_REQUEST_SIZE_EXCEEDED`` / ``MAX_RESPONSE_SIZE_EXCEEDED`` in ``logging_error_codes``;
 the legacy table has no such column and only gets the NULL [INF].
 
 ``system.serving.served_entities`` is a Delta table too, so that ``served_entity_id`` joins to
@@ -30,7 +30,7 @@ Its columns are a subset of that system table as recalled, not verified [INF]:
 entity_type STRING, entity_name STRING, entity_version STRING, endpoint_config_version INT,
 change_time TIMESTAMP``. It exists from the first delivery on, as a system table always does.
 
-Delivery is best effort on Databricks, "usually within an hour" (§1.7 [3P]). Here rows are
+Delivery is best effort on Databricks, "usually within an hour". Here rows are
 buffered and a background thread appends them every ``delivery_seconds`` (1 s by default): one
 Delta append per table per batch; a table is created when its inference table is enabled (at
 the next delivery) or, at the latest, with its first rows. ``flush()`` delivers what is buffered
@@ -58,8 +58,8 @@ LEGACY = "AUTO_CAPTURE"
 SERVED_ENTITIES_KIND = "SERVED_ENTITIES"
 SERVED_ENTITIES = "system.serving.served_entities"
 
-# Payloads larger than this are logged as NULL with MAX_REQUEST/RESPONSE_SIZE_EXCEEDED (reference §1.7).
-# The real limit is not documented in the reference; 1 MiB is a local choice [INF].
+# Payloads larger than this are logged as NULL with MAX_REQUEST/RESPONSE_SIZE_EXCEEDED.
+# The real limit is not documented; 1 MiB is a local choice [INF].
 MAX_PAYLOAD_CHARS = 1024 * 1024
 
 

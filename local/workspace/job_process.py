@@ -25,7 +25,7 @@ What a ``spark_python_task`` gets, following Databricks ("Python script task for
   ``MLFLOW_REGISTRY_URI`` set to the workspace's registry (on Databricks a job's MLflow talks to the
   workspace's tracking server and registry). Every other ``DATABRICKS_*`` and ``ARM_*`` variable of
   the workspace process is removed, so that no second auth method reaches the SDK (it refuses to
-  choose between two, reference §7).
+  choose between two).
 - stdout and stderr go to files next to the run (``logs`` of ``runs/get-output``); the process is
   the leader of its own session, so stopping it stops whatever it started as well.
 """

@@ -1,4 +1,5 @@
-"""Jobs API 2.2 of the local workspace: jobs whose tasks run local Python files (reference §3).
+"""Jobs API 2.2 of the local workspace: jobs whose tasks run local Python files (Databricks REST API,
+"Jobs", https://docs.databricks.com/api/workspace/jobs).
 
 ``w.jobs`` of databricks-sdk 0.156 works unchanged against it (paths under ``/api/2.2/jobs``; the
 same handlers answer ``/api/2.1/jobs``). Wire shapes are the SDK's dataclasses (``JobSettings``,
@@ -13,19 +14,19 @@ same handlers answer ``/api/2.1/jobs``). Wire shapes are the SDK's dataclasses (
   ``job_clusters``, ``environments`` and ``parameters`` merged by their key, ``fields_to_remove``
   also takes ``tasks/<key>``, SDK docstring) and ``delete`` (its active and queued runs are
   canceled; its runs stay readable [INF]). A missing job is ``400 INVALID_PARAMETER_VALUE "Job 123
-  does not exist."``, which the SDK raises as ``ResourceDoesNotExist`` on ``jobs/get`` only (§0.3).
-- ``run-now`` (§3.1): ``job_parameters`` override the defaults of ``JobSettings.parameters`` (an
+  does not exist."``, which the SDK raises as ``ResourceDoesNotExist`` on ``jobs/get`` only.
+- ``run-now``: ``job_parameters`` override the defaults of ``JobSettings.parameters`` (an
   undefined name is refused [INF]); ``python_params`` replace the parameters of the Python tasks and
   are refused for a job that defines job parameters [INF]; ``only`` picks tasks; ``queue`` overrides
   the job's queue setting for this run. ``idempotency_token`` (at most 64 characters): the same
   token answers the same ``{run_id, number_in_job}`` and launches nothing; a token whose run was
   deleted is an error. ``number_in_job`` equals ``run_id`` (SDK docstring).
-- Concurrency (§3.3): runs in PENDING, RUNNING or TERMINATING hold a slot. A run beyond
+- Concurrency: runs in PENDING, RUNNING or TERMINATING hold a slot. A run beyond
   ``max_concurrent_runs`` is SKIPPED with ``result_state MAXIMUM_CONCURRENT_RUNS_REACHED`` and v2
   ``status`` TERMINATED / ``MAX_CONCURRENT_RUNS_EXCEEDED``; with ``queue.enabled`` it is QUEUED with
   ``status.queue_details.code MAX_CONCURRENT_RUNS_REACHED`` and starts, oldest first, when a slot
   frees (the 48 h queue limit is not enforced). ``max_concurrent_runs 0`` skips every run.
-- Run states (§3.2): QUEUED/PENDING → RUNNING → TERMINATING → TERMINATED with ``result_state``
+- Run states: QUEUED/PENDING → RUNNING → TERMINATING → TERMINATED with ``result_state``
   SUCCESS, FAILED, TIMEDOUT or CANCELED; a task that cannot start (missing file, bad dynamic value
   reference, no process) ends the run INTERNAL_ERROR with ``result_state FAILED``. ``status`` (v2)
   follows with ``termination_details {code, type, message}``. A task whose upstream failed is
@@ -39,14 +40,15 @@ same handlers answer ``/api/2.1/jobs``). Wire shapes are the SDK's dataclasses (
   (``accepts``; ``server.py`` asks it as well as the PAT or the identity) from dispatch until the run
   ends, so a run calls the workspace in identity mode too, where the PAT is refused.
 - ``runs/get`` (the run and its tasks; a task's run id answers that task as a run; never a
-  ``next_page_token`` key, the §3.2 pitfall), ``runs/list`` (``job_id``, ``active_only`` = QUEUED,
+  ``next_page_token`` key: ``JobsExt.get_run`` loops while it is not None), ``runs/list`` (``job_id``,
+  ``active_only`` = QUEUED,
   PENDING, RUNNING, TERMINATING; ``completed_only``, not both; ``limit`` 1..25 default 20, 0 = 25;
   ``offset`` or ``page_token``; ``start_time_from``/``_to``; descending start time; a token only
   when there is another page), ``runs/cancel`` (asynchronous: SIGTERM, then SIGKILL after 3 s;
   a finished run is left as it is), ``runs/cancel-all``, ``runs/delete`` (not while active) and
   ``runs/get-output`` (a task run, or a job run with one task; several tasks are refused as
   Databricks does [INF: text]). A missing run is ``400 INVALID_PARAMETER_VALUE "Run 123 does not
-  exist."`` (→ ``ResourceDoesNotExist`` on ``runs/get`` and ``runs/get-output``, §0.3).
+  exist."`` (→ ``ResourceDoesNotExist`` on ``runs/get`` and ``runs/get-output``).
 - Persistence: jobs, runs and idempotency tokens are kept in ``<data_dir>/jobs.json`` (rewritten
   atomically at every change) and task logs under ``<data_dir>/job-runs/<task run id>/``, so a
   restarted workspace knows them; runs that ended more than 60 days before a start are forgotten
@@ -487,7 +489,7 @@ class JobsService:
             idempotency_token=token, values=values)
 
     def _admit(self, run: JobRun) -> None:
-        """Start the new run, queue it, or skip it (reference §3.3)."""
+        """Start the new run, queue it, or skip it."""
         limit = int(run.settings.get("max_concurrent_runs", 1))
         active = self._holding(run.job_id, but=run)
         waiting = any(r.job_id == run.job_id and r.state == QUEUED and r is not run for r in self._runs.values())
@@ -933,7 +935,7 @@ def _deadline(run: JobRun, task: TaskRun) -> float | None:
 
 def _page(name: str, items: list[dict[str, Any]], offset: int, limit: int, total: int) -> dict[str, Any]:
     """A list page; the token keys appear only when there is such a page (an empty token would be
-    followed for ever by some readers, reference §3.2)."""
+    followed for ever by some readers)."""
     out: dict[str, Any] = {"has_more": offset + limit < total}
     if items:
         out[name] = items

@@ -1,7 +1,8 @@
 """Loading registered MLflow models and scoring them with the MLflow scoring protocol.
 
 A Databricks custom-model serving endpoint builds a container from the registered model
-version and answers ``/invocations`` with MLflow's pyfunc scoring server (reference §1.5).
+version and answers ``/invocations`` with MLflow's pyfunc scoring server
+(``mlflow/pyfunc/scoring_server``, https://github.com/mlflow/mlflow).
 Here the model version is looked up in the MLflow registry given to the workspace, its
 artifacts are downloaded into the data directory, and it is loaded with
 ``mlflow.pyfunc.load_model``; scoring goes through ``mlflow.pyfunc.scoring_server.invocations``
@@ -148,7 +149,7 @@ class ModelStore:
 
 
 def score(model: Any, payload: dict[str, Any], content_type: str = "application/json") -> ScoreResult:
-    """Score one request the way ``mlflow models serve`` does (reference §1.5).
+    """Score one request the way ``mlflow models serve`` does.
 
     The body must hold exactly one of ``dataframe_split``, ``dataframe_records``,
     ``instances`` or ``inputs``; anything else is ``400 BAD_REQUEST``. A model that raises
@@ -233,7 +234,7 @@ def input_fields() -> set[str]:
 
 
 class UnityCatalogModels:
-    """The Unity Catalog model-registry API (reference §6.1) over the MLflow registry the workspace
+    """The Unity Catalog model-registry API over the MLflow registry the workspace
     loads models from.
 
     A UC model ``catalog.schema.model`` is the MLflow registered model of that exact name, so a
@@ -432,7 +433,7 @@ def _required(req: Request, name: str) -> str:
 
 
 def _flag(req: Request, name: str) -> bool:
-    # The SDK sends query-string booleans as "true"/"false" (reference §0.1).
+    # The SDK sends query-string booleans as "true"/"false".
     return (_param(req, name) or "").lower() == "true"
 
 

@@ -1,12 +1,12 @@
 """OpenAPI document of a serving endpoint (``GET /api/2.0/serving-endpoints/{name}/openapi``).
 
-The SDK fetches it with ``Accept: text/plain`` and returns the body unparsed (reference §1.1,
-"get_open_api ... the body is an OpenAPI JSON document"). Databricks describes it as "the query
+The SDK fetches it with ``Accept: text/plain`` and returns the body unparsed
+("get_open_api ... the body is an OpenAPI JSON document"). Databricks describes it as "the query
 schema of the serving endpoint in OpenAPI format ... the supported paths, input and output format
-and datatypes" [SRC docstring]. The exact layout of Databricks' document is not in the reference,
+and datatypes" [SRC docstring]. The exact layout of Databricks' document is not published,
 so this one is built from first principles [INF]: OpenAPI 3.1, one POST operation per invocation
 path (the endpoint, and each served entity under ``/served-models/{name}/invocations``), whose
-request body accepts the four MLflow scoring formats (reference §1.5) typed from the model's
+request body accepts the four MLflow scoring formats typed from the model's
 MLflow signature when it has one, and whose response is ``{"predictions": [...]}``.
 """
 

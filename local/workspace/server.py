@@ -1,20 +1,23 @@
 """The local workspace: an HTTP server answering part of the Databricks workspace REST API.
 
-``databricks-sdk`` works against it unchanged: ``WorkspaceClient(host=ws.url, token=...)``.
-Cross-cutting behaviour (reference §0, §7.5, §8):
+``databricks-sdk`` (https://github.com/databricks/databricks-sdk-py) works against it unchanged:
+``WorkspaceClient(host=ws.url, token=...)``.
+Cross-cutting behaviour:
 
 - ``GET /.well-known/databricks-config`` answers ``200 {}`` without auth, so the SDK's host
-  metadata lookup at construction returns at once and sets nothing (reference §7.5).
+  metadata lookup at construction returns at once and sets nothing.
 - Every ``/api/...``, ``/serving-endpoints/...`` and ``/local/...`` request needs
   ``Authorization: Bearer <token>``; otherwise ``401 UNAUTHENTICATED`` (-> SDK ``Unauthenticated``).
   The token is the workspace's PAT, or, in identity mode (``identity=``), only an Entra ID token
-  for the Azure Databricks resource (reference §7.3) that the identity stand-in issued and that
+  for the Azure Databricks resource (Azure Databricks, "Get Microsoft Entra ID tokens for service
+  principals", https://learn.microsoft.com/en-us/azure/databricks/dev-tools/service-prin-aad-token) that
+  the identity stand-in issued and that
   has not expired; a PAT is then refused, as a workspace that only trusts Entra ID would.
-  ``X-Databricks-Workspace-Id`` is accepted and ignored (reference §0.1).
-- Errors are ``{"error_code", "message"}`` with the status paired to each code (reference §0.3).
+  ``X-Databricks-Workspace-Id`` is accepted and ignored.
+- Errors are ``{"error_code", "message"}`` with the status paired to each code.
   An unknown path is ``404 ENDPOINT_NOT_FOUND``. Bad input never yields a 500.
 - Faults (``ws.faults``; also ``GET/POST /local/faults``): latency on every API call, and
-  429/503 answers that the SDK retries (reference §8).
+  429/503 answers that the SDK retries.
 
 Not imported by the app; only by local tooling and tests.
 """
@@ -52,7 +55,7 @@ log = logging.getLogger("local.workspace")
 WELL_KNOWN = "/.well-known/databricks-config"
 _AUTH_PREFIXES = ("/api/", "/serving-endpoints/", "/local/")
 _FAULT_PREFIXES = ("/api/", "/serving-endpoints/")
-# Entra ID application of Azure Databricks: the resource its tokens are issued for (reference §7.3).
+# Entra ID application of Azure Databricks: the resource its tokens are issued for.
 AZURE_DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
 
 
@@ -214,7 +217,7 @@ class LocalWorkspace:
     def _dispatch(self, req: Request) -> Response:
         path = req.path
         if path == WELL_KNOWN and req.method == "GET":
-            # Host metadata: {} sets nothing and needs no auth (reference §7.5).
+            # Host metadata: {} sets nothing and needs no auth.
             return Response(body={})
         if path.startswith(_AUTH_PREFIXES):
             self._authenticate(req)

@@ -1,12 +1,14 @@
 """Model Serving endpoints of the local workspace.
 
-Follows reference §1 (Databricks Model Serving REST API, as read in databricks-sdk 0.156.0) and
+Follows the Databricks REST API "Serving endpoints" (https://docs.databricks.com/api/workspace/servingendpoints, as
+read in databricks-sdk 0.156.0, ``databricks/sdk/service/serving.py``,
+https://github.com/databricks/databricks-sdk-py) and
 the Databricks documentation it cites ("Manage model serving endpoints", "Query serving
 endpoints for custom models", "AI Gateway inference tables"). Requests are parsed and responses
 are written with the SDK's own dataclasses (``EndpointCoreConfigInput.from_dict``,
 ``ServingEndpointDetailed(...).as_dict()``) so that field names are exactly the SDK's.
 
-State machine (reference §1.4): a create or config update puts the new config in
+State machine: a create or config update puts the new config in
 ``pending_config`` with ``state.config_update = IN_PROGRESS``; a background thread waits the
 injected provisioning delay, loads every served entity's model from the MLflow registry and then
 either promotes the pending config to ``config`` (``NOT_UPDATING``, ``READY``) or ends the update
@@ -24,10 +26,10 @@ table keeps the client's request as it came (IDs only); ``execution_duration_ms`
 lookup, which on Databricks runs inside the served model [INF]; each lookup's time is written to
 the served entity's server logs (``logs``).
 
-Inference tables (reference §1.7; ``inference_table``): an endpoint is captured only while its
+Inference tables (``inference_table``): an endpoint is captured only while its
 AI Gateway ``inference_table_config`` or its active config's legacy ``auto_capture_config`` is
 enabled. An enabled config needs ``catalog_name`` and ``schema_name``; the catalog, schema or
-prefix of an enabled table cannot change ("disable the table first", §1.7); and only one of the
+prefix of an enabled table cannot change ("disable the table first"); and only one of the
 two may be enabled at a time [INF: both tables would have the same name]. Each violation is
 400 INVALID_PARAMETER_VALUE [INF: texts].
 """
@@ -76,11 +78,11 @@ from .web import Request, Response, Router
 
 log = logging.getLogger("local.workspace.serving")
 
-# Endpoint and served-entity names: alphanumerics, dashes and underscores (reference §1.3 [SRC]).
+# Endpoint and served-entity names: alphanumerics, dashes and underscores (the SDK's docstrings).
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-# At most 10 served entities per endpoint (reference §1.3 [SRC docstring]).
+# At most 10 served entities per endpoint (the SDK's docstring).
 MAX_SERVED_ENTITIES = 10
-# Registered-model versions are positive integers in both registries [INF: not in the reference].
+# Registered-model versions are positive integers in both registries [INF: not documented].
 _VERSION = re.compile(r"^[1-9][0-9]*$")
 
 READY = "READY"
@@ -149,7 +151,7 @@ class Endpoint:
 
     def capture_target(self) -> CaptureTarget | None:
         """Where a query answered now is captured: the AI Gateway inference table, else the active
-        config's auto capture table, else nowhere (reference §1.7)."""
+        config's auto capture table, else nowhere."""
         target = _gateway_target(self.ai_gateway, self.name)
         if target is None and self.config is not None and self.ready == READY:
             target = capture_target(LEGACY, self.config.auto_capture, self.name)
@@ -162,7 +164,7 @@ def _gateway_target(gateway: sdk.AiGatewayConfig | None, endpoint: str) -> Captu
 
 def _checked_target(kind: str, config: Any, endpoint: str, current: CaptureTarget | None) -> CaptureTarget | None:
     """The target of a new inference table config, refused (400) when it lacks catalog or schema, or
-    moves a table that is enabled now (reference §1.7: disable it first)."""
+    moves a table that is enabled now (disable it first)."""
     try:
         target = capture_target(kind, config, endpoint)
     except ValueError as exc:
@@ -264,7 +266,7 @@ class ServingService:
     ) -> EndpointConfig:
         """Validate an ``EndpointCoreConfigInput`` body and build the config it describes.
 
-        Rules from reference §1.3: served-entity names default to ``entity_name-entity_version``
+        Rules from the SDK's docstrings: served-entity names default to ``entity_name-entity_version``
         (last component of a dotted Unity Catalog name [INF]); names are unique and use
         alphanumerics, ``-`` and ``_``; at most 10 entities; one entity without traffic_config gets
         a 100% route; several entities need a traffic_config whose routes name existing entities
@@ -333,7 +335,7 @@ class ServingService:
             allowed = [t.value for t in sdk.ServingModelWorkloadType]
             raise invalid_parameter(f"Invalid workload_type {raw['workload_type']!r}; expected one of {allowed}.")
         spec = e.as_dict()
-        spec.pop("burst_scaling_enabled", None)  # not echoed on GET (reference §1.3 [FAKE])
+        spec.pop("burst_scaling_enabled", None)  # not echoed on GET (the Databricks CLI's fake backend)
         spec.setdefault("workload_type", sdk.ServingModelWorkloadType.CPU.value)  # default CPU [SRC]
         return self._entity(endpoint_id, e.name, e.entity_name, e.entity_version, spec, now, legacy=False)
 
@@ -371,7 +373,7 @@ class ServingService:
                 f"entity_version of {entity_name} must be a registered model version number; got {entity_version!r}."
             )
         if name is None:
-            # Default name: entity_name-entity_version (reference §1.3 [SRC]); dots are not allowed in
+            # Default name: entity_name-entity_version (the SDK's docstring); dots are not allowed in
             # served entity names, so a Unity Catalog name keeps its last component [INF].
             name = f"{entity_name.split('.')[-1]}-{entity_version}"
         if not isinstance(name, str) or not _NAME.match(name):
@@ -394,7 +396,7 @@ class ServingService:
             if previous is not None and previous.routes and {e.name for e in previous.entities} == names:
                 return list(previous.routes)  # same entities, no new traffic_config: keep the routes [INF]
             if len(entities) == 1:
-                return [(entities[0].name, 100)]  # single entity default, echoed on GET (reference §1.3 [FAKE])
+                return [(entities[0].name, 100)]  # single entity default, echoed on GET (the CLI's fake)
             raise invalid_parameter(
                 "traffic_config is required when the endpoint config has more than one served entity."
             )
@@ -458,7 +460,7 @@ class ServingService:
 
     @staticmethod
     def _traffic(cfg: EndpointConfig) -> sdk.TrafficConfig:
-        # The echoed route carries both served_entity_name and served_model_name (reference §1.3 [FAKE]).
+        # The echoed route carries both served_entity_name and served_model_name (the CLI's fake).
         return sdk.TrafficConfig(
             routes=[sdk.Route(traffic_percentage=p, served_entity_name=n, served_model_name=n) for n, p in cfg.routes]
         )
@@ -474,7 +476,7 @@ class ServingService:
         )
 
     def _pending_output(self, cfg: EndpointConfig) -> sdk.EndpointPendingConfig:
-        # The pending config is the output config plus its start time (reference §1.2).
+        # The pending config is the output config plus its start time.
         return sdk.EndpointPendingConfig.from_dict({**self._config_output(cfg).as_dict(), "start_time": cfg.start_time})
 
     @staticmethod
@@ -485,7 +487,7 @@ class ServingService:
         )
 
     def _detailed(self, ep: Endpoint) -> dict[str, Any]:
-        """``ServingEndpointDetailed`` on the wire; state uses ``config_update`` (reference §1.2, App. A.1)."""
+        """``ServingEndpointDetailed`` on the wire; state uses ``config_update``."""
         return sdk.ServingEndpointDetailed(
             ai_gateway=ep.ai_gateway,
             budget_policy_id=ep.budget_policy_id,
@@ -506,7 +508,7 @@ class ServingService:
         ).as_dict()
 
     def _summary(self, ep: Endpoint) -> dict[str, Any]:
-        """``ServingEndpoint`` summary for list (reference §1.1): config is an EndpointCoreConfigSummary
+        """``ServingEndpoint`` summary for list: config is an EndpointCoreConfigSummary
         of the active config, or of the pending one while nothing is active [INF]."""
         cfg = ep.config or ep.pending
         summary = None
@@ -532,7 +534,7 @@ class ServingService:
         ).as_dict()
 
     def _require(self, name: str) -> Endpoint:
-        """Missing endpoint -> 404 RESOURCE_DOES_NOT_EXIST (reference §1.6)."""
+        """Missing endpoint -> 404 RESOURCE_DOES_NOT_EXIST."""
         ep = self._endpoints.get(name)
         if ep is None:
             raise does_not_exist(f"Serving endpoint with name {name} does not exist.")
@@ -540,9 +542,9 @@ class ServingService:
 
     # ------------------------------------------------------------------ handlers
     def create(self, req: Request) -> Response:
-        """POST /api/2.0/serving-endpoints (reference §1.1). Answers the new endpoint with
-        ``{ready: NOT_READY, config_update: IN_PROGRESS}`` and ``pending_config`` version 1 (§1.4);
-        the response carries ``name`` because the SDK's Wait binds to it (§0.4)."""
+        """POST /api/2.0/serving-endpoints. Answers the new endpoint with
+        ``{ready: NOT_READY, config_update: IN_PROGRESS}`` and ``pending_config`` version 1;
+        the response carries ``name`` because the SDK's Wait binds to it."""
         body = req.json()
         name = body.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -597,7 +599,7 @@ class ServingService:
             return Response(body=self._detailed(ep))
 
     def list_endpoints(self, req: Request) -> Response:
-        """GET /api/2.0/serving-endpoints -> ``{"endpoints": [ServingEndpoint...]}`` (reference §1.1)."""
+        """GET /api/2.0/serving-endpoints -> ``{"endpoints": [ServingEndpoint...]}``."""
         with self.lock:
             return Response(body={"endpoints": [self._summary(ep) for ep in self._endpoints.values()]})
 
@@ -614,7 +616,7 @@ class ServingService:
         return Response(body={})
 
     def update_config(self, req: Request, name: str) -> Response:
-        """PUT /api/2.0/serving-endpoints/{name}/config (reference §1.1, §1.4).
+        """PUT /api/2.0/serving-endpoints/{name}/config.
 
         "An endpoint that already has an update in progress can not be updated until the current
         update completes or fails" [SRC docstring] -> 409 RESOURCE_CONFLICT [FAKE status, INF text].
@@ -638,7 +640,8 @@ class ServingService:
             return Response(body=self._detailed(ep))
 
     def put_ai_gateway(self, req: Request, name: str) -> Response:
-        """PUT .../ai-gateway replaces the whole gateway config; an empty body unsets it (reference §1.1 [FAKE]).
+        """PUT .../ai-gateway replaces the whole gateway config; an empty body unsets
+        it (the Databricks CLI's fake backend).
         Enabling its inference table creates the payload table (at the next delivery)."""
         body = req.json()
         fields = ("fallback_config", "guardrails", "inference_table_config", "rate_limits", "usage_tracking_config")
@@ -660,7 +663,7 @@ class ServingService:
             return Response(body=out.as_dict())
 
     def patch_tags(self, req: Request, name: str) -> Response:
-        """PATCH .../tags with ``add_tags`` / ``delete_tags`` -> ``{"tags": [...]}`` (reference §1.1)."""
+        """PATCH .../tags with ``add_tags`` / ``delete_tags`` -> ``{"tags": [...]}``."""
         body = req.json()
         try:
             add = [sdk.EndpointTag.from_dict(t) for t in body.get("add_tags") or []]
@@ -699,7 +702,7 @@ class ServingService:
 
     def openapi(self, req: Request, name: str) -> Response:
         """GET .../openapi: the query schema as an OpenAPI JSON document, sent as text (the SDK asks
-        for ``Accept: text/plain`` and does not parse it; reference §1.1). Describes the active
+        for ``Accept: text/plain`` and does not parse it). Describes the active
         config, or the pending one while nothing is active; typed from each model's MLflow signature."""
         with self.lock:
             ep = self._require(name)
@@ -770,7 +773,8 @@ class ServingService:
     def _settle(
         self, name: str, generation: int, cfg: EndpointConfig, failures: dict[str, str], notes: dict[str, str]
     ) -> None:
-        """Reference §1.4: success -> config := pending, NOT_UPDATING, READY; failure -> UPDATE_FAILED,
+        """As the endpoint state is documented: success -> config := pending, NOT_UPDATING, READY;
+        failure -> UPDATE_FAILED,
         pending_config dropped, previous config still serving, ``ready`` unchanged."""
         activated: list[dict[str, Any]] = []
         with self.lock:
@@ -828,7 +832,7 @@ class ServingService:
 
     # ------------------------------------------------------------------ invocations
     def invocations(self, req: Request, name: str, served_model: str | None = None) -> Response:
-        """POST /serving-endpoints/{name}/invocations (reference §1.5, MLflow scoring protocol).
+        """POST /serving-endpoints/{name}/invocations (MLflow scoring protocol).
 
         Routes by the traffic percentages of the active config (weighted random, drawn from the
         generator ``reseed`` restarts, so a seed fixes the sequence), scores with the loaded pyfunc
@@ -852,7 +856,7 @@ class ServingService:
         with self.lock:
             ep = self._require(name)
             target = ep.capture_target()
-            requester = None if ep.route_optimized else self.user  # NULL when route-optimized (§1.7)
+            requester = None if ep.route_optimized else self.user  # NULL when route-optimized
             cfg = ep.config if ep.ready == READY else None
             updating = ep.config_update == IN_PROGRESS
             candidates: list[tuple[ServedEntity, int]] = []

@@ -1,7 +1,9 @@
 """SQL Statement Execution API of the local workspace, run on DuckDB over the local Delta tables.
 
-Follows reference §4 (``w.statement_execution`` in databricks-sdk 0.156.0; Databricks "Statement
-Execution API" and "SQL language reference"):
+Follows ``w.statement_execution`` in databricks-sdk 0.156.0
+(https://github.com/databricks/databricks-sdk-py) and Databricks,
+"Statement Execution API" (https://docs.databricks.com/api/workspace/statementexecution) and "SQL language
+reference" (https://docs.databricks.com/aws/en/sql/language-manual/):
 
 - ``POST /api/2.0/sql/statements``: ``statement`` and ``warehouse_id`` are required (400
   BAD_REQUEST [3P]); ``wait_timeout`` is ``"0s"`` or ``"5s"``..``"50s"`` (default ``"10s"``,
@@ -16,7 +18,7 @@ Execution API" and "SQL language reference"):
   first, as a starting warehouse does. ``GET /api/2.0/sql/statements/{id}`` polls; ``POST .../cancel`` cancels (``{}``).
 - An execution error is HTTP 200 with ``state: FAILED`` and ``status.error`` ``{error_code:
   BAD_REQUEST, message: "[ERROR_CLASS] ... SQLSTATE: xxxxx"}`` plus ``status.sql_state``, and no
-  manifest or result (reference §4.2 [3P]). The error classes are Databricks' (TABLE_OR_VIEW_NOT_FOUND,
+  manifest or result (a recorded API exchange). The error classes are Databricks' (TABLE_OR_VIEW_NOT_FOUND,
   UNRESOLVED_COLUMN, PARSE_SYNTAX_ERROR, UNBOUND_SQL_PARAMETER, DELTA_MISSING_CHANGE_DATA ...).
 - Results: ``manifest.schema.columns`` with ``type_name`` (BIGINT is LONG, ...), ``type_text`` in
   upper case; every value of ``data_array`` is a string or null: booleans ``"true"``, doubles as
@@ -279,7 +281,7 @@ def sql_type(t: Any) -> tuple[str, str, int | None, int | None]:
 
 
 def _leaf(v: Any) -> Any:
-    """JSON text of nested values keeps string leaves (reference §4.2 [3P])."""
+    """JSON text of nested values keeps string leaves (a recorded API exchange)."""
     if v is None:
         return None
     if isinstance(v, dict):
@@ -976,7 +978,7 @@ class StatementService:
             thread = threading.Thread(target=self._run, args=(stmt,), name=f"statement-{stmt.id[:8]}", daemon=True)
             self._threads.add(thread)
             thread.start()
-        if wait == 0:  # asynchronous mode: only the id and PENDING (reference §4.2 [3P])
+        if wait == 0:  # asynchronous mode: only the id and PENDING (a recorded API exchange)
             return Response(body={"statement_id": stmt.id, "status": {"state": PENDING}})
         if not stmt.done.wait(wait) and on_timeout == "CANCEL":
             self._cancel(stmt)

@@ -1,8 +1,8 @@
 """Sync pipelines: Delta tables copied to online tables in a real database, with their status.
 
 One engine serves both ways Databricks puts features online: Online Feature Store publishing
-(``feature_store.publish_table``, reference §2.2) and Lakebase synced tables
-(``database.create_synced_database_table``, reference §2.3). Each online table belongs to a
+(``feature_store.publish_table``) and Lakebase synced tables
+(``database.create_synced_database_table``). Each online table belongs to a
 pipeline (``pipeline_id``); a pipeline is one background thread that syncs its tables, and
 ``/api/2.0/pipelines/{id}`` (``w.pipelines``: ``get``, ``start_update``, ``get_update``,
 ``list_updates``, ``stop``) shows and drives it. Every write to the online store goes through
@@ -10,7 +10,9 @@ pipeline (``pipeline_id``); a pipeline is one background thread that syncs its t
 ``OnlineCatalog`` so that serving endpoints resolve feature lookups to it.
 
 Behaviour (Databricks "Sync data from Unity Catalog tables to a database instance" and "Publish
-features to an online store", as summarized in reference §2.2-§2.3):
+features to an online store";
+https://docs.databricks.com/aws/en/oltp/sync-data/sync-table,
+https://docs.databricks.com/aws/en/machine-learning/feature-store/online-feature-store):
 
 - Initial snapshot: all rows of the source at its current version, keyed by the primary key;
   rows whose key columns are NULL are excluded; rows sharing a key are tie-broken by the
@@ -27,7 +29,7 @@ features to an online store", as summarized in reference §2.2-§2.3):
   _ONLINE_CONTINUOUS_UPDATE (CONTINUOUS); _ONLINE_TRIGGERED_UPDATE while a triggered update
   runs; a failed update is _ONLINE_PIPELINE_FAILED, or _OFFLINE_FAILED when the initial snapshot
   failed. ``unity_catalog_provisioning_state`` is PROVISIONING until the online table exists,
-  then ACTIVE (the UC entity is distinct from the pipeline state, reference §2.1).
+  then ACTIVE (the UC entity is distinct from the pipeline state).
 - A failed pipeline stays failed until it is triggered again (a publish, ``start_update``):
   no automatic retries [INF]. ``start_update`` while an update runs, or on a running continuous
   pipeline, is ``409 RESOURCE_CONFLICT`` ("If there is already an active update for the pipeline,
@@ -568,7 +570,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ wire format
     def synced_table(self, t: SyncedTable) -> dict[str, Any]:
-        """``SyncedDatabaseTable`` on the wire (reference §2.3)."""
+        """``SyncedDatabaseTable`` on the wire."""
         with self.lock:
             spec = t.spec
             status = db.SyncedTableStatus(detailed_state=db.SyncedTableState(t.state), message=t.message,

@@ -1,6 +1,7 @@
 """An analysis run: the measurements of each metric and the phase they add up to, with Argo
-Rollouts' semantics (reference progressive-delivery.md §1.3-1.5; argo-rollouts @9f8d111
-``analysis/analysis.go``). Pure: the run is a small JSON-able dict the rollout stores.
+Rollouts' semantics (Argo Rollouts, "Analysis & Progressive Delivery", https://argoproj.github.io/argo-rollouts/features/analysis/;
+``analysis/analysis.go`` in https://github.com/argoproj/argo-rollouts). Pure: the run is a small
+JSON-able dict the rollout stores.
 
 - Counting (``runMeasurements``, l.385-407): a Successful, Failed or Inconclusive measurement
   does ``count += 1`` and resets ``consecutive_error``; an error (the query failed) does

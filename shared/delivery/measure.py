@@ -7,11 +7,10 @@ caller's cursor:
 
 - ``arms``: per arm, the monitor's health figures of that version in [start, end)
   (``shared.monitoring.relations.health``: requests, server errors = status >= 500, p95 of
-  ``execution_duration_ms``, which is model time only, reference databricks-api.md §1.7), the two
+  ``execution_duration_ms``, which is model time only), the two
   arms in one UNION ALL, each tagged so that a version measured against itself still gives two rows;
 - ``shift_ref``: the frozen description of the champion's predictions in the window
-  (``shared.drift.baseline_sql`` / ``freeze``: its deciles are the bin edges, reference
-  progressive-delivery.md §6.4);
+  (``shared.drift.baseline_sql`` / ``freeze``: its deciles are the bin edges);
 - ``shift``: the candidate's predictions in the same window against it
   (``shared.drift.drift_sql`` / ``drift_metrics`` on ``__prediction``): PSI on the champion's
   decile bins and the exact two-sample KS D. It also counts each arm's predictions (records of

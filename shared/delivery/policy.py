@@ -6,13 +6,15 @@ passed its smoke queries (docs/architecture.md principle 6). Then:
 
 - ``direct``: 100% at once; the old entities stay at 0% for ``bake`` and are then removed.
 - ``canary``: ``steps`` of increasing weight, each baked and (by default) analysed against the
-  champion before the next (Argo Rollouts ``setWeight`` + ``pause`` + inline analysis, reference
-  progressive-delivery.md §1.1-1.2); after the last, 100% and ``bake`` as for ``direct``.
+  champion before the next (Argo Rollouts ``setWeight`` + ``pause`` + inline analysis; Argo Rollouts,
+  "Canary Deployment Strategy", https://argoproj.github.io/argo-rollouts/features/canary/); after the
+  last, 100% and ``bake`` as for ``direct``.
 - ``ab``: a fixed ``split`` for ``duration``, then an analysis and a ``decision``: ``auto``
   promotes a Successful candidate and keeps the champion otherwise; ``operator`` pauses for an
   operator's ``promote`` or ``abort`` with the analysis in the record.
 
-``bake`` at 100% is Argo's ``scaleDownDelaySeconds`` (default 30 s, §1.7): a rollback in that
+``bake`` at 100% is Argo's ``scaleDownDelaySeconds`` (default 30 s; Argo Rollouts,
+"Rollout Specification", https://argoproj.github.io/argo-rollouts/features/specification/): a rollback in that
 time is a traffic-only change. ``abort_delay`` (Argo's ``abortScaleDownDelaySeconds``, 30 s) keeps
 an aborted candidate at 0% that long before it is removed.
 """
@@ -35,7 +37,9 @@ class _Strict(BaseModel):
 
 class ErrorRateCheck(_Strict):
     """One-sided non-inferiority on the error rate (5xx share) against the champion's over the same
-    window (progressive-delivery.md §6.2): Successful when the upper confidence bound of
+    window (statsmodels, "test_proportions_2indep",
+    https://www.statsmodels.org/stable/generated/statsmodels.stats.proportion.test_proportions_2indep.html):
+    Successful when the upper confidence bound of
     p_candidate - p_champion is below ``margin``, Failed when the lower one is above it, else
     Inconclusive. A candidate passes only from ``stats.requests_to_pass`` requests: 268 with no
     errors at the defaults, ~830 beside a champion at 2% at a 10% step; each measurement names it."""
@@ -45,14 +49,14 @@ class ErrorRateCheck(_Strict):
 
 
 class LatencyCheck(_Strict):
-    """p95 of the model's execution time, candidate over champion (§6.3)."""
+    """p95 of the model's execution time, candidate over champion."""
 
     max_ratio: float = Field(1.5, gt=1, description="Failed when the candidate's p95 is more than this times the "
                              "champion's")
 
 
 class ShiftCheck(_Strict):
-    """Prediction shift of the candidate against the champion over the same window (§6.4): an
+    """Prediction shift of the candidate against the champion over the same window: an
     effect size (PSI or KS D), never a raw p-value, which large samples make tiny for any shift."""
 
     metric: Literal["psi", "ks"] = "psi"
@@ -61,7 +65,8 @@ class ShiftCheck(_Strict):
 
 class Analysis(_Strict):
     """The analysis of one step: measurements from the inference table, judged with Argo
-    Rollouts' limits (§1.3-1.5). A measurement below ``min_requests`` in either arm is
+    Rollouts' limits (https://argoproj.github.io/argo-rollouts/features/analysis/). A measurement below
+    ``min_requests`` in either arm is
     Inconclusive, never Failed or Successful for lack of data."""
 
     min_requests: int = Field(100, ge=1, description="per arm; fewer: the measurement is inconclusive. The "

@@ -1,23 +1,26 @@
 """The statistics of one analysis measurement: the candidate against the champion over the same
-window, one ``Verdict`` per metric (reference progressive-delivery.md §6). Pure Python: the inputs
+window, one ``Verdict`` per metric. Pure Python: the inputs
 are the few aggregates the analysis query returns (counts, p95s, an effect size).
 
-- Error rate: one-sided non-inferiority of p_candidate - p_champion against a margin δ (§6.2):
+- Error rate: one-sided non-inferiority of p_candidate - p_champion against a margin δ (as
+  statsmodels' ``test_proportions_2indep(..., alternative='larger')``,
+  https://www.statsmodels.org/stable/generated/statsmodels.stats.proportion.test_proportions_2indep.html):
   Successful when the upper bound is below δ, Failed only when the lower bound is above it (worse
-  than δ with the stated confidence, as §6.2's Bayesian rule; §6.5: a straddled margin is
-  Inconclusive), judged on Newcombe's hybrid score interval for the difference of two independent
+  than δ with the stated confidence; a straddled margin is Inconclusive, as Argo Rollouts' grey
+  zone, https://argoproj.github.io/argo-rollouts/features/analysis/), judged on Newcombe's hybrid score
+  interval for the difference of two independent
   proportions (Newcombe 1998, "Interval estimation for the difference between independent
   proportions: comparison of eleven methods", Statistics in Medicine 17:873-890, method 10), built
   from the Wilson score interval of each proportion (Wilson 1927, "Probable inference, the law of
   succession, and statistical inference", JASA 22:209-212). The one-sided 1 - alpha bounds are
   the bounds of the two-sided interval at 1 - 2·alpha. Newcombe's interval keeps its coverage
   where the Wald interval fails: rates near 0 and small counts, the usual case of a canary.
-- Latency: a guardrail on the ratio of the two p95s (§6.3), Inconclusive below a sample minimum
+- Latency: a guardrail on the ratio of the two p95s, Inconclusive below a sample minimum
   since a p95 of few samples is unstable.
-- Prediction shift: an effect size (PSI or KS D) against a threshold (§6.4), never a p-value,
+- Prediction shift: an effect size (PSI or KS D) against a threshold, never a p-value,
   which large samples make tiny for any shift.
 
-Too little traffic in either arm is Inconclusive, never Successful or Failed (§6.5), so a quiet
+Too little traffic in either arm is Inconclusive, never Successful or Failed, so a quiet
 canary pauses for an operator instead of passing or rolling back on no evidence.
 """
 
@@ -90,7 +93,7 @@ def cohens_h(p1: float, p2: float) -> float:
 
 def error_rate(cand_errors: int, cand_n: int, champ_errors: int, champ_n: int, *, margin: float, alpha: float,
                min_requests: int) -> Verdict:
-    """Non-inferiority of the candidate's error rate (§6.2) on the one-sided 1 - alpha Newcombe
+    """Non-inferiority of the candidate's error rate on the one-sided 1 - alpha Newcombe
     bounds of d = p_candidate - p_champion (the two-sided interval at 1 - 2·alpha):
 
     - fewer than ``min_requests`` in either arm: Inconclusive;
@@ -174,7 +177,7 @@ def requests_to_pass(rate: float, margin: float, alpha: float, *, champion_per_c
 
 def latency(cand_p95: float | None, champ_p95: float | None, cand_n: int, champ_n: int, *, max_ratio: float,
             min_samples: int) -> Verdict:
-    """The p95 guardrail (§6.3): Failed when the candidate's p95 is more than ``max_ratio`` times
+    """The p95 guardrail: Failed when the candidate's p95 is more than ``max_ratio`` times
     the champion's; Inconclusive with fewer than ``min_samples`` in either arm or a missing p95.
     Both p95s are floored at 1 ms (``LATENCY_FLOOR_MS``) so a champion answering in ~0 ms does not
     turn timer noise into an infinite ratio. ``value`` is the ratio."""
@@ -204,7 +207,7 @@ def latency(cand_p95: float | None, champ_p95: float | None, cand_n: int, champ_
 
 def prediction_shift(metric: str, value: float | None, threshold: float, cand_n: int, champ_n: int, *,
                      min_samples: int) -> Verdict:
-    """The candidate's predictions against the champion's over the same window (§6.4): Failed when
+    """The candidate's predictions against the champion's over the same window: Failed when
     the effect size ``value`` (``metric`` "psi" or "ks", the KS D) is above ``threshold``;
     Inconclusive with fewer than ``min_samples`` predictions in either arm or no value."""
     if metric not in SHIFT_LABELS:

@@ -1,5 +1,5 @@
-"""Analysis runs as their own records (Argo Rollouts' AnalysisRun, reference
-progressive-delivery.md §1.3-1.5), one Azure Tables partition per endpoint.
+"""Analysis runs as their own records (Argo Rollouts' AnalysisRun,
+https://argoproj.github.io/argo-rollouts/features/analysis/), one Azure Tables partition per endpoint.
 
 Table ``analyses``, row key ``<rollout>~<stage>~<run>``: the run's phase (Running / Successful /
 Failed / Inconclusive / Error), its window, per metric the counters and the last measurements

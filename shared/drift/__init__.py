@@ -1,4 +1,5 @@
-"""Drift statistics by SQL pushdown (reference monitoring.md §6): the warehouse returns a few
+"""Drift statistics by SQL pushdown (checked against ``scipy.stats``,
+https://docs.scipy.org/doc/scipy/reference/stats.html): the warehouse returns a few
 aggregate rows per column, the metrics follow in pure Python (no numpy, scipy or pandas).
 
 - ``baseline_sql`` / ``freeze`` (``shared.drift.baseline``): the frozen reference description

@@ -1,5 +1,6 @@
-"""Freezing a drift baseline from the reference relation (reference monitoring.md §6.1 "Bins and
-edges"): one statement of aggregates, and the small frozen description the app stores with the
+"""Freezing a drift baseline from the reference relation (deciles as
+bin edges, with open ends as NannyML's "leftover" bin, https://github.com/NannyML/nannyml): one statement
+of aggregates, and the small frozen description the app stores with the
 model version.
 
 ``baseline_sql(reference, columns)`` is one Databricks SQL statement, a UNION ALL of one part per

@@ -1,5 +1,6 @@
-"""Comparing a current window with the frozen baseline by SQL pushdown (reference monitoring.md
-§6, §6.1): one statement returns a few aggregate rows per column, and the metrics follow from
+"""Comparing a current window with the frozen baseline by SQL pushdown (checked against
+``scipy.stats``, https://docs.scipy.org/doc/scipy/reference/stats.html): one statement returns a few
+aggregate rows per column, and the metrics follow from
 them in pure Python.
 
 ``drift_sql(reference, current, columns, baseline)`` is one Databricks SQL statement, a UNION ALL
@@ -13,7 +14,7 @@ ref_value, cur_value, ks_d, w1):
   values in one relation, the finite ones sorted once by a window ``ORDER BY x RANGE BETWEEN
   UNBOUNDED PRECEDING AND CURRENT ROW``, whose frame holds every tie of x (its peers), so
   F(x) = #{ref ≤ x} / n and G(x) = #{cur ≤ x} / m are the right-continuous CDFs at each
-  observed value, as grouping by value does in §6.1 and ``searchsorted(..., side="right")`` in
+  observed value, as grouping by value does and ``searchsorted(..., side="right")`` in
   scipy, and ties give scipy's numbers. ``LEAD(x) - x`` is the gap to the next value (0 between
   ties). Grouped by the frozen bin (right-closed, see ``shared.drift.baseline``), each row
   holds the bin's reference and current counts, ``ks_d`` = max |F - G| over the values in the
@@ -33,7 +34,7 @@ zero rule):
 - numeric: psi, js (base 2) on the frozen bins (exact for those bins); ks_d (exact) and its
   two-sided p-value ks_p (``shared.drift.pvalues``: scipy's exact or asymptotic rule);
   wasserstein = W1 (exact) and wasserstein_norm = W1 / max(stddev_pop of the baseline's
-  reference, 0.001), Evidently's normalisation (monitoring.md §1); chi2 and chi2_p None.
+  reference, 0.001), Evidently's normalisation (https://github.com/evidentlyai/evidently); chi2 and chi2_p None.
 - categorical: psi, js (base 2) and the chi-square contingency test (chi2, chi2_p; Yates when
   dof = 1) over the frozen categories plus "other" (exact for those buckets: two unseen values
   share one bucket); ks and wasserstein None.

@@ -1,5 +1,5 @@
-"""Distances and the contingency test on two count vectors over the same bins (reference
-monitoring.md §6). Pure Python: the counts are the few aggregates the SQL returns.
+"""Distances and the contingency test on two count vectors over the same bins (checked against
+``scipy``, https://docs.scipy.org/doc/scipy/reference/). Pure Python: the counts are the few aggregates the SQL returns.
 
 Both vectors are counts per bin (frozen reference bins of a numeric column, or the frozen
 categories plus "other" of a categorical one), so each metric is exact for those bins; how far
@@ -11,7 +11,8 @@ the computation.
   a proportion that is 0 on one side becomes ε = 1e-4 and that side is renormalised to sum 1.
   So a bin empty in the current but not in the reference, or the reverse, costs a finite,
   symmetric amount (PSI is symmetric). Evidently's rule differs (1e-4, or min/1e6, without
-  renormalising; monitoring.md §1), so values differ from Evidently's when a bin is empty.
+  renormalising; ``stattests/utils.py`` in https://github.com/evidentlyai/evidently), so values differ
+  from Evidently's when a bin is empty.
 - JS, base 2: the Jensen-Shannon *distance* sqrt(½ KL(p‖M) + ½ KL(q‖M)), M = (p + q)/2, in
   [0, 1], as ``scipy.spatial.distance.jensenshannon(p, q, base=2)``; 0·log 0 = 0, no zero rule
   needed. Evidently's "JS" uses natural logs: its value is this one x sqrt(ln 2).

@@ -1,4 +1,5 @@
-"""p-values in pure Python, from the statistics the SQL returns (reference monitoring.md §6).
+"""p-values in pure Python, from the statistics the SQL returns (as
+``scipy.stats.ks_2samp`` and ``chi2_contingency`` compute them, https://docs.scipy.org/doc/scipy/reference/stats.html).
 
 - ``ks_pvalue(d, n, m)``: the two-sided two-sample Kolmogorov-Smirnov p-value P(D ≥ d) from the
   statistic and the two sample sizes only, as ``scipy.stats.ks_2samp`` computes it (scipy
@@ -30,7 +31,8 @@
     between about 1 000 and 10 000 and a large D): within 3e-3 absolute, largest for nearly
     equal sizes, whose exact distribution has coarse lattice steps.
 
-  At large n the p-value says little anyway (monitoring.md §7): gate on D, W1 or PSI there.
+  At large n the p-value says little anyway (Evidently issue #50,
+  https://github.com/evidentlyai/evidently/issues/50): gate on D, W1 or PSI there.
 
 - ``chi2_sf(x, dof)``: the chi-square survival function, the regularised upper incomplete
   gamma function Q(dof/2, x/2) by its series (x < a + 1) or its continued fraction (modified

@@ -1,4 +1,5 @@
-"""SQL fragments both drift statements use (Databricks SQL, reference databricks-api.md §4; the
+"""SQL fragments both drift statements use (Databricks SQL,
+https://docs.databricks.com/aws/en/sql/language-manual/; the
 local workspace runs the same text on DuckDB)."""
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ the online store must exist and be available; the table is published (idempotent
 publishing again only makes sure it is in sync); then it is ready when the online copy holds
 the source's latest Delta version, or was synced within the policy's freshness bound.
 
-Stores (reference databricks-api.md §2): a Databricks Online Feature Store
-(``feature_store.publish_table``), a Lakebase synced table
+Stores (Databricks, "Databricks Online Feature Stores",
+https://docs.databricks.com/aws/en/machine-learning/feature-store/online-feature-store):
+a Databricks Online Feature Store (``feature_store.publish_table``), a Lakebase synced table
 (``database.create_synced_database_table``; sync triggered with ``pipelines.start_update``),
 or a third-party RDBMS that the app publishes to itself (``shared.features.rdbms``). Status of
 the Databricks-side online tables comes from ``database.get_synced_database_table``.

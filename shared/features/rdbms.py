@@ -136,7 +136,8 @@ def _copy(w: Any, warehouse_id: str, store: OnlineStore, table: FeatureTable, ta
                 note = f"copied {cursor['next']} of {result.chunk_count} chunks of version {version}"
                 return "progress", note, cursor
     except NotFound:
-        # The result is kept one hour after success (reference §4.2): select the rows again.
+        # The result is kept one hour after success (Databricks REST API, "Execute a SQL statement",
+        # https://docs.databricks.com/api/workspace/statementexecution/executestatement): select the rows again.
         del cursor["copy"]
         cursor["next"] = cursor["copied"] = 0
         return "progress", f"the result of statement {result.statement_id} expired: selecting the rows again", cursor

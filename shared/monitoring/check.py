@@ -1,7 +1,8 @@
 """One monitoring pass over an environment: judge the serving version's new windows, decide.
 
-Per serving version (never mixing versions in one window, monitoring.md §4's complaint about
-mlops-stacks): freeze the baseline once (a baseline table, or the version's first serving
+Per serving version (never mixing versions in one window, which mlops-stacks' check does: its
+``LIMIT 5`` spans every model id, https://github.com/databricks/mlops-stacks): freeze the baseline once
+(a baseline table, or the version's first serving
 window with at least ``min_rows`` rows), then judge each of the latest M complete windows not
 judged yet, by SQL pushdown through the Statement Execution API (only aggregates come back:
 ``shared.drift``, ``shared.monitoring.performance``, ``relations.health``), or from the metric

@@ -4,15 +4,17 @@ A figure (one check's value in one window) is:
 
 - ``insufficient`` when its window has fewer than ``min_rows`` rows (labelled rows for
   performance and label figures): a small sample says little, and the KS or chi-square tests
-  flag almost anything at tiny n (monitoring.md §7). Never a violation;
+  flag almost anything at tiny n (Evidently issue #509,
+  https://github.com/evidentlyai/evidently/issues/509). Never a violation;
 - ``pending`` when its labels are not due yet (the window ended less than ``labels.delay`` ago);
 - ``violation`` past its threshold, or, hysteresis, past its clear threshold when the same
-  check violated in the version's previous window (persistence before clearing, monitoring.md §7);
+  check violated in the version's previous window (persistence before clearing);
 - ``ok`` otherwise (``missing`` when there is no value, e.g. a constant column's KS p-value).
 
 A window violates when every figure of some group violates (checks without a group are groups
 of one): the dbdemos preset needs drift on both prediction and label, or both F1 and expected
-loss (monitoring.md §4). It is ``insufficient`` when no figure could be judged.
+loss (dbdemos ``08_drift_detection.py``, https://github.com/databricks-demos/dbdemos-notebooks). It is
+``insufficient`` when no figure could be judged.
 
 A decision over the latest M windows of the serving version: ``violation`` when at least N of
 them violate and the newest does (mlops-stacks' rule: no retraining for a violation that is

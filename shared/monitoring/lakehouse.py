@@ -1,19 +1,21 @@
 """What Databricks data profiling (Lakehouse Monitoring) computed for a monitored table, read back.
 
-Through databricks-sdk only (reference databricks-api.md §5; monitoring.md §3, §4):
+Through databricks-sdk only (``w.data_quality``, ``databricks/sdk/service/dataquality.py``, https://github.com/databricks/databricks-sdk-py;
+the tables: Databricks, "Monitor metric tables", https://docs.databricks.com/aws/en/lakehouse-monitoring/monitor-output):
 
 - ``w.tables.get(table).table_id`` is the monitor's ``object_id``; ``w.data_quality.get_monitor(
   "table", table_id)`` names the metric tables (``data_profiling_config.profile_metrics_table_name``,
-  ``.drift_metrics_table_name``) and the InferenceLog's ``model_id_column`` (§5.1). The deprecated
+  ``.drift_metrics_table_name``) and the InferenceLog's ``model_id_column``. The deprecated
   ``w.quality_monitors`` is not used.
-- The metric tables are read with one statement through ``shared.statements`` (§4): never waited
+- The metric tables are read with one statement through ``shared.statements``: never waited
   on; while it runs, ``StatementPending`` propagates with its id in the caller's cursor.
-- Rows as mlops-stacks and dbdemos select them (monitoring.md §3, §4): the whole table
+- Rows as mlops-stacks (https://github.com/databricks/mlops-stacks) and dbdemos (https://github.com/databricks-demos/dbdemos-notebooks)
+  select them: the whole table
   (``slice_key IS NULL``), the monitored table's rows of the profile table (``log_type =
   'INPUT'``), one granularity, and the model-id column equal to the version asked for; the
   ``'*'`` rows (every model id together) are never read, so versions never mix. Quality comes
   from the ``column_name = ':table'`` profile rows (``precision``/``recall``/``f1_score`` through
-  ``.macro``, §5.4), drift from the other columns' rows of the drift table (§5.3), counts from the
+  ``.macro``), drift from the other columns' rows of the drift table, counts from the
   profile rows' ``count``.
 - A refresh is requested with ``w.data_quality.create_refresh`` and followed with
   ``get_refresh``: the caller re-enqueues on the state instead of waiting (docs/architecture.md principle 3).
@@ -34,7 +36,7 @@ from shared import statements
 ALL_MODELS = "*"
 DRIFT_TYPES = ("CONSECUTIVE", "BASELINE")
 REFRESH_STATES = ("PENDING", "RUNNING", "SUCCESS", "FAILED", "CANCELED", "UNKNOWN")
-# Our metric name -> its expression on the drift metrics table (§5.3).
+# Our metric name -> its expression on the drift metrics table.
 DRIFT_METRICS = {
     "js_distance": "`js_distance`",
     "ks_statistic": "`ks_test`.`statistic`",
@@ -45,7 +47,7 @@ DRIFT_METRICS = {
     "chi_squared_pvalue": "`chi_squared_test`.`pvalue`",
     "tv_distance": "`tv_distance`",
 }
-# Model-quality metrics of the ':table' profile rows, by problem type (§5.4).
+# Model-quality metrics of the ':table' profile rows, by problem type.
 CLASSIFICATION_QUALITY = {
     "accuracy_score": "`accuracy_score`",
     "f1_score": "`f1_score`.`macro`",
@@ -170,7 +172,8 @@ def _windows(rows: list[list[Any]]) -> list[LakehouseWindow]:
 
 
 def _timestamp(text: str) -> datetime:
-    """A TIMESTAMP of a result (``2026-12-01T00:00:00.000Z``, reference §4.2), as an aware UTC datetime."""
+    """A TIMESTAMP of a result (``2026-12-01T00:00:00.000Z``, as the Statement Execution API
+    writes one), as an aware UTC datetime."""
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 

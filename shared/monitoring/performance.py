@@ -3,11 +3,14 @@
 Regression: RMSE and MAE. Classification: accuracy, and precision, recall and F1 of the
 ``positive_label`` or, without one, their macro averages over every class seen in the
 predictions or the labels (the ``.macro`` members of Lakehouse Monitoring's profile table,
-reference databricks-api.md §5.4; a class never predicted has precision 0, as scikit-learn's
+Databricks, "Monitor metric tables",
+https://docs.databricks.com/aws/en/lakehouse-monitoring/monitor-output; a class never predicted has
+precision 0, as scikit-learn's
 ``zero_division=0``). Only counts come back: one row for regression, one per class otherwise.
 
 Custom metrics are SQL aggregates over the window's rows, written as for Lakehouse Monitoring's
-``CUSTOM_METRIC_TYPE_AGGREGATE`` (reference monitoring.md §3): ``{{prediction_col}}`` and
+``CUSTOM_METRIC_TYPE_AGGREGATE`` (Databricks, "Use custom metrics with Databricks Lakehouse
+Monitoring", https://docs.databricks.com/aws/en/lakehouse-monitoring/custom-metrics): ``{{prediction_col}}`` and
 ``{{label_col}}`` stand for the prediction and the label.
 """
 

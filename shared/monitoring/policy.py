@@ -2,13 +2,14 @@
 
 What a monitor measures (per window of one serving version, never mixing versions), against
 what baseline, with which thresholds, and what it does when they are crossed. The statistics
-are those of ``shared.drift`` (reference monitoring.md §6); the decision rule (N-of-M windows,
+are those of ``shared.drift``; the decision rule (N-of-M windows,
 a clear threshold below the alert threshold, a minimum row count, a cooldown) answers the
-flapping and retraining-storm problems of monitoring.md §4 and §7, which neither Databricks
-template guards against.
+flapping and retraining-storm problems which neither Databricks template (mlops-stacks,
+https://github.com/databricks/mlops-stacks; dbdemos,
+https://github.com/databricks-demos/dbdemos-notebooks) guards against.
 
-The ``databricks`` preset is the dbdemos MLOps end-to-end rule (monitoring.md §4,
-``08_drift_detection.py``): a window violates when Jensen-Shannon distance exceeds 0.19 on both
+The ``databricks`` preset is the dbdemos MLOps end-to-end rule (``08_drift_detection.py``): a window
+violates when Jensen-Shannon distance exceeds 0.19 on both
 the prediction and the label, or when F1 is below 0.5 and |expected loss| exceeds 30; the
 expected-loss SQL is the model's own, so the preset needs ``custom.expected_loss``.
 Databricks' JS is computed in a base that it does not document; ours is base 2 (range [0, 1]).
@@ -54,8 +55,10 @@ class _Strict(BaseModel):
 
 
 class InferenceTable(_Strict):
-    """Where the endpoint's AI Gateway inference table lives (``inference_table_config``, reference
-    databricks-api.md §1.7): ``<catalog>.<schema>.<prefix>_payload``."""
+    """Where the endpoint's AI Gateway inference table lives (``inference_table_config``; Databricks,
+    "Monitor served models using AI Gateway-enabled inference tables",
+    https://docs.databricks.com/aws/en/ai-gateway/inference-tables):
+    ``<catalog>.<schema>.<prefix>_payload``."""
 
     catalog: str = Field(pattern=rf"^{_UC_PART}$")
     schema_name: str = Field(alias="schema", pattern=rf"^{_UC_PART}$")
@@ -143,7 +146,7 @@ class Check(_Strict):
 
 class Decision(_Strict):
     """When the figures call for action: at least ``violations`` of the last ``windows``
-    windows violate, the newest among them (mlops-stacks' rule, monitoring.md §4); a window with
+    windows violate, the newest among them (mlops-stacks' rule); a window with
     fewer than ``min_rows`` rows is insufficient data, never a violation; after an action,
     nothing more for ``cooldown``."""
 
@@ -173,7 +176,9 @@ class Source(_Strict):
 
 class LakehouseMonitor(_Strict):
     """Read what a Databricks data quality monitor computed on ``table`` (its drift and profile
-    metric tables, reference databricks-api.md §5) instead of computing drift here."""
+    metric tables; Databricks, "Monitor metric tables",
+    https://docs.databricks.com/aws/en/lakehouse-monitoring/monitor-output) instead of computing drift
+    here."""
 
     table: str = Field(pattern=_UC_TABLE)
     drift_type: Literal["BASELINE", "CONSECUTIVE"] = "BASELINE"

@@ -1,6 +1,7 @@
 """The SQL relations a monitor measures: one row per scored record of one serving version.
 
-From the endpoint's AI Gateway payload table (reference databricks-api.md §1.7: ``request`` and
+From the endpoint's AI Gateway payload table (Databricks, "Monitor served models using AI Gateway-enabled
+inference tables", https://docs.databricks.com/aws/en/ai-gateway/inference-tables: ``request`` and
 ``response`` are the raw JSON; ``served_entity_id`` joins ``system.serving.served_entities`` for
 the entity's version), each request's ``dataframe_records`` are exploded by position and paired
 with ``predictions`` at the same position, which is how Model Serving answers a custom model
@@ -130,7 +131,7 @@ def baseline_table(table: str, columns: list[Watched], version_column: str | Non
 
 def health(payload_table: str, version: str, start: float, end: float) -> str:
     """Requests, server errors (5xx), client errors (4xx) and p95 model time of ``version`` in
-    [start, end) (``execution_duration_ms`` is inference time only, reference §1.7)."""
+    [start, end) (``execution_duration_ms`` is inference time only)."""
     return (f"SELECT count(*) AS requests, count_if(p.status_code >= 500) AS server_errors, "
             f"count_if(p.status_code >= 400 AND p.status_code < 500) AS client_errors, "
             f"percentile_cont(0.95) WITHIN GROUP (ORDER BY p.execution_duration_ms) AS p95_ms "

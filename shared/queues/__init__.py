@@ -4,8 +4,9 @@ The interface follows Azure Storage Queues (the production backend): a message b
 invisible for a visibility timeout when received, carries a dequeue count that grows with
 every receive, is deleted with the pop receipt of its latest receive, and can be sent with
 an initial visibility delay. Producers follow the Functions queue trigger's default
-``messageEncoding: base64`` (reference azure-functions.md §3): :func:`encode_json` makes
-the wire text, and the trigger side decodes it.
+``messageEncoding: base64`` (Microsoft Learn, "Azure Queue storage trigger for Azure Functions",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger):
+:func:`encode_json` makes the wire text, and the trigger side decodes it.
 """
 
 from __future__ import annotations

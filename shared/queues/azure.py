@@ -1,7 +1,8 @@
 """Azure Storage Queues backend (``azure-storage-queue``), the production queues of shared.queues.
 
 The content is sent as it is (the SDK's default: no encode policy), since producers already
-write the base64 text the Functions queue trigger decodes (reference azure-functions.md §3).
+write the base64 text the Functions queue trigger decodes (Microsoft Learn, "Azure Queue storage
+trigger for Azure Functions", https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-storage-queue-trigger).
 Visibility timeouts go to the service in whole seconds, rounded up, so a message never comes
 back earlier than asked. Update Message and Delete Message answer 404 ``MessageNotFound`` for a
 message that is gone and 400 ``PopReceiptMismatch`` for a stale pop receipt; both become
