@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handlers import commands, rollout
-from shared import rollouts
+from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE, ROLLOUT_QUEUE, decode_content
 from shared.storage import open_tables
 from shared.tables import ConcurrencyConflict, TableService
@@ -195,3 +195,38 @@ def test_the_step_claim_on_each_backend(tables: TableService) -> None:
     moved = rollouts.advance(tables, taken, "b's commit", now=101.0, step="validate")
     assert moved.data["seq"] == 1 and "claim" not in moved.data
     assert rollouts.claim_step(tables, moved, holder="c", now=102.0, seconds=45) is not None
+
+
+
+def test_a_steering_command_waits_for_a_running_step_and_then_applies(tmp_path: Path) -> None:
+    """An operator's pause that arrives while a worker is inside a step is retried, not applied
+    under it: the step commits what it did, then the pause holds the rollout (handlers/steering.py)."""
+    d = Driver(tmp_path, env={"strategy": {"kind": "canary", "bake": "0s",
+                                           "steps": [{"weight": 50, "bake": "1h", "analysis": False}]}})
+    w = Workers(d, [])
+    d.step = lambda crash=False: w.run_one()
+    d.webhook(d.registry.register())
+    d.run(horizon=600)
+    inside: list[dict[str, Any]] = []
+    workers_get = d.serving_api.get
+
+    def get(name: str) -> Any:
+        row = rollouts.get(d.raw_tables, ENDPOINT, w.frames[-1][1]).data if w.frames else None
+        if row and row["step"] == "shift" and not inside:
+            inside.append(row)
+            body = json.dumps({"command": "pause", "model": MODEL, "environment": "prod", "id": "pause-1"})
+            commands.handle_message(d.deps, body.encode(), "m-pause")  # a second host takes it now
+            # Asserted after the run: an assertion here would be the step's own error.
+            inside.append(rollouts.get(d.raw_tables, ENDPOINT, row["id"]).data)
+        return workers_get(name)
+
+    d.serving_api.get = get
+    d.webhook(d.registry.register())
+    d.run(horizon=600)
+    assert inside, "the canary never reached its shift"
+    assert not inside[1].get("paused"), "the pause was applied under the running step"
+    row = rollouts.get(d.raw_tables, ENDPOINT, inside[0]["id"]).data
+    assert (row["id"], inside[0]["seq"]) in {f[1:] for f in w.commits}, "the shift under way lost its commit"
+    assert row["weight"] == 50 and row.get("paused"), row
+    rec = journal.get(d.raw_tables, "command", journal.key("id", "pause-1"))
+    assert rec["status"] == "done" and rec["attempts"] >= 2, rec  # retried once the step was done
