@@ -5,8 +5,10 @@ holding its state machine: its step, a sequence number that every transition inc
 what it needs to undo itself, and ``due_at``, when its next message is expected. The row
 ``lease`` of the same partition is the endpoint's lease: the ``active`` rollout (the only one
 that may write the endpoint), at most one ``queued`` newer rollout, the last good config, the
-versions whose rollouts failed (so reconcile never reads the rollout history) and the ``last``
-rollout that ended (so a status summary, shared.overview, never reads it either).
+versions whose rollouts failed (so reconcile never reads the rollout history), the ``last``
+rollout that ended (so a status summary, shared.overview, never reads it either) and the
+latest rollouts that ended ``done`` (``served``: version, created and finished, so the monitor
+knows since when a version serves and which served before it without reading it either).
 
 Beside them, ``~done:<finish time, ms>:<rollout>`` names each terminal rollout, written in the
 transaction that ends it (as shared.journal's done index), so retention reads the index from its
@@ -64,6 +66,7 @@ STOPPED = frozenset({"aborted", "rolled_back"})
 TERMINAL = frozenset({"done", "failed", "superseded", *STOPPED})
 _HISTORY = 40
 _FAILED_KEPT = 20
+_SERVED_KEPT = 20
 _RETRIES = 50
 _TEXT = frozenset({"reason", "failure", "smoke"})
 # A note or reason quotes an error, whose length nobody bounds: clipped, the 40 history entries
@@ -103,6 +106,20 @@ def for_endpoint(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
     """Every rollout of one endpoint, oldest first (bounded by the retention sweep)."""
     rows = [e.data for e in tables.query(ROLLOUTS, endpoint, rows=_ROWS) if e.row_key != LEASE]
     return sorted(rows, key=lambda r: r["created_at"])
+
+
+def served(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's latest (at most 20) rollouts that ended ``done``, oldest first: their
+    ``version``, ``created_at`` and ``finished_at``. One read, the lease's ``served``; a lease
+    written before it kept them has them read from the rows, until the next rollout ends done."""
+    ls = lease(tables, endpoint)
+    return sorted(ls["served"] if "served" in ls else _served_rows(tables, endpoint), key=lambda r: r["created_at"])
+
+
+def _served_rows(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
+    return [{"version": r.get("version"), "created_at": r["created_at"],
+             "finished_at": r.get("finished_at") or r.get("updated_at")}
+            for r in for_endpoint(tables, endpoint) if r.get("status") == "done"][-_SERVED_KEPT:]
 
 
 def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None,
@@ -276,6 +293,8 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
             ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
                       previous_champion=row.get("champion") or ls.get("previous_champion"))
             failed.pop(str(version), None)
+            ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
+                            {"version": version, "created_at": row["created_at"], "finished_at": now}][-_SERVED_KEPT:]
         elif (status == "failed" or status in STOPPED) and version:
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))

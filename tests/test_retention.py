@@ -223,3 +223,38 @@ def test_a_poisoned_command_without_an_id_is_found_among_the_open_commands(tmp_p
     assert reads[0] == reads[1], reads
     operators.record_poison(d.deps, COMMANDS_QUEUE + POISON_SUFFIX, body, "poison-copy")
     assert journal.get(d.raw_tables, "command", env.key)["status"] == "failed"  # type: ignore[index]
+
+
+def test_the_monitor_reads_which_versions_served_from_the_lease_not_the_history(tmp_path: Path) -> None:
+    """A check asks since when a version serves and which version served before it: one read of
+    the lease, whatever the endpoint's finished rollouts (30, then 300); the answers are those the
+    history gives."""
+    from handlers import monitor
+
+    d = Driver(tmp_path)
+    reads, n = [], 0
+    for history in (30, 300):
+        for i in range(n, history):
+            finished_rollouts(d.raw_tables, ENDPOINT, 1, at=1000.0 + i, tag=f"v{i}")
+        n = history
+        counted = Counted(d.raw_tables)
+        deps = dataclasses.replace(d.deps, tables=counted)
+        since = monitor._serving_since(deps, ENDPOINT)  # type: ignore[arg-type]
+        previous = monitor._previous_version(deps, ENDPOINT, f"v{n - 1}0", 60.0, now=1000.0 + n)  # type: ignore[arg-type]
+        reads.append(counted.entities)
+        assert since(f"v{n - 1}0") == 1000.0 + n - 1 and previous == f"v{n - 2}0"
+    assert reads == [2, 2], reads  # the lease, once per question
+    assert since("v00") is None  # ended done more than 20 rollouts ago: the check's default start applies
+
+
+def test_a_lease_from_before_the_served_list_answers_from_the_rows_until_a_rollout_ends(tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    for i in range(2):
+        finished_rollouts(d.raw_tables, ENDPOINT, 1, at=1000.0 + i, tag=f"old{i}-")
+    lease = d.raw_tables.get(rollouts.ROLLOUTS, ENDPOINT, rollouts.LEASE)
+    assert lease is not None
+    d.raw_tables.update(rollouts.ROLLOUTS, dataclasses.replace(lease, data={
+        k: v for k, v in lease.data.items() if k != "served"}))  # as the previous version wrote it
+    assert [r["version"] for r in rollouts.served(d.raw_tables, ENDPOINT)] == ["old0-0", "old1-0"]
+    finished_rollouts(d.raw_tables, ENDPOINT, 1, at=2000.0, tag="new")
+    assert [r["version"] for r in rollouts.lease(d.raw_tables, ENDPOINT)["served"]] == ["old0-0", "old1-0", "new0"]
