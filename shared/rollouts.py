@@ -40,6 +40,7 @@ after failures injected at every write:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -330,8 +331,9 @@ def delete_finished(tables: TableService, endpoint: str, *, older_than: float, l
         before(rid)
         try:
             tables.transact(ROLLOUTS, endpoint, [Op("delete", rid), Op.delete(entry)])
-        except ConcurrencyConflict:
-            tables.delete(ROLLOUTS, entry)
+        except ConcurrencyConflict:  # the rollout is gone (by hand, or another sweep): its entry goes too
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(ROLLOUTS, entry)
     return len(due)
 
 

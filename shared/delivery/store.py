@@ -16,10 +16,11 @@ by the next sweep, never runs without their rollout.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from shared.tables import MAX_TRANSACTION_OPS, Op, Page, RowRange, TableService
+from shared.tables import MAX_TRANSACTION_OPS, ConcurrencyConflict, Op, Page, RowRange, TableService
 
 ANALYSES = "analyses"
 
@@ -50,9 +51,20 @@ def page(tables: TableService, endpoint: str | None, *, limit: int, continuation
 def delete_for_rollout(tables: TableService, endpoint: str, rollout: str) -> int:
     """Retention: delete the rollout's runs, reading their row-key range only; returns how many."""
     keys = [e.row_key for e in tables.query(ANALYSES, endpoint, rows=RowRange.prefix(rollout + "~"))]
-    for i in range(0, len(keys), MAX_TRANSACTION_OPS):
-        tables.transact(ANALYSES, endpoint, [Op("delete", k) for k in keys[i:i + MAX_TRANSACTION_OPS]])
+    _delete(tables, endpoint, keys)
     return len(keys)
+
+
+def _delete(tables: TableService, endpoint: str, keys: list[str]) -> None:
+    """Delete these runs, a transaction per 100; one already gone (another sweep) is passed over."""
+    for i in range(0, len(keys), MAX_TRANSACTION_OPS):
+        batch = keys[i:i + MAX_TRANSACTION_OPS]
+        try:
+            tables.transact(ANALYSES, endpoint, [Op("delete", k) for k in batch])
+        except ConcurrencyConflict:
+            for k in batch:
+                with contextlib.suppress(ConcurrencyConflict):
+                    tables.transact(ANALYSES, endpoint, [Op("delete", k)])
 
 
 def orphans_page(tables: TableService, endpoint: str, continuation: str | None,
@@ -63,7 +75,5 @@ def orphans_page(tables: TableService, endpoint: str, continuation: str | None,
     got = tables.query_page(ANALYSES, endpoint, continuation=continuation)
     rollouts = {e.row_key.split("~", 1)[0] for e in got.entities}
     gone = {r for r in rollouts if not exists(r)}
-    keys = [e.row_key for e in got.entities if e.row_key.split("~", 1)[0] in gone]
-    for i in range(0, len(keys), MAX_TRANSACTION_OPS):
-        tables.transact(ANALYSES, endpoint, [Op("delete", k) for k in keys[i:i + MAX_TRANSACTION_OPS]])
+    _delete(tables, endpoint, [e.row_key for e in got.entities if e.row_key.split("~", 1)[0] in gone])
     return got.continuation
