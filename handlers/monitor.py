@@ -98,8 +98,9 @@ def _environment(deps: Deps, model: str, environment: str) -> tuple[ModelPolicy,
 
 
 def _done(deps: Deps, endpoint: str) -> list[dict[str, Any]]:
-    """The endpoint's rollouts that ended with their version serving, oldest first."""
-    return [r for r in rollouts.for_endpoint(deps.tables, endpoint) if r.get("status") == "done"]
+    """The endpoint's latest rollouts that ended with their version serving, oldest first: kept in
+    its lease (shared.rollouts.served), so a check reads one row, not the rollout history."""
+    return rollouts.served(deps.tables, endpoint)
 
 
 def _serving_since(deps: Deps, endpoint: str) -> Any:

@@ -122,7 +122,9 @@ def record_poison(deps: Deps, queue: str, body: bytes, message_id: str) -> None:
 def _original_records(deps: Deps, body: bytes, message_id: str) -> list[str]:
     """The open command records a poisoned message belonged to: never one its idempotency key
     names under another payload (that message was never its). The poison copy has a new message
-    id, so a command without an id of its own is found by its payload's digest."""
+    id, so a command without an id of its own is found by its payload's digest among the open
+    commands (the journal's open index: a record a poisoned message belonged to is still open),
+    never by reading the finished history."""
     try:
         env = commands.requested(deps.tables, commands.parse(body, message_id))
     except CommandRejected:
@@ -133,5 +135,4 @@ def _original_records(deps: Deps, body: bytes, message_id: str) -> list[str]:
         rec = journal.get(deps.tables, "command", env.key)
         return [env.key] if rec and not commands.conflicts(env, rec) else []
     sha = commands.digest(env.command)
-    return [e.row_key for e in deps.tables.query(journal.TABLE, "command", body_sha=sha)
-            if e.data.get("status") not in journal.TERMINAL]
+    return [rec["key"] for rec in journal.open_records(deps.tables, "command") if rec.get("body_sha") == sha]

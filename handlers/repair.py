@@ -25,9 +25,15 @@ first through the journal's done index, up to ``_RECORD_BATCHES`` transactions o
 ``journal.BATCH`` records per kind: 1,000 per kind per tick, 120,000 an hour at a 30 s tick,
 far above what the product writes (the monitor's 48 a day per environment is 600 an hour at
 300 environments), so a backlog drains and the journal stays at the horizon's size. Monitor
-decisions and judged windows older than ``RECORD_RETENTION_DAYS`` and finished rollouts and
-analysis runs older than ``ROLLOUT_RETENTION_DAYS`` are deleted a bounded number per endpoint, at
-most hourly.
+decisions and judged windows older than ``RECORD_RETENTION_DAYS`` and finished rollouts (with
+their analysis runs) older than ``ROLLOUT_RETENTION_DAYS`` go hourly, oldest first through
+time-ordered keys (shared.rollouts L6, shared.monitoring.store), up to ``_HISTORY_BATCH`` of each
+per endpoint; a run that fills a budget runs again the next tick, until none does, so an
+endpoint drains 100 rollouts, 100 decisions and 50 windows a tick (12,000 rollouts an hour),
+far above what one endpoint's rollouts (one per registered version or operator command) and
+its monitor (one decision and one window per check, 48 a day) write. Rollouts and windows
+written before their indexes get them from a second one-off migration, a page per tick, which
+also deletes analysis runs the previous retention left without their rollout.
 With the sweep every 30 s, claims of 45 s and a grace of 30 s, everything accepted reaches
 a terminal state within about 2 minutes of a restart (tests/test_crash_recovery.py).
 """
@@ -50,8 +56,9 @@ from shared.queues import COMMANDS_QUEUE, enqueue
 
 STATE = "watermarks"
 _RETENTION_EVERY = 3600.0
-_RETENTION_BATCH = 200
+_HISTORY_BATCH = 100
 _RECORD_BATCHES = 20
+_MIGRATIONS = ("rollouts", "analyses", "monitor")
 
 
 def tick(deps: Deps) -> dict[str, int]:
@@ -104,6 +111,7 @@ def _close_if_ended(deps: Deps, rec: dict[str, Any]) -> int:
 
 
 def _endpoints(deps: Deps) -> list[str]:
+    """The policy's endpoints: the policy's size bounds every per-endpoint loop of a tick."""
     return [env.endpoint for mp in deps.policy().models for env in mp.environments.values()]
 
 
@@ -130,6 +138,7 @@ def _rollouts(deps: Deps, now: float) -> int:
 
 def _retention(deps: Deps, now: float) -> int:
     _index_old_records(deps)
+    _index_old_history(deps)
     return _expire_records(deps, now) + _expire_history(deps, now)
 
 
@@ -160,16 +169,50 @@ def _expire_records(deps: Deps, now: float) -> int:
     return deleted
 
 
+def _index_old_history(deps: Deps) -> None:
+    """The one-off migration of the rollouts and judged windows written before their indexes
+    (shared.rollouts L6, shared.monitoring.store) and of the analysis runs the previous retention
+    left without their rollout: one page per tick, endpoint by endpoint in name order, from a
+    cursor in the state table; then one point read per tick. (An endpoint added to the policy
+    later has nothing written before the indexes.)"""
+    mark = deps.tables.get(STATE, "repair", "history-indexes")
+    at = mark.data if mark else {}
+    if at.get("done"):
+        return
+    endpoints = sorted(e for e in set(_endpoints(deps)) if e >= at.get("endpoint", ""))
+    if not endpoints:
+        deps.tables.upsert(STATE, "repair", "history-indexes", {"done": True})
+        return
+    endpoint = endpoints[0]
+    kind, token = (at["kind"], at["continuation"]) if endpoint == at.get("endpoint") else (0, None)
+    if _MIGRATIONS[kind] == "rollouts":
+        token = rollouts.index_page(deps.tables, endpoint, token)
+    elif _MIGRATIONS[kind] == "analyses":
+        token = analyses.orphans_page(deps.tables, endpoint, token,
+                                      lambda rid: rollouts.get(deps.tables, endpoint, rid) is not None)
+    else:
+        token = monitor_store.index_page(deps.tables, endpoint, token)
+    if token is None and kind + 1 == len(_MIGRATIONS):
+        following = endpoints[1:]
+        deps.tables.upsert(STATE, "repair", "history-indexes",
+                           {"endpoint": following[0], "kind": 0, "continuation": None} if following else {"done": True})
+    else:
+        deps.tables.upsert(STATE, "repair", "history-indexes",
+                           {"endpoint": endpoint, "kind": kind + (token is None), "continuation": token})
+
+
 def _expire_history(deps: Deps, now: float) -> int:
+    """Hourly, and every tick while the last run filled a budget (module docstring)."""
     mark = deps.tables.get(STATE, "repair", "retention")
-    if mark and now - mark.data.get("at", 0) < _RETENTION_EVERY:
+    if mark and not mark.data.get("behind") and now - mark.data.get("at", 0) < _RETENTION_EVERY:
         return 0
-    s = deps.settings
-    deleted = sum(rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
-                                            limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
-    deleted += sum(monitor_store.delete_older(deps.tables, endpoint, older_than=now - s.record_retention_days * 86400,
-                                              limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
-    deleted += sum(analyses.delete_older(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
-                                         limit=_RETENTION_BATCH) for endpoint in _endpoints(deps))
-    deps.tables.upsert(STATE, "repair", "retention", {"at": now, "deleted": deleted})
+    s, deleted, behind = deps.settings, 0, False
+    for endpoint in _endpoints(deps):
+        n = rollouts.delete_finished(deps.tables, endpoint, older_than=now - s.rollout_retention_days * 86400,
+                                     limit=_HISTORY_BATCH,
+                                     before=lambda rid, e=endpoint: analyses.delete_for_rollout(deps.tables, e, rid))
+        m = monitor_store.delete_older(deps.tables, endpoint, older_than=now - s.record_retention_days * 86400,
+                                       limit=_HISTORY_BATCH)
+        deleted, behind = deleted + n + m, behind or n == _HISTORY_BATCH or m >= _HISTORY_BATCH // 2
+    deps.tables.upsert(STATE, "repair", "retention", {"at": now, "deleted": deleted, "behind": behind})
     return deleted

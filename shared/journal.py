@@ -28,7 +28,7 @@ Invariants (tests/test_journal.py, tests/test_rollout_engine.py):
 - J5: a record is open exactly while its ``~open:`` index entry exists, and terminal exactly
   while its ``~done:`` entry does (one transaction moves both; the one exception, an open entry
   the migration (:func:`backfill`) wrote for a record that closed meanwhile, is removed by
-  :func:`stale`), so the sweep and retention read O(open work) and O(records due) entities,
+  :func:`open_records`), so the sweep and retention read O(open work) and O(records due) entities,
   whatever the finished history (tests/test_history.py).
 """
 
@@ -204,18 +204,24 @@ def page(tables: TableService, kind: str | None, status: str | None, *, limit: i
     return rows, got.continuation
 
 
-def stale(tables: TableService, kind: str, *, now: float) -> list[dict[str, Any]]:
-    """Open records whose claim has expired: their worker is gone or their message is lost (J3).
-    Reads the open index and the records it names: O(open work), not O(history) (J5)."""
+def open_records(tables: TableService, kind: str) -> list[dict[str, Any]]:
+    """Every open record of ``kind``, through the open index and the records it names: O(open
+    work), not O(history) (J5). An entry :func:`backfill` left for a record that closed meanwhile
+    is removed on the way."""
     found = []
     for entry in tables.query(TABLE, kind, rows=RowRange.prefix(_OPEN)):
         rec = get(tables, kind, entry.data["key"])
-        if rec is None or rec.get("status") in TERMINAL:  # left by :func:`backfill` racing a close
+        if rec is None or rec.get("status") in TERMINAL:
             with contextlib.suppress(ConcurrencyConflict):
                 tables.delete(TABLE, entry)
-        elif (rec.get("claim_until") or 0) <= now:
+        else:
             found.append(rec)
     return found
+
+
+def stale(tables: TableService, kind: str, *, now: float) -> list[dict[str, Any]]:
+    """Open records whose claim has expired: their worker is gone or their message is lost (J3)."""
+    return [rec for rec in open_records(tables, kind) if (rec.get("claim_until") or 0) <= now]
 
 
 def backfill(tables: TableService, kind: str, continuation: str | None) -> str | None:
@@ -223,7 +229,7 @@ def backfill(tables: TableService, kind: str, continuation: str | None) -> str |
     ``continuation`` the entry of their state, as records written before the indexes existed
     have none; returns where the next page starts, None after the last. Entries are upserted, so
     a page done twice is harmless; an open entry written for a record that closed meanwhile is
-    removed by :func:`stale`."""
+    removed by :func:`open_records`."""
     got = tables.query_page(TABLE, kind, continuation=continuation, rows=RowRange("", "~"))  # records only
     ops = [Op("upsert", _done_key(e.data.get("updated_at") or 0, e.row_key) if e.data.get("status") in TERMINAL
               else _open_key(e.row_key), {"key": e.row_key}) for e in got.entities]

@@ -5,8 +5,15 @@ holding its state machine: its step, a sequence number that every transition inc
 what it needs to undo itself, and ``due_at``, when its next message is expected. The row
 ``lease`` of the same partition is the endpoint's lease: the ``active`` rollout (the only one
 that may write the endpoint), at most one ``queued`` newer rollout, the last good config, the
-versions whose rollouts failed (so reconcile never reads the rollout history) and the ``last``
-rollout that ended (so a status summary, shared.overview, never reads it either).
+versions whose rollouts failed (so reconcile never reads the rollout history), the ``last``
+rollout that ended (so a status summary, shared.overview, never reads it either) and the
+latest rollouts that ended ``done`` (``served``: version, created and finished, so the monitor
+knows since when a version serves and which served before it without reading it either).
+
+Beside them, ``~done:<finish time, ms>:<rollout>`` names each terminal rollout, written in the
+transaction that ends it (as shared.journal's done index), so retention reads the index from its
+oldest end up to the horizon: only what it deletes, whatever the endpoint's history. ``~`` sorts
+after every rollout id (hex) and ``lease``, so the index is the partition's last rows.
 
 Because a rollout and its lease share a partition, every change that touches both is one
 entity-group transaction (all or nothing, shared.tables), and every other write is
@@ -26,17 +33,31 @@ after failures injected at every write:
   dropped. The step commits conditionally on the claim's ETag and only then is the next step's
   message sent, so a worker that lost the row leaves no message behind. A claim whose worker
   died expires and the step is taken over (by the redelivered message or the repair sweep).
+- L6: a rollout is terminal exactly while its ``~done:`` entry exists (the transaction that
+  ends it writes the entry; retention deletes both in one), except rollouts ended before the
+  index existed, which the migration (:func:`index_page`) gives theirs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shared import telemetry
 from shared.redaction import redact, redact_value
-from shared.tables import ConcurrencyConflict, Entity, EntityExists, Op, Page, TableService
+from shared.tables import (
+    MAX_TRANSACTION_OPS,
+    ConcurrencyConflict,
+    Entity,
+    EntityExists,
+    Op,
+    Page,
+    RowRange,
+    TableService,
+)
 
 ROLLOUTS = "rollouts"
 LEASE = "lease"
@@ -46,11 +67,14 @@ STOPPED = frozenset({"aborted", "rolled_back"})
 TERMINAL = frozenset({"done", "failed", "superseded", *STOPPED})
 _HISTORY = 40
 _FAILED_KEPT = 20
+_SERVED_KEPT = 20
 _RETRIES = 50
 _TEXT = frozenset({"reason", "failure", "smoke"})
 # A note or reason quotes an error, whose length nobody bounds: clipped, the 40 history entries
 # of a rollout stay far inside Azure's 1 MiB entity (docs/reliability.md, "Storage limits").
 _MAX_TEXT = 2000
+_DONE = "~done:"
+_ROWS = RowRange("", "~")  # the rollouts and the lease, not the index
 
 
 def _clip(text: Any) -> Any:
@@ -60,6 +84,14 @@ def _clip(text: Any) -> Any:
 def rollout_id(origin_kind: str, origin_id: str, environment: str) -> str:
     """The same command retried maps to the same rollout, so it never starts twice."""
     return hashlib.sha256(f"{origin_kind}|{origin_id}|{environment}".encode()).hexdigest()[:24]
+
+
+def _done_key(at: float, rid: str) -> str:
+    return f"{_DONE}{max(0, int(at * 1000)):015d}:{rid}"
+
+
+def _done_op(at: float, rid: str) -> Op:
+    return Op("upsert", _done_key(at, rid), {"key": rid})
 
 
 def get(tables: TableService, endpoint: str, rid: str) -> Entity | None:
@@ -73,15 +105,29 @@ def lease(tables: TableService, endpoint: str) -> dict[str, Any]:
 
 def for_endpoint(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
     """Every rollout of one endpoint, oldest first (bounded by the retention sweep)."""
-    rows = [e.data for e in tables.query(ROLLOUTS, endpoint) if e.row_key != LEASE]
+    rows = [e.data for e in tables.query(ROLLOUTS, endpoint, rows=_ROWS) if e.row_key != LEASE]
     return sorted(rows, key=lambda r: r["created_at"])
+
+
+def served(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
+    """The endpoint's latest (at most 20) rollouts that ended ``done``, oldest first: their
+    ``version``, ``created_at`` and ``finished_at``. One read, the lease's ``served``; a lease
+    written before it kept them has them read from the rows, until the next rollout ends done."""
+    ls = lease(tables, endpoint)
+    return sorted(ls["served"] if "served" in ls else _served_rows(tables, endpoint), key=lambda r: r["created_at"])
+
+
+def _served_rows(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
+    return [{"version": r.get("version"), "created_at": r["created_at"],
+             "finished_at": r.get("finished_at") or r.get("updated_at")}
+            for r in for_endpoint(tables, endpoint) if r.get("status") == "done"][-_SERVED_KEPT:]
 
 
 def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None,
          ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
     """One page of rollouts and the leases met on it, in key order (operators' view)."""
     got: Page = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation)
-    rows = [e.data for e in got.entities if e.row_key != LEASE]
+    rows = [e.data for e in got.entities if e.row_key != LEASE and not e.row_key.startswith("~")]
     leases = {e.partition_key: e.data for e in got.entities if e.row_key == LEASE}
     return rows, leases, got.continuation
 
@@ -201,6 +247,7 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                 ops.append(Op.update(displaced, _transition(
                     displaced.data, reason, {"status": "superseded", "reason": reason, "step": "end",
                                              "finished_at": now}, now)))
+                ops.append(_done_op(now, displaced.row_key))
             ls.update(queued=rid, queued_version=version)
         ops.append(_lease_op(lease_entity, ls))
         try:
@@ -247,6 +294,8 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
             ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
                       previous_champion=row.get("champion") or ls.get("previous_champion"))
             failed.pop(str(version), None)
+            ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
+                            {"version": version, "created_at": row["created_at"], "finished_at": now}][-_SERVED_KEPT:]
         elif (status == "failed" or status in STOPPED) and version:
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))
@@ -256,7 +305,8 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
         new = _transition(row, note or reason, {"status": status, "reason": reason, "step": "end",
                                                 "finished_at": now, **changes}, now)
         try:
-            written = tables.transact(ROLLOUTS, endpoint, [Op.update(entity, new), _lease_op(lease_entity, ls)])
+            written = tables.transact(ROLLOUTS, endpoint, [Op.update(entity, new), _lease_op(lease_entity, ls),
+                                                           _done_op(now, rid)])
         except (ConcurrencyConflict, EntityExists):
             current = tables.get(ROLLOUTS, endpoint, rid)
             if current is None or current.etag != entity.etag:
@@ -268,17 +318,33 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
     raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 
 
-def delete_finished(tables: TableService, endpoint: str, *, older_than: float, limit: int) -> int:
-    """Retention: delete up to ``limit`` terminal rollouts that ended before ``older_than``."""
-    deleted = 0
-    for e in tables.query(ROLLOUTS, endpoint):
-        if deleted >= limit:
-            break
-        d = e.data
-        if e.row_key != LEASE and d.get("status") in TERMINAL and (d.get("finished_at") or 0) < older_than:
-            try:
-                tables.delete(ROLLOUTS, e)
-                deleted += 1
-            except ConcurrencyConflict:
-                continue
-    return deleted
+def delete_finished(tables: TableService, endpoint: str, *, older_than: float, limit: int,
+                    before: Callable[[str], object] = lambda rid: None) -> int:
+    """Retention: delete the oldest (at most ``limit``) rollouts that ended before ``older_than``,
+    each with its done entry in one transaction (L6), after ``before(rollout id)`` (what belongs
+    to the rollout goes first, so nothing outlives it); returns how many. Reads the done index
+    from its oldest end, so it reads only what it deletes. A rollout already gone (deleted by
+    hand) leaves only its entry to go."""
+    due = tables.query_page(ROLLOUTS, endpoint, limit=limit, rows=RowRange(_DONE, _done_key(older_than, ""))).entities
+    for entry in due:
+        rid = entry.data["key"]
+        before(rid)
+        try:
+            tables.transact(ROLLOUTS, endpoint, [Op("delete", rid), Op.delete(entry)])
+        except ConcurrencyConflict:  # the rollout is gone (by hand, or another sweep): its entry goes too
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(ROLLOUTS, entry)
+    return len(due)
+
+
+def index_page(tables: TableService, endpoint: str, continuation: str | None) -> str | None:
+    """One page of the migration to the done index: an entry for each terminal rollout on the
+    page at ``continuation`` (rollouts that ended before the index existed have none); returns
+    where the next page starts, None after the last. Upserts at the row's ``finished_at``, which
+    never changes (L3), so a page done twice writes the same entries."""
+    got = tables.query_page(ROLLOUTS, endpoint, continuation=continuation, rows=_ROWS)
+    ops = [_done_op(e.data.get("finished_at") or e.data.get("updated_at") or 0, e.row_key) for e in got.entities
+           if e.row_key != LEASE and e.data.get("status") in TERMINAL]
+    for i in range(0, len(ops), MAX_TRANSACTION_OPS):
+        tables.transact(ROLLOUTS, endpoint, ops[i:i + MAX_TRANSACTION_OPS])
+    return got.continuation

@@ -8,15 +8,19 @@ Failed / Inconclusive / Error), its window, per metric the counters and the last
 Invariant: the rollout row holds the run's state and is the truth; the record is written from it
 *before* the rollout's conditional write commits that state. A crash in between leaves a record
 one measurement ahead, which the redelivered step overwrites with the measurement it commits, so
-once a step has committed, its run's record equals the rollout's. Records go with the repair
-sweep's retention, like the rollouts they belong to.
+once a step has committed, its run's record equals the rollout's. Records go with the rollout
+they belong to: retention deletes a rollout's runs (the row-key range ``<rollout>~``) before the
+rollout itself (shared.rollouts.forget), so a crash in between leaves the rollout, found again
+by the next sweep, never runs without their rollout.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
-from shared.tables import ConcurrencyConflict, Page, RowRange, TableService
+from shared.tables import MAX_TRANSACTION_OPS, ConcurrencyConflict, Op, Page, RowRange, TableService
 
 ANALYSES = "analyses"
 
@@ -44,16 +48,32 @@ def page(tables: TableService, endpoint: str | None, *, limit: int, continuation
     return tables.query_page(ANALYSES, endpoint, limit=limit, continuation=continuation)
 
 
-def delete_older(tables: TableService, endpoint: str, *, older_than: float, limit: int) -> int:
-    """Retention: delete up to ``limit`` finished runs that ended before ``older_than``."""
-    deleted = 0
-    for e in tables.query(ANALYSES, endpoint):
-        if deleted >= limit:
-            break
-        if (e.data.get("finished_at") or older_than) < older_than:
-            try:
-                tables.delete(ANALYSES, e)
-                deleted += 1
-            except ConcurrencyConflict:
-                continue
-    return deleted
+def delete_for_rollout(tables: TableService, endpoint: str, rollout: str) -> int:
+    """Retention: delete the rollout's runs, reading their row-key range only; returns how many."""
+    keys = [e.row_key for e in tables.query(ANALYSES, endpoint, rows=RowRange.prefix(rollout + "~"))]
+    _delete(tables, endpoint, keys)
+    return len(keys)
+
+
+def _delete(tables: TableService, endpoint: str, keys: list[str]) -> None:
+    """Delete these runs, a transaction per 100; one already gone (another sweep) is passed over."""
+    for i in range(0, len(keys), MAX_TRANSACTION_OPS):
+        batch = keys[i:i + MAX_TRANSACTION_OPS]
+        try:
+            tables.transact(ANALYSES, endpoint, [Op("delete", k) for k in batch])
+        except ConcurrencyConflict:
+            for k in batch:
+                with contextlib.suppress(ConcurrencyConflict):
+                    tables.transact(ANALYSES, endpoint, [Op("delete", k)])
+
+
+def orphans_page(tables: TableService, endpoint: str, continuation: str | None,
+                 exists: Callable[[str], bool]) -> str | None:
+    """One page of the migration from the previous retention, which deleted runs and rollouts
+    apart and so may have left runs whose rollout is gone: delete those on the page at
+    ``continuation``; returns where the next page starts, None after the last."""
+    got = tables.query_page(ANALYSES, endpoint, continuation=continuation)
+    rollouts = {e.row_key.split("~", 1)[0] for e in got.entities}
+    gone = {r for r in rollouts if not exists(r)}
+    _delete(tables, endpoint, [e.row_key for e in got.entities if e.row_key.split("~", 1)[0] in gone])
+    return got.continuation

@@ -7,6 +7,9 @@ Table ``monitor``:
   freeze one baseline, and a later one never moves it.
 - ``window~<version>~<start>``: one window's figures and verdict. Written when its figures are
   complete; a window whose labels were not due yet is written again once they are.
+- ``~end:<end, s>:<window key>``: the index of the windows by end, written in the transaction
+  that writes the window (the same partition; a window's end never changes), so retention reads
+  the windows due from the index's oldest end and nothing else. ``~`` sorts after every other key.
 - ``state``: the last action (when and which decision), for the cooldown. Changed with its ETag.
 - ``tick``: the keys of the last checks the monitor timer sent, so that it sends none while they run.
 
@@ -16,7 +19,8 @@ orders the decisions one check makes at one time (one per version it judged). Th
 ``<inverted ms>~<id>``, is that order (Azure Tables returns a partition in row key order), and
 ``at`` is stored at the key's millisecond, so no two decisions can sort one way by key and the
 other by ``at``. A decision written late (its check started earlier) lands below newer ones, not
-on top. Deleted after ``RECORD_RETENTION_DAYS`` like the journal.
+on top. Deleted after ``RECORD_RETENTION_DAYS`` like the journal: the decisions older than the
+horizon are the row keys past the horizon's inverted time, one range read.
 
 Invariants: a decision is recorded before any action it causes is sent (the action's command is
 submitted after, and is recorded itself, so the repair sweep hands it on if the sender dies);
@@ -26,23 +30,38 @@ both act; windows are never judged against another version's baseline.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any
 
 from shared import telemetry
 from shared.redaction import redact_value
-from shared.tables import ConcurrencyConflict, EntityExists, Page, TableService
+from shared.tables import (
+    MAX_TRANSACTION_OPS,
+    ConcurrencyConflict,
+    Entity,
+    EntityExists,
+    Op,
+    Page,
+    RowRange,
+    TableService,
+)
 
 DECISION_TAG = "reactor.decision"  # set by the retraining job on the version it registers
 MONITOR = "monitor"
 DECISIONS = "decisions"
 STATE = "state"
 _INVERT = 10**13
+_END = "~end:"
 
 
 def _window_key(version: str, start: float) -> str:
     return f"window~{version}~{int(start):012d}"
+
+
+def _end_key(end: float, window_key: str) -> str:
+    return f"{_END}{max(0, int(end)):012d}:{window_key}"
 
 
 def baseline(tables: TableService, endpoint: str, version: str) -> dict[str, Any] | None:
@@ -66,13 +85,15 @@ def window(tables: TableService, endpoint: str, version: str, start: float) -> d
 
 
 def save_window(tables: TableService, endpoint: str, version: str, start: float, data: dict[str, Any]) -> None:
-    tables.upsert(MONITOR, endpoint, _window_key(version, start), data)
+    wkey = _window_key(version, start)
+    tables.transact(MONITOR, endpoint, [Op("upsert", wkey, data),
+                                        Op("upsert", _end_key(data["end"], wkey), {"key": wkey})])
 
 
 def windows(tables: TableService, endpoint: str, version: str) -> list[dict[str, Any]]:
-    """The version's judged windows, oldest first (bounded by the retention sweep)."""
-    prefix = f"window~{version}~"
-    return [e.data for e in tables.query(MONITOR, endpoint) if e.row_key.startswith(prefix)]
+    """The version's judged windows, oldest first: their row-key range, which the retention sweep
+    bounds, and none of the version's baselines or other versions' windows."""
+    return [e.data for e in tables.query(MONITOR, endpoint, rows=RowRange.prefix(f"window~{version}~"))]
 
 
 def state(tables: TableService, endpoint: str) -> dict[str, Any]:
@@ -141,16 +162,40 @@ def decisions_page(tables: TableService, endpoint: str | None, *, limit: int, co
 
 
 def delete_older(tables: TableService, endpoint: str, *, older_than: float, limit: int) -> int:
-    """Retention: decisions and windows older than ``older_than`` (baselines and state stay)."""
-    removed = 0
-    for table in (DECISIONS, MONITOR):
-        for e in tables.query(table, endpoint):
-            at = e.data.get("at") if table == DECISIONS else e.data.get("end")
-            if removed >= limit or at is None or float(at) >= older_than:
-                continue
-            try:
-                tables.delete(table, e)
-                removed += 1
-            except ConcurrencyConflict:
-                pass
-    return removed
+    """Retention: up to ``limit`` decisions and up to ``limit`` windows older than ``older_than``
+    (baselines and state stay); returns how many. Decisions are the key range past the horizon's
+    inverted millisecond (their key is newest first, so that range is all due, newest due first);
+    windows are found through the ``~end:`` index from its oldest end. Reads only what it deletes."""
+    old = tables.query_page(DECISIONS, endpoint, limit=min(limit, MAX_TRANSACTION_OPS),
+                            rows=RowRange(f"{_INVERT - int(older_than * 1000) + 1:013d}", "~")).entities
+    if old:
+        try:
+            tables.transact(DECISIONS, endpoint, [Op.delete(e) for e in old])
+        except ConcurrencyConflict:  # one was updated meanwhile: the next sweep reads it again
+            old = []
+    due = tables.query_page(MONITOR, endpoint, limit=min(limit, MAX_TRANSACTION_OPS // 2),
+                            rows=RowRange(_END, _end_key(older_than, ""))).entities
+    return len(old) + sum(_forget_window(tables, endpoint, e) for e in due)
+
+
+def _forget_window(tables: TableService, endpoint: str, entry: Entity) -> int:
+    """The window an ``~end:`` entry names and the entry, in one transaction; an entry whose
+    window is gone (deleted by hand) goes alone."""
+    try:
+        tables.transact(MONITOR, endpoint, [Op("delete", entry.data["key"]), Op.delete(entry)])
+        return 1
+    except ConcurrencyConflict:
+        with contextlib.suppress(ConcurrencyConflict):
+            tables.delete(MONITOR, entry)
+        return 0
+
+
+def index_page(tables: TableService, endpoint: str, continuation: str | None) -> str | None:
+    """One page of the migration to the windows' ``~end:`` index: entries for the windows on the
+    page at ``continuation`` (written before the index existed); None after the last page.
+    Upserts, so a page done twice writes the same entries."""
+    got = tables.query_page(MONITOR, endpoint, continuation=continuation, rows=RowRange.prefix("window~"))
+    ops = [Op("upsert", _end_key(e.data.get("end") or 0, e.row_key), {"key": e.row_key}) for e in got.entities]
+    for i in range(0, len(ops), MAX_TRANSACTION_OPS):
+        tables.transact(MONITOR, endpoint, ops[i:i + MAX_TRANSACTION_OPS])
+    return got.continuation
