@@ -176,7 +176,7 @@ def test_a_full_rollout_with_features_runs_on_the_managed_identity(no_tokens, id
     # Registering is the data scientist's side, straight into the registry behind the workspace.
     v = taxi.train_and_register_with_features(iplat.mlflow.url, model, pickup, dropoff, pickup_df, dropoff_df,
                                               n=400, tags={"validated": "yes"})
-    issued_before, seen_before = idp.issued, len(ws.request_log)
+    issued_before, seen_before = idp.issued, ws.request_mark()
     with function_host(settings) as host:
         app = App(iplat, model, endpoint, settings, tag, host.url, host, open_tables(settings["REACTOR_STORAGE"]),
                   open_queues(settings["REACTOR_STORAGE"]))
@@ -196,7 +196,7 @@ def test_a_full_rollout_with_features_runs_on_the_managed_identity(no_tokens, id
     assert app.champion() == v  # the alias moved, read back from the registry itself
     # One credential for the app and every client it built: one token for the whole rollout.
     assert idp.issued == issued_before + 1
-    calls = list(ws.request_log)[seen_before:]
+    calls = ws.requests_since(seen_before)
     uc = f"/api/2.1/unity-catalog/models/{model}"
     assert ("GET", f"{uc}/versions", 200) in calls  # no mark yet: the newest is found by listing
     assert ("GET", "/api/2.0/mlflow/unity-catalog/model-versions/get", 200) in calls  # with its tags
@@ -222,7 +222,7 @@ def test_the_workspace_registry_goes_through_mlflow_on_the_identity(no_tokens, i
         behind.create_model_version(name, source="dbfs:/models/legacy", tags={"validated": "yes"})
     for k, v in {"DATABRICKS_HOST": iplat.workspace.url, **idp.env()}.items():
         monkeypatch.setenv(k, v)
-    seen = len(iplat.workspace.request_log)
+    seen = iplat.workspace.request_mark()
     client = registry_client("databricks")
     latest = resolve(client, name)
     assert (latest.version, latest.tags) == ("2", {"validated": "yes"})
@@ -230,7 +230,7 @@ def test_the_workspace_registry_goes_through_mlflow_on_the_identity(no_tokens, i
     assert set_aliases(client, name, "1", []) == []  # the workspace registry has no aliases (test_registry)
     with pytest.raises(VersionNotFound):
         get_version(client, name, "9")
-    calls = list(iplat.workspace.request_log)[seen:]
+    calls = iplat.workspace.requests_since(seen)
     assert ("GET", "/api/2.0/mlflow/model-versions/search", 200) in calls
     assert ("GET", "/api/2.0/mlflow/registered-models/get", 200) in calls
 

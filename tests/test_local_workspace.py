@@ -454,7 +454,7 @@ def test_openapi_document_describes_the_signature(w: WorkspaceClient, ready_endp
 # ---------------------------------------------------------------------------------- faults
 def test_503_is_retried_by_the_sdk_until_the_fault_clears(ws: LocalWorkspace, w: WorkspaceClient) -> None:
     ws.faults.rate_503 = 1.0
-    before = len(ws.request_log)
+    before = ws.request_mark()
     timer = threading.Timer(1.0, lambda: setattr(ws.faults, "rate_503", 0.0))
     timer.start()
     try:
@@ -464,7 +464,7 @@ def test_503_is_retried_by_the_sdk_until_the_fault_clears(ws: LocalWorkspace, w:
         timer.cancel()
     assert isinstance(names, list)
     assert time.monotonic() - started >= 0.9
-    statuses = [s for m, p, s in list(ws.request_log)[before:] if p == "/api/2.0/serving-endpoints"]
+    statuses = [s for m, p, s in ws.requests_since(before) if p == "/api/2.0/serving-endpoints"]
     assert statuses[0] == 503
     assert statuses[-1] == 200
 

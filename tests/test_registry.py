@@ -65,9 +65,9 @@ class CountedSearch:
 
 
 def _requests(plat, fn: Callable[[], Any]) -> tuple[Any, list[tuple[str, str, int]]]:
-    seen = len(plat.workspace.request_log)
+    mark = plat.workspace.request_mark()
     got = fn()
-    return got, list(plat.workspace.request_log)[seen:]
+    return got, plat.workspace.requests_since(mark)
 
 
 # ---------------------------------------------------------------- Unity Catalog: where tags live

@@ -110,6 +110,8 @@ class LocalWorkspace:
         self.lock = threading.RLock()  # one lock for the whole workspace state
         self.faults = Faults(seed=seed)
         self.request_log: deque[tuple[str, str, int]] = deque(maxlen=2000)  # (method, path, status)
+        self._answered = 0  # requests answered since start: the log keeps only the newest 2000
+        self._log_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -159,6 +161,20 @@ class LocalWorkspace:
             return f"http://{self.host}:{self.port}"
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def request_mark(self) -> int:
+        """A mark for ``requests_since``: how many requests were answered until now."""
+        with self._log_lock:
+            return self._answered
+
+    def requests_since(self, mark: int) -> list[tuple[str, str, int]]:
+        """The requests answered since ``mark`` (``request_mark``), oldest first: a long-lived
+        workspace's log is full, so its length says nothing about what came after a point."""
+        with self._log_lock:
+            n = self._answered - mark
+            if n > len(self.request_log):
+                raise RuntimeError(f"{n} requests since the mark, the log keeps {len(self.request_log)}")
+            return list(self.request_log)[len(self.request_log) - n:] if n else []
 
     def start(self) -> LocalWorkspace:
         """Serve in background threads; returns self."""
@@ -211,7 +227,9 @@ class LocalWorkspace:
         except Exception as exc:  # a bug here, never bad input: keep serving, say what happened
             log.error("unhandled error on %s %s\n%s", req.method, req.path, traceback.format_exc())
             response = Response(500, {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"})
-        self.request_log.append((req.method, req.path, response.status))
+        with self._log_lock:
+            self.request_log.append((req.method, req.path, response.status))
+            self._answered += 1
         return response
 
     def _dispatch(self, req: Request) -> Response:
