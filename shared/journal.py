@@ -44,7 +44,16 @@ from typing import Any, Literal
 
 from shared import redaction
 from shared.redaction import redact_value
-from shared.tables import MAX_TRANSACTION_OPS, ConcurrencyConflict, Entity, EntityExists, Op, RowRange, TableService
+from shared.tables import (
+    MAX_TRANSACTION_OPS,
+    ConcurrencyConflict,
+    Entity,
+    EntityExists,
+    Op,
+    RowRange,
+    TableService,
+    delete_indexed,
+)
 
 TABLE = "records"
 KINDS = ("event", "command", "poison")
@@ -252,14 +261,6 @@ def delete_finished(tables: TableService, kind: str, *, older_than: float) -> in
         tables.transact(TABLE, kind, [op for e in due for op in (Op("delete", e.data["key"]), Op.delete(e))])
         return len(due)
     except ConcurrencyConflict:  # a record already gone (deleted by hand): each pair on its own
-        return sum(_delete_one(tables, kind, e) for e in due)
+        return sum(delete_indexed(tables, TABLE, e) for e in due)
 
 
-def _delete_one(tables: TableService, kind: str, entry: Entity) -> int:
-    try:
-        tables.transact(TABLE, kind, [Op("delete", entry.data["key"]), Op.delete(entry)])
-        return 1
-    except ConcurrencyConflict:
-        with contextlib.suppress(ConcurrencyConflict):
-            tables.delete(TABLE, entry)
-        return 0

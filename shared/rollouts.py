@@ -40,7 +40,6 @@ after failures injected at every write:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from shared.tables import (
     Page,
     RowRange,
     TableService,
+    delete_indexed,
 )
 
 ROLLOUTS = "rollouts"
@@ -329,11 +329,7 @@ def delete_finished(tables: TableService, endpoint: str, *, older_than: float, l
     for entry in due:
         rid = entry.data["key"]
         before(rid)
-        try:
-            tables.transact(ROLLOUTS, endpoint, [Op("delete", rid), Op.delete(entry)])
-        except ConcurrencyConflict:  # the rollout is gone (by hand, or another sweep): its entry goes too
-            with contextlib.suppress(ConcurrencyConflict):
-                tables.delete(ROLLOUTS, entry)
+        delete_indexed(tables, ROLLOUTS, entry)
     return len(due)
 
 

@@ -36,6 +36,23 @@ def azurite() -> Iterator[Azurite]:
         yield az
 
 
+@pytest.fixture(params=("sqlite", "azurite"))
+def tables(request, tmp_path) -> Iterator[TableService]:
+    """Each real table backend, as the app opens it. Azurite is the session's, shared with the
+    scenario tests: the tables a test wrote there are dropped after it (they are created again on
+    first use), so no later test meets its rows."""
+    if request.param == "sqlite":
+        yield open_tables(f"sqlite:///{tmp_path / 's.db'}")
+        return
+    connection = request.getfixturevalue("azurite").connection_string
+    yield open_tables("azure", {"AzureWebJobsStorage": connection})
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(connection)
+    for table in list(service.list_tables()):
+        service.delete_table(table.name)
+
+
 @pytest.fixture(scope="session")
 def plat(tmp_path_factory) -> Iterator[Platform]:
     with platform(tmp_path_factory.mktemp("platform")) as p:

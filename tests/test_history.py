@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,21 +21,12 @@ from handlers import operators, repair
 from handlers.http_types import Request
 from shared import journal, rollouts
 from shared.delivery import store as analyses
-from shared.storage import open_tables
 from shared.tables import TableService
 from shared.tables.sqlite import SqliteTableService
 from tests.engine import ENDPOINT, MODEL, Driver, Faults, FaultyTables, StorageFault
 
 CLAIM = 45.0
 
-
-@pytest.fixture(params=("sqlite", "azurite"))
-def tables(request, tmp_path) -> Iterator[TableService]:
-    """The real backends, as tests/test_storage.py opens them; one table name per test."""
-    if request.param == "sqlite":
-        yield open_tables(f"sqlite:///{tmp_path / 's.db'}")
-    else:
-        yield open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
 
 
 def finished(tables: TableService, kind: str, n: int, *, start: int = 0) -> None:

@@ -250,14 +250,6 @@ def test_retention_deletes_old_decisions_and_windows_and_keeps_the_baseline_and_
 
 
 # ---------------------------------------------------------------------------------- listing order
-@pytest.fixture(params=("sqlite", "azurite"))
-def decision_tables(request, tmp_path):
-    """The ``decisions`` table on each backend (Azurite: the session's, so each test its own endpoint)."""
-    from shared.storage import open_tables
-
-    if request.param == "sqlite":
-        return open_tables(f"sqlite:///{tmp_path / 's.db'}")
-    return open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
 
 
 def _listed(tables, endpoint: str, limit: int) -> list[dict]:
@@ -278,7 +270,7 @@ def _listed(tables, endpoint: str, limit: int) -> list[dict]:
             return out
 
 
-def test_decisions_written_concurrently_and_out_of_order_list_newest_first_by_at_then_id(decision_tables):
+def test_decisions_written_concurrently_and_out_of_order_list_newest_first_by_at_then_id(tables):
     """Checks race: one that started earlier writes its decision later, one check writes a decision
     per version at the same time, and decisions fall in one millisecond. Written from four threads
     in a shuffled order, the API lists them, across pages, newest ``at`` first then by ``id``
@@ -297,11 +289,11 @@ def test_decisions_written_concurrently_and_out_of_order_list_newest_first_by_at
     random.Random(16).shuffle(times)  # the write order is not the time order
 
     def write(at: float) -> dict:
-        return store.record_decision(decision_tables, endpoint, {"verdict": "ok", "figures": []}, now=at)
+        return store.record_decision(tables, endpoint, {"verdict": "ok", "figures": []}, now=at)
 
     with ThreadPoolExecutor(4) as pool:
         written = list(pool.map(write, times))
-    listed = _listed(decision_tables, endpoint, limit=4)
+    listed = _listed(tables, endpoint, limit=4)
     assert sorted(d["id"] for d in listed) == sorted(d["id"] for d in written)
     assert listed == sorted(listed, key=store.listing_order)
     assert [d["at"] for d in listed] == sorted((d["at"] for d in listed), reverse=True)

@@ -11,10 +11,8 @@ import contextlib
 import dataclasses
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,21 +22,12 @@ from shared import commands, journal, rollouts
 from shared.delivery import store as analyses
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
-from shared.storage import open_tables
 from shared.tables import TableService
 from shared.tables.sqlite import SqliteTableService
 from tests.engine import ENDPOINT, Driver, Faults, FaultyTables, StorageFault
 
 OLD, NEW, HORIZON = 1000.0, 10**6, 5000.0
 
-
-@pytest.fixture(params=("sqlite", "azurite"))
-def tables(request, tmp_path) -> Iterator[TableService]:
-    """The real backends, as tests/test_storage.py opens them."""
-    if request.param == "sqlite":
-        yield open_tables(f"sqlite:///{tmp_path / 's.db'}")
-    else:
-        yield open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
 
 
 def finished_rollouts(tables: TableService, endpoint: str, n: int, *, at: float, tag: str, runs: int = 0) -> list[str]:

@@ -20,7 +20,6 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from hypothesis import strategies as st
 from handlers import commands, rollout
 from shared import journal, rollouts
 from shared.queues import COMMANDS_QUEUE, ROLLOUT_QUEUE, decode_content
-from shared.storage import open_tables
 from shared.tables import ConcurrencyConflict, TableService
 from tests.engine import ENDPOINT, MODEL, Driver
 
@@ -164,13 +162,6 @@ def test_a_step_runs_once_and_every_side_effect_belongs_to_its_commit(actions: l
         rollouts.advance, rollouts.finish = real
         shutil.rmtree(tmp, ignore_errors=True)
 
-
-@pytest.fixture(params=("sqlite", "azurite"))
-def tables(request, tmp_path) -> Iterator[TableService]:
-    if request.param == "sqlite":
-        yield open_tables(f"sqlite:///{tmp_path / 's.db'}")
-    else:
-        yield open_tables("azure", {"AzureWebJobsStorage": request.getfixturevalue("azurite").connection_string})
 
 
 def test_the_step_claim_on_each_backend(tables: TableService) -> None:

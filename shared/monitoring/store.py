@@ -30,7 +30,6 @@ both act; windows are never judged against another version's baseline.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from typing import Any
@@ -40,12 +39,12 @@ from shared.redaction import redact_value
 from shared.tables import (
     MAX_TRANSACTION_OPS,
     ConcurrencyConflict,
-    Entity,
     EntityExists,
     Op,
     Page,
     RowRange,
     TableService,
+    delete_indexed,
 )
 
 DECISION_TAG = "reactor.decision"  # set by the retraining job on the version it registers
@@ -175,19 +174,7 @@ def delete_older(tables: TableService, endpoint: str, *, older_than: float, limi
             old = []
     due = tables.query_page(MONITOR, endpoint, limit=min(limit, MAX_TRANSACTION_OPS // 2),
                             rows=RowRange(_END, _end_key(older_than, ""))).entities
-    return len(old) + sum(_forget_window(tables, endpoint, e) for e in due)
-
-
-def _forget_window(tables: TableService, endpoint: str, entry: Entity) -> int:
-    """The window an ``~end:`` entry names and the entry, in one transaction; an entry whose
-    window is gone (deleted by hand) goes alone."""
-    try:
-        tables.transact(MONITOR, endpoint, [Op("delete", entry.data["key"]), Op.delete(entry)])
-        return 1
-    except ConcurrencyConflict:
-        with contextlib.suppress(ConcurrencyConflict):
-            tables.delete(MONITOR, entry)
-        return 0
+    return len(old) + sum(delete_indexed(tables, MONITOR, e) for e in due)
 
 
 def index_page(tables: TableService, endpoint: str, continuation: str | None) -> str | None:

@@ -17,6 +17,7 @@ how a query stays bounded by what it asks for rather than by the partition's his
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -137,6 +138,19 @@ class TableService(ABC):
             token = page.continuation
             if token is None:
                 return out
+
+
+def delete_indexed(tables: TableService, table: str, entry: Entity) -> bool:
+    """Delete the row an index entry names (``entry.data["key"]``, in the entry's partition)
+    together with the entry, in one transaction; True when the row went. A row already gone
+    (deleted by hand, or by another sweep) fails the transaction, and the entry goes alone."""
+    try:
+        tables.transact(table, entry.partition_key, [Op("delete", entry.data["key"]), Op.delete(entry)])
+        return True
+    except ConcurrencyConflict:
+        with contextlib.suppress(ConcurrencyConflict):
+            tables.delete(table, entry)
+        return False
 
 
 def continuation_token(partition_key: str, row_key: str) -> str:
