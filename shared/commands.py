@@ -254,12 +254,14 @@ def for_event(event_key: str) -> dict[str, Any]:
 
 def event_reconcile(event_key: str, record: dict[str, Any]) -> Envelope:
     """The reconcile an accepted event asks for, from the event's record. Its id is the event's,
-    so asking again (a redelivery that took over, the repair sweep) is a duplicate."""
+    so asking again (a redelivery that took over, the repair sweep) is a duplicate; its record
+    key is in the app's own namespace (``app:``), which no sender's id reaches (theirs are
+    ``id:``, ``msg:`` or ``ce~``), so no sender can take the key before the app does."""
     event, cid = record["event"], record.get("cid") or record["id"]
     ident = event_key.replace("event:", "event-")
     cmd = Reconcile(command="reconcile", model=event["model"], id=ident, event=event_key, correlation_id=cid,
                     reason=f"{event['source']} {event['kind']} v{event.get('version') or '-'}")
-    return Envelope(cmd, ident, "app", cid, journal.key("id", ident))
+    return Envelope(cmd, ident, "app", cid, journal.key("app", ident))
 
 
 def _problems(exc: ValidationError) -> str:

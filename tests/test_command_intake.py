@@ -214,6 +214,19 @@ def test_a_command_naming_a_real_event_leaves_that_event_open_for_its_own_reconc
     assert [r["version"] for r in d.rollouts()] == ["2"]
 
 
+def test_an_outsider_cannot_take_the_key_of_an_events_reconcile_before_it(d: Driver) -> None:
+    """The app's own commands are recorded under keys no sender's id can reach: a reconcile sent
+    first under the id the event's reconcile would get neither blocks it nor answers for it."""
+    event_key = d.webhook("2").payload["record"]
+    squatter = event_key.replace("event:", "event-")
+    deliver(d, {"command": "reconcile", "model": MODEL, "id": squatter})
+    assert post(d, {"command": "reconcile", "model": MODEL, "id": squatter}).status == 202
+    d.run()
+    assert journal.get(d.raw_tables, "event", event_key)["status"] == "done"
+    rejected = [r for r in journal.list_records(d.raw_tables, "command") if r["status"] == "rejected"]
+    assert not rejected, rejected
+
+
 def test_the_webhooks_reconcile_carries_no_field_an_outsider_could_forge(d: Driver) -> None:
     """The app's own messages name a record it wrote; the command is read from that record."""
     event_key = d.webhook("2").payload["record"]
