@@ -22,6 +22,7 @@ from shared.delivery import store as analyses
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
+from shared.signatures import secret_problems
 from shared.tables import MAX_PAGE
 
 DEFAULT_PAGE = 100
@@ -86,8 +87,12 @@ def list_rollouts(deps: Deps, req: Request) -> Response:
 
 
 def status(deps: Deps, req: Request) -> Response:
-    """Per model and environment of the policy: what serves, the last rollout, the last verdict."""
-    return Response(200, {"status": overview.status(deps.tables, deps.policy())})
+    """Per model and environment of the policy: what serves, the last rollout, the last verdict;
+    and the app's own state: each webhook secret's state (set, missing, unresolved: never its
+    value) and, in ``attention``, what stops deliveries (shared.signatures.secret_problems)."""
+    secrets = deps.settings.webhook_secret_states()
+    return Response(200, {"status": overview.status(deps.tables, deps.policy()),
+                          "app": {"webhook_secrets": secrets, "attention": secret_problems(secrets)}})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.signatures import SecretState, secret_state
+
 APP_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -87,6 +89,11 @@ class Settings:
     repair_grace_seconds: float
     record_retention_days: float
     rollout_retention_days: float
+
+    def webhook_secret_states(self) -> dict[str, SecretState]:
+        """Per registry, whether its webhook secret is set, missing or an unresolved reference."""
+        return {"mlflow": secret_state(self.mlflow_webhook_secret),
+                "databricks": secret_state(self.databricks_webhook_secret)}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -19,6 +19,15 @@ the check itself fail. A header sent twice reaches us joined with ``", "`` (RFC 
 a signature header then matches if any presented entry matches, whatever their order.
 
 Every comparison is constant-time (``hmac.compare_digest``).
+
+A secret setting that still holds a platform reference is no secret: App Service passes an
+unresolved reference through as the setting's value (Microsoft Learn, "Use Key Vault references
+as app settings in Azure App Service and Azure Functions",
+https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references: "If a
+reference isn't resolved properly, the reference string is used instead"), and that string is in
+the template, the portal and the deployment history. :func:`secret_state` tells it apart, and
+every delivery that would need it is refused (``unresolved_secret``) until the platform resolves
+it; the start-up check and ``GET /api/status`` say so (:func:`secret_problems`).
 """
 
 from __future__ import annotations
@@ -31,11 +40,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.redaction import is_secret_reference
+
 PUBLIC_MESSAGE = "signature verification failed"
 
 # Stable reason codes, few enough to count per code.
 NO_SIGNATURE = "no_signature"
 NO_SECRET = "no_secret"
+UNRESOLVED_SECRET = "unresolved_secret"
 MALFORMED_HEADER = "malformed_header"
 OUTSIDE_WINDOW = "outside_window"
 MISMATCH = "mismatch"
@@ -58,6 +70,13 @@ _SIG_LIST = re.compile(rf"{_SIG_ENTRY}(?:(?:,[ \t]*|[ \t]+){_SIG_ENTRY})*")
 _SIG_ENTRIES = re.compile(_SIG_ENTRY)
 _HEX_LIST = re.compile(r"[0-9A-Fa-f]{64}(?:(?:,[ \t]*|[ \t]+)[0-9A-Fa-f]{64})*")
 _HEX_ENTRIES = re.compile(r"[0-9A-Fa-f]{64}")
+# App Service references ("@Microsoft.KeyVault(...)", "@Microsoft.AppConfiguration(...)"):
+# matched by prefix and case-insensitively, wider than shared.redaction's shape, because a
+# reference the platform could not parse is passed through too, and failing closed costs nothing.
+_PLATFORM_REFERENCE = re.compile(r"\s*@microsoft\.[a-z]+\(", re.IGNORECASE)
+
+SECRET_SETTINGS = {"mlflow": "MLFLOW_WEBHOOK_SECRET", "databricks": "DATABRICKS_WEBHOOK_SECRET"}
+SecretState = Literal["set", "missing", "unresolved"]
 
 
 class SignatureError(Exception):
@@ -90,6 +109,38 @@ def mlflow_signature(secret: str, delivery_id: str, timestamp: str, body: bytes)
 
 def databricks_signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def secret_state(value: str) -> SecretState:
+    """``missing`` (empty), ``unresolved`` (still a reference: module doc) or ``set``."""
+    if not value:
+        return "missing"
+    if _PLATFORM_REFERENCE.match(value) or is_secret_reference(value):
+        return "unresolved"
+    return "set"
+
+
+def secret_problems(states: Mapping[str, SecretState]) -> list[str]:
+    """What an operator must fix, in words, from ``{source: state}`` (keys of SECRET_SETTINGS).
+    One missing secret is normal (a workspace uses one registry); both missing, or any
+    unresolved, refuses deliveries."""
+    out = [f"{SECRET_SETTINGS[source]} is a reference the platform has not resolved: every {source} "
+           "delivery is refused until it is (check the app identity's access to the vault)"
+           for source, state in states.items() if state == "unresolved"]
+    if all(state == "missing" for state in states.values()):
+        out.append("no webhook secret is set (MLFLOW_WEBHOOK_SECRET, DATABRICKS_WEBHOOK_SECRET): every delivery "
+                   "is refused")
+    return out
+
+
+def _require(secret: str, source: str) -> None:
+    state = secret_state(secret)
+    if state == "missing":
+        raise SignatureError(NO_SECRET, f"no {source} webhook secret is configured ({SECRET_SETTINGS[source]})")
+    if state == "unresolved":
+        # Never the value: it is what a caller would sign with.
+        raise SignatureError(UNRESOLVED_SECRET, f"{SECRET_SETTINGS[source]} is still an unresolved reference, not a "
+                                                "secret: refused until the platform resolves it")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -126,8 +177,7 @@ def _match(expected: str, entries: list[str], name: str) -> None:
 
 def verify_mlflow(headers: Mapping[str, str], body: bytes, secret: str, *, now: float, tolerance: float) -> str:
     """Check an MLflow 3 delivery; returns its delivery id. ``headers`` keys are lower case."""
-    if not secret:
-        raise SignatureError(NO_SECRET, "no MLflow webhook secret is configured (MLFLOW_WEBHOOK_SECRET)")
+    _require(secret, "mlflow")
     delivery_id = _shaped(_header(headers, "X-MLflow-Delivery-Id"), _DELIVERY_ID, "X-MLflow-Delivery-Id",
                           "1 to 128 letters, digits and _.:- (a repeated header?)")
     timestamp = _shaped(_header(headers, "X-MLflow-Timestamp"), _TIMESTAMP, "X-MLflow-Timestamp",
@@ -146,8 +196,7 @@ def verify_databricks(headers: Mapping[str, str], body: bytes, secret: str) -> s
 
     Databricks sends no delivery id; a redelivery has the same body, so the id is its hash.
     """
-    if not secret:
-        raise SignatureError(NO_SECRET, "no Databricks webhook secret is configured (DATABRICKS_WEBHOOK_SECRET)")
+    _require(secret, "databricks")
     entries = _signatures(headers, "X-Databricks-Signature", _HEX_LIST, _HEX_ENTRIES,
                           "lowercase hex HMAC-SHA256 (64 hex digits)")
     _match(databricks_signature(secret, body), [e.lower() for e in entries], "X-Databricks-Signature")

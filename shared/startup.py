@@ -5,16 +5,23 @@ setting stops the app at start with one error naming it (the worker reports an e
 import as an indexing failure: Microsoft Learn, "Troubleshoot Python errors in Azure Functions",
 https://learn.microsoft.com/en-us/azure/azure-functions/recover-python-functions), rather than every message
 failing later and filling the poison queues. Only the standard library loads here (cold start).
+
+A webhook secret that is missing or still an unresolved Key Vault reference does not stop the
+app (the reference may resolve later, and the timers and queues work without it): it is logged
+as a warning naming the setting, never its value, and ``GET /api/status`` shows it
+(shared.signatures.secret_problems); deliveries are refused meanwhile.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 
 from shared.connections import DEFAULT_CONNECTION, resolve
 from shared.settings import SettingError, Settings, in_azure
+from shared.signatures import secret_problems
 from shared.storage import connection_of
 
 SCHEDULES = ("REGISTRY_WATCH_SCHEDULE", "REACTOR_REPAIR_SCHEDULE", "REACTOR_MONITOR_SCHEDULE")
@@ -37,4 +44,8 @@ def check(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingError(name, f"is not set: a timer's schedule is %{name}% (NCRONTAB, e.g. 0 */5 * * * *)")
         if not _NCRONTAB.fullmatch(value):
             raise SettingError(name, f"{value!r} is not an NCRONTAB expression (six fields, seconds first)")
+    for problem in secret_problems(settings.webhook_secret_states()):
+        # Plain logging: shared.log.step would configure telemetry now, which waits for the first
+        # handler call (shared.telemetry). The problem names settings, never their values.
+        logging.getLogger("reactor").warning("startup.webhook_secret: %s", problem)
     return settings

@@ -16,10 +16,13 @@ from shared.signatures import (
     NO_SIGNATURE,
     OUTSIDE_WINDOW,
     PUBLIC_MESSAGE,
+    UNRESOLVED_SECRET,
     SignatureError,
     Verified,
     databricks_signature,
     mlflow_signature,
+    secret_problems,
+    secret_state,
     verify_databricks,
     verify_delivery,
     verify_mlflow,
@@ -169,6 +172,43 @@ def test_a_signature_list_bigger_than_a_rotation_is_refused():
 def test_no_configured_secret_refuses_everything():
     exc = refused(check, mlflow_headers(), secret="")
     assert exc.reason == NO_SECRET and "MLFLOW_WEBHOOK_SECRET" in exc.detail
+
+
+# What App Service leaves in a setting whose Key Vault reference it could not resolve (Microsoft
+# Learn, "Use Key Vault references as app settings", https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references):
+# the reference itself, which anyone who read the template can sign with.
+UNRESOLVED = [
+    "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/mlflow-webhook-secret/)",
+    "@Microsoft.KeyVault(VaultName=kv;SecretName=mlflow-webhook-secret)",
+    " @microsoft.keyvault(SecretUri=https://kv.vault.azure.net/secrets/a(b)) ",  # one App Service could not parse
+    "@Microsoft.AppConfiguration(Endpoint=https://ac.azconfig.io; Key=webhook)",
+    "{{secrets/scope/webhook}}",
+]
+
+
+@pytest.mark.parametrize("reference", UNRESOLVED)
+def test_an_unresolved_reference_is_no_secret_whoever_signs_with_it(reference):
+    dbx = {"x-databricks-signature": databricks_signature(reference, BODY)}
+    both = {**mlflow_headers(secret=reference), **dbx}
+    for exc in (refused(check, mlflow_headers(secret=reference), secret=reference),
+                refused(verify_databricks, dbx, BODY, reference),
+                refused(deliver, both, mlflow_secret=reference, databricks_secret=reference),
+                refused(deliver, mlflow_headers(secret=reference), mlflow_secret=reference, databricks_secret="")):
+        assert exc.reason == UNRESOLVED_SECRET
+        assert reference.strip() not in exc.detail and "WEBHOOK_SECRET" in exc.detail
+
+
+def test_an_unresolved_reference_does_not_hide_the_other_secret():
+    headers = {**mlflow_headers(secret=UNRESOLVED[0]), "x-databricks-signature": databricks_signature(DBX_SECRET, BODY)}
+    assert deliver(headers, mlflow_secret=UNRESOLVED[0]).source == "databricks"
+
+
+def test_secret_states_and_what_operators_are_told():
+    assert [secret_state(v) for v in ("", "s3cret", *UNRESOLVED)] == ["missing", "set", *["unresolved"] * 5]
+    assert secret_problems({"mlflow": "set", "databricks": "missing"}) == []
+    problems = secret_problems({"mlflow": "unresolved", "databricks": "missing"})
+    assert len(problems) == 1 and "MLFLOW_WEBHOOK_SECRET" in problems[0] and "refused" in problems[0]
+    assert len(secret_problems({"mlflow": "missing", "databricks": "missing"})) == 1
 
 
 def test_databricks_signature_is_lowercase_hex_hmac_of_body():

@@ -536,3 +536,35 @@ def test_an_ignored_event_is_one_record_and_its_redelivery_a_duplicate(deps, tmp
     accepted = deliver(MODEL, "1")
     assert accepted["status"] == "accepted" and deps.queues.count(COMMANDS_QUEUE) == 1
     assert deliver(MODEL, "1")["status"] == "duplicate" and deps.queues.count(COMMANDS_QUEUE) == 1
+
+
+def test_an_unresolved_key_vault_reference_refuses_every_delivery_and_says_so(tmp_path, caplog):
+    """App Service passes a Key Vault reference it could not resolve through as the setting's
+    value (Microsoft Learn, "Use Key Vault references as app settings",
+    https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references). Through
+    the real app over HTTP: a delivery signed with that text is refused, the start warns, and
+    ``GET /api/status`` names the setting; the reference text appears in no answer and no log."""
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-reactor.vault.azure.net/secrets/mlflow-webhook-secret/)"
+    settings = app_settings(data_dir=tmp_path, policy=write_policy(tmp_path), mlflow_url="http://127.0.0.1:9",
+                            workspace_url="http://127.0.0.1:9", watch_schedule=NEVER, repair_schedule=NEVER)
+    settings.update({"MLFLOW_WEBHOOK_SECRET": reference, "DATABRICKS_WEBHOOK_SECRET": ""})
+    fuzz = Fuzzer(random.Random(SEED), now=time.time, over_http=True)
+    with caplog.at_level("INFO"), function_host(settings) as host:
+        split = urlsplit(host.url)
+        conn = http.client.HTTPConnection(split.hostname, split.port, timeout=30)
+        try:
+            body = fuzz.mlflow_body()
+            assert _post(conn, Case("signed with the reference", fuzz.mlflow_headers(body, secret=reference), body,
+                                    frozenset({401}))) == 401
+            conn.request("GET", "/api/status", headers={"x-functions-key": host.function_key})
+            resp = conn.getresponse()
+            status = json.loads(resp.read())
+        finally:
+            conn.close()
+    assert resp.status == 200
+    assert status["app"]["webhook_secrets"] == {"mlflow": "unresolved", "databricks": "missing"}
+    assert any("MLFLOW_WEBHOOK_SECRET" in line for line in status["app"]["attention"])
+    logged = caplog.text
+    assert "startup.webhook_secret" in logged and "unresolved_secret" in logged
+    assert reference not in logged and "kv-reactor" not in json.dumps(status)
+    assert table_rows(tmp_path / "reactor.db") <= FIXED_ROWS
