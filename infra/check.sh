@@ -27,5 +27,7 @@ fi
 # --skip-download: no calls to the vendor's platform (guidelines, custom policies); the checks are built in.
 export CKV_PARSE_ERROR_FAIL=true
 "$venv/bin/checkov" -d infra --framework bicep --skip-download --compact --quiet "$@"
+# Nothing Flex Consumption deprecates (infra/flex_check.py; pycep is checkov's own Bicep parser).
+"$venv/bin/python" infra/flex_check.py infra/*.bicep
 # The deployment workflow too (permissions, untrusted input in scripts).
 "$venv/bin/checkov" -d .github --framework github_actions --skip-download --compact --quiet "$@"

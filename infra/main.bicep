@@ -22,7 +22,8 @@
 //   User on the vault. A reference that cannot be resolved is handed to the app as its literal text, so
 //   both secrets are always written by this template (they are required parameters) before the app starts.
 //
-// Checked statically by checkov in CI (`.ci/run`); the Bicep CLI itself does not run there (see docs/deploy.md).
+// Checked statically by checkov in CI (`.ci/run`), and against Flex Consumption's deprecated properties and
+// settings by infra/flex_check.py (both from infra/check.sh); the Bicep CLI itself does not run there (see docs/deploy.md).
 
 targetScope = 'resourceGroup'
 
@@ -493,6 +494,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_222: public network access stays on: the registry webhooks (MLflow server, Databricks workspace registry) must reach POST /api/registry/webhook; that route is anonymous but HMAC-signed, the others need a function key
   //checkov:skip=CKV_AZURE_17: client certificates cannot be required: registry webhooks send none
   //checkov:skip=CKV_AZURE_212: Flex Consumption sets instance counts per app in functionAppConfig.scaleAndConcurrency (alwaysReady parameter, default none: the app scales to zero); failover comes from the queues, the state rows' leases and the repair timer, not from a warm standby
+  //checkov:skip=CKV_AZURE_78: siteConfig.ftpsState is not set because Flex Consumption does not support it (Microsoft Learn, "App settings reference for Azure Functions", Flex Consumption plan deprecations; ARM error 51021 where enforced; infra/flex_check.py); FTP publishing stays off through the basicPublishingCredentialsPolicies 'ftp' resource below
   //checkov:skip=CKV_AZURE_213: the app defines no health route (its HTTP functions are the signed webhook and the key-protected operators' views), and a per-instance probe every minute would keep a scale-to-zero app running; docs/deploy.md says how to check the host
   name: functionAppName
   location: location
@@ -534,7 +536,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [for s in items(appSettingNames): {
         name: s.key

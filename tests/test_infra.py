@@ -1,0 +1,74 @@
+"""infra/main.bicep sets nothing Flex Consumption deprecates (infra/flex_check.py, after Microsoft
+Learn, "App settings reference for Azure Functions", section "Flex Consumption plan deprecations",
+https://learn.microsoft.com/en-us/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+
+The real template is parsed by pycep, checkov's Bicep parser, which lives in the checkov
+environment infra/check.sh makes (CI runs it before the tests); the check's own logic is tested
+here on parsed templates in pycep's shape.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "main.bicep"
+CHECKOV_PYTHON = ROOT / ".local" / "checkov-venv" / "bin" / "python"
+
+_spec = importlib.util.spec_from_file_location("flex_check", ROOT / "infra" / "flex_check.py")
+assert _spec and _spec.loader
+flex_check = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(flex_check)
+
+
+def _site(properties: dict) -> dict:
+    return {"type": "Microsoft.Web/sites", "config": {"name": "app", "properties": properties}}
+
+
+def test_each_deprecated_property_and_setting_of_a_flex_app_is_named():
+    flex = _site({"functionAppConfig": {"runtime": {"name": "python"}},
+                  "siteConfig": {"ftpsState": "Disabled", "AlwaysOn": True, "minTlsVersion": "1.2",
+                                 "appSettings": [{"name": "WEBSITE_RUN_FROM_PACKAGE", "value": "1"},
+                                                 {"name": "MLFLOW_WEBHOOK_SECRET", "value": ""}]}})
+    template = {"resources": {"site": flex},
+                "variables": {"names": {"value": {"FUNCTIONS_WORKER_RUNTIME": "", "DATABRICKS_HOST": ""}}}}
+    found = flex_check.violations(template)
+    assert len(found) == 4, found
+    for what in ("properties.siteConfig.ftpsState", "properties.siteConfig.AlwaysOn", "WEBSITE_RUN_FROM_PACKAGE",
+                 "FUNCTIONS_WORKER_RUNTIME"):
+        assert any(what in line for line in found), (what, found)
+
+
+def test_other_plans_may_keep_them():
+    # Without functionAppConfig the site is not Flex: ftpsState is right there.
+    dedicated = _site({"siteConfig": {"ftpsState": "Disabled"}})
+    assert flex_check.violations({"resources": {"web": dedicated},
+                                  "variables": {"s": {"value": {"WEBSITE_RUN_FROM_PACKAGE": "1"}}}}) == []
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    if not CHECKOV_PYTHON.exists():
+        pytest.skip("pycep lives in the checkov environment: run `bash infra/check.sh` once (CI does)")
+    return subprocess.run([str(CHECKOV_PYTHON), str(ROOT / "infra" / "flex_check.py"), str(path)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_template_sets_nothing_flex_consumption_deprecates():
+    done = _check(TEMPLATE)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_parsed_template_is_checked_where_the_property_sits(tmp_path):
+    """What issue 21 found (``siteConfig.ftpsState``, ARM error 51021) is reported from the real
+    template's parse, not only from a hand-made one."""
+    text = TEMPLATE.read_text()
+    anchor = "      minTlsVersion: '1.2'\n"
+    assert text.count(anchor) == 1
+    bad = tmp_path / "main.bicep"
+    bad.write_text(text.replace(anchor, anchor + "      ftpsState: 'Disabled'\n"))
+    done = _check(bad)
+    assert done.returncode == 1 and "properties.siteConfig.ftpsState" in done.stderr, done.stderr
