@@ -1,7 +1,10 @@
 // ModelOps Reactor: the Function App on a Flex Consumption plan and what it needs, in one
 // resource group. Deploy with
-//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json -p databricksHost=...
-// (docs/deploy.md walks through every step).
+//   az deployment group create -g <rg> -f infra/main.bicep -p infra/main.parameters.json \
+//     -p databricksHost=https://adb-<id>.<n>.azuredatabricks.net \
+//        mlflowWebhookSecret="$MLFLOW_WEBHOOK_SECRET" databricksWebhookSecret="$DATABRICKS_WEBHOOK_SECRET" \
+//        deployerPrincipalId="$(az ad signed-in-user show --query id -o tsv)"
+// or `azd up` (azure.yaml); docs/deploy.md walks through every step.
 //
 // What this file follows (Microsoft Learn pages; the keys are those of docs/deploy.md):
 //   Flex Consumption:      "Azure Functions Flex Consumption plan hosting", https://learn.microsoft.com/en-us/azure/azure-functions/flex-consumption-plan
@@ -53,14 +56,14 @@ param storageAccountName string = 'st${uniqueString(resourceGroup().id, appName)
 @maxLength(24)
 param keyVaultName string = 'kv-${uniqueString(resourceGroup().id, appName)}'
 
-@description('Storage redundancy. ZRS where the region has zones; LRS is the cheapest.')
+@description('Storage redundancy. LRS works in every region; choose ZRS (or GZRS) where the region has availability zones.')
 @allowed([
   'Standard_LRS'
   'Standard_ZRS'
   'Standard_GRS'
   'Standard_GZRS'
 ])
-param storageSku string = 'Standard_ZRS'
+param storageSku string = 'Standard_LRS'
 
 @description('Python version of the Flex Consumption runtime (the app is built and tested on 3.11).')
 @allowed([
@@ -126,7 +129,18 @@ param databricksWebhookSecret string
 @description('More app settings (name: value), e.g. ROLLOUT_BACKOFF_CAP_SECONDS or the connection setting of an rdbms online store (a Key Vault reference for anything secret). They cannot replace the settings this template writes.')
 param additionalAppSettings object = {}
 
-@description('Tags on every resource.')
+@description('Object id of the person or principal deploying (az ad signed-in-user show --query id; azd passes AZURE_PRINCIPAL_ID). When set, it gets the data roles the guide uses: Storage Queue Data Message Sender on the account (sending commands) and Key Vault Secrets Officer on the vault (reading and rotating the webhook secrets). Empty: none.')
+param deployerPrincipalId string = ''
+
+@description('Type of deployerPrincipalId: User for a person, ServicePrincipal for a pipeline identity.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param deployerPrincipalType string = 'User'
+
+@description('Tags on every resource. azd adds azd-env-name through main.parameters.json.')
 param tags object = {
   app: appName
 }
@@ -156,6 +170,10 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   // Monitoring Metrics Publisher: send telemetry to an Application Insights resource with local auth disabled
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // Storage Queue Data Message Sender: the deployer's, to send commands (docs/deploy.md, "A first rollout")
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  // Key Vault Secrets Officer: the deployer's, to read and rotate the webhook secrets (docs/deploy.md, "The webhook secrets in Key Vault")
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -176,7 +194,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_43: the name is the storageAccountName parameter (3-24 characters by @minLength/@maxLength; its default, 'st' + uniqueString(), is 15 lowercase letters and digits), which checkov cannot evaluate
   //checkov:skip=CKV_AZURE_35: default action Allow is needed: a Flex Consumption app without VNet integration reaches its storage over the public endpoint; every request must still carry an Entra ID token (shared keys are disabled)
   //checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35: public network access stays on for a Flex app without VNet integration, with shared-key and anonymous access disabled
-  //checkov:skip=CKV_AZURE_206: the replication is the storageSku parameter (ZRS by default; LRS, GRS and GZRS allowed), which checkov cannot evaluate
+  //checkov:skip=CKV_AZURE_206: the replication is the storageSku parameter (LRS by default, since it exists in every Flex Consumption region; ZRS, GRS and GZRS allowed), which checkov cannot evaluate
   name: storageAccountName
   location: location
   tags: tags
@@ -303,7 +321,9 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   properties: {
     displayName: 'ModelOps Reactor (${appName})'
     category: 'workbook'
-    serializedData: loadTextContent('workbook.json')
+    // The file's fallbackResourceIds ("Azure Monitor") is for importing it by hand; deployed, it names this
+    // Application Insights, so the queries have a component when the workbook is opened from the gallery.
+    serializedData: string(union(loadJsonContent('workbook.json'), { fallbackResourceIds: [appInsights.id] }))
     sourceId: appInsights.id
   }
 }
@@ -394,6 +414,27 @@ resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+// The deployer's own data roles (deployerPrincipalId), so that the guide's commands work as written.
+resource deployerQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(storage.id, deployerPrincipalId, roles.storageQueueDataMessageSender)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
+resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(vault.id, deployerPrincipalId, roles.keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: deployerPrincipalId
+    principalType: deployerPrincipalType
+  }
+}
+
 resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, identity.id, roles.storageTableDataContributor)
   scope: storage
@@ -460,9 +501,10 @@ var baseAppSettings = {
   REGISTRY_WATCH_SCHEDULE: registryWatchSchedule
   REACTOR_REPAIR_SCHEDULE: repairSchedule
   REACTOR_MONITOR_SCHEDULE: monitorSchedule
-  // Key Vault references without a version: App Service follows the latest version of each secret.
-  MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${mlflowSecretName}/)'
-  DATABRICKS_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${databricksSecretName}/)'
+  // Key Vault references without a version (secretUri is the secret's current-version URI; secretUriWithVersion
+  // would pin one): App Service follows the latest version of each secret.
+  MLFLOW_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${mlflowSecret.properties.secretUri})'
+  DATABRICKS_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${databricksSecret.properties.secretUri})'
 }
 // The same names with placeholder values: a for-expression must iterate over values known at the start of
 // the deployment, so the loop below runs over these names and looks each value up in baseAppSettings.
@@ -622,3 +664,4 @@ output appInsightsName string = appInsights.name
 
 @description('Resource ID of the operators\' workbook (Azure Monitor → Workbooks).')
 output workbookId string = workbook.id
+

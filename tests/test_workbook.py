@@ -63,6 +63,8 @@ def test_the_template_deploys_it_against_application_insights() -> None:
     bicep = (ROOT / "infra" / "main.bicep").read_text()
     block = bicep[bicep.index("resource workbook 'Microsoft.Insights/workbooks@"):]
     block = block[:block.index("\n}\n")]
-    assert "serializedData: loadTextContent('workbook.json')" in block
+    # Opened from the gallery, the workbook's queries run against its fallback resource: this one.
+    deployed = "string(union(loadJsonContent('workbook.json'), { fallbackResourceIds: [appInsights.id] }))"
+    assert f"serializedData: {deployed}" in block
     assert "sourceId: appInsights.id" in block
     assert "name: guid(" in block and "kind: 'shared'" in block
