@@ -140,10 +140,13 @@ param deployerPrincipalId string = ''
 ])
 param deployerPrincipalType string = 'User'
 
-@description('Tags on every resource. azd adds azd-env-name through main.parameters.json.')
+@description('Tags on every resource (infra/azd.bicep adds azd-env-name).')
 param tags object = {
   app: appName
 }
+
+@description('More tags on the Function App alone (infra/azd.bicep: azd-service-name, by which azd finds the app to deploy to).')
+param appTags object = {}
 
 // ---------------------------------------------------------------------------------------------------------
 // Names and built-in role definitions (ids from the Azure built-in roles list; they are the same in every tenant)
@@ -540,7 +543,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_213: the app defines no health route (its HTTP functions are the signed webhook and the key-protected operators' views), and a per-instance probe every minute would keep a scale-to-zero app running; docs/deploy.md says how to check the host
   name: functionAppName
   location: location
-  tags: tags
+  tags: union(tags, appTags)
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'

@@ -10,10 +10,13 @@ here on parsed templates in pycep's shape.
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "main.bicep"
@@ -72,3 +75,34 @@ def test_the_parsed_template_is_checked_where_the_property_sits(tmp_path):
     bad.write_text(text.replace(anchor, anchor + "      ftpsState: 'Disabled'\n"))
     done = _check(bad)
     assert done.returncode == 1 and "properties.siteConfig.ftpsState" in done.stderr, done.stderr
+
+
+def _bicep_params(path: Path) -> dict[str, bool]:
+    """``param`` name → whether it has a default, from a template's top-level declarations."""
+    out = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"param (\w+) \w+( =)?", line)
+        if m:
+            out[m.group(1)] = bool(m.group(2))
+    return out
+
+
+def test_the_azd_project_is_wired_to_files_that_exist():
+    """azure.yaml (Azure Developer CLI) names infra/azd.bicep, whose parameters file gives exactly
+    the parameters without a default, and hooks that exist; azd.bicep passes main.bicep every
+    parameter main.bicep requires."""
+    project = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    infra = ROOT / project["infra"]["path"]
+    entry = infra / f"{project['infra']['module']}.bicep"
+    given = json.loads((infra / f"{project['infra']['module']}.parameters.json").read_text())["parameters"]
+    required = {name for name, has_default in _bicep_params(entry).items() if not has_default}
+    assert required <= set(given) <= set(_bicep_params(entry)), (required, set(given))
+    for hook in project["hooks"].values():
+        script = hook["posix"]["run"].split()[0]
+        assert (ROOT / script).is_file(), script
+    module = entry.read_text()
+    passed = set(re.findall(r"^    (\w+):", module[module.index("module reactor 'main.bicep'"):], re.M))
+    main_required = {name for name, has_default in _bicep_params(TEMPLATE).items() if not has_default}
+    assert main_required <= passed, main_required - passed
+    assert project["services"]["api"]["host"] == "function"
+    assert "'azd-service-name': 'api'" in module and "'azd-env-name': environmentName" in module
