@@ -23,7 +23,8 @@
 // - Key Vault references: `@Microsoft.KeyVault(SecretUri=...)` app settings resolved with the
 //   user-assigned identity named by the site's `keyVaultReferenceIdentity`, which holds Key Vault Secrets
 //   User on the vault. A reference that cannot be resolved is handed to the app as its literal text, so
-//   both secrets are always written by this template (they are required parameters) before the app starts.
+//   both secrets are always written by this template (they are required parameters) before the app starts;
+//   the app refuses a value that is still a reference (shared/signatures.py, secret_state).
 //
 // Checked statically by checkov in CI (`.ci/run`), and against Flex Consumption's deprecated properties and
 // settings by infra/flex_check.py (both from infra/check.sh); the Bicep CLI itself does not run there (see docs/deploy.md).
