@@ -12,17 +12,18 @@ stays open or disappears silently (docs/architecture.md principle 5).
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
 from shared import commands, journal, overview, rejections, rollouts
+from shared.app_state import app_status
 from shared.commands import CommandRejected, Redrive
 from shared.delivery import store as analyses
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
-from shared.signatures import secret_problems
 from shared.tables import MAX_PAGE
 
 DEFAULT_PAGE = 100
@@ -88,11 +89,12 @@ def list_rollouts(deps: Deps, req: Request) -> Response:
 
 def status(deps: Deps, req: Request) -> Response:
     """Per model and environment of the policy: what serves, the last rollout, the last verdict;
-    and the app's own state: each webhook secret's state (set, missing, unresolved: never its
-    value) and, in ``attention``, what stops deliveries (shared.signatures.secret_problems)."""
-    secrets = deps.settings.webhook_secret_states()
-    return Response(200, {"status": overview.status(deps.tables, deps.policy()),
-                          "app": {"webhook_secrets": secrets, "attention": secret_problems(secrets)}})
+    and the app's own state (shared.app_state.app_status): each webhook secret's state (set,
+    missing, unresolved), the settings that cannot work, and in ``attention`` what each stops,
+    by setting name, never a value."""
+    policy = deps.policy()
+    return Response(200, {"status": overview.status(deps.tables, policy),
+                          "app": app_status(deps.settings, os.environ, policy)})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

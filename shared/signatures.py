@@ -111,11 +111,16 @@ def databricks_signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def is_platform_reference(value: str) -> bool:
+    """``value`` is still an App Service reference (``@Microsoft.KeyVault(...)``, ...): module doc."""
+    return bool(_PLATFORM_REFERENCE.match(value))
+
+
 def secret_state(value: str) -> SecretState:
     """``missing`` (empty), ``unresolved`` (still a reference: module doc) or ``set``."""
     if not value:
         return "missing"
-    if _PLATFORM_REFERENCE.match(value) or is_secret_reference(value):
+    if is_platform_reference(value) or is_secret_reference(value):
         return "unresolved"
     return "set"
 

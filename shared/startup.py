@@ -9,7 +9,9 @@ failing later and filling the poison queues. Only the standard library loads her
 A webhook secret that is missing or still an unresolved Key Vault reference does not stop the
 app (the reference may resolve later, and the timers and queues work without it): it is logged
 as a warning naming the setting, never its value, and ``GET /api/status`` shows it
-(shared.signatures.secret_problems); deliveries are refused meanwhile.
+(shared.signatures.secret_problems); deliveries are refused meanwhile. So do the other settings
+that cannot work but need not stop the timers (a malformed Databricks identity setting, another
+unresolved reference: shared.app_state.setting_problems).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import re
 from collections.abc import Mapping
 
+from shared.app_state import setting_problems
 from shared.connections import DEFAULT_CONNECTION, resolve
 from shared.settings import SettingError, Settings, in_azure
 from shared.signatures import secret_problems
@@ -44,8 +47,11 @@ def check(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingError(name, f"is not set: a timer's schedule is %{name}% (NCRONTAB, e.g. 0 */5 * * * *)")
         if not _NCRONTAB.fullmatch(value):
             raise SettingError(name, f"{value!r} is not an NCRONTAB expression (six fields, seconds first)")
+    # Plain logging: shared.log.step would configure telemetry now, which waits for the first
+    # handler call (shared.telemetry). The problems name settings, never their values.
+    log = logging.getLogger("reactor")
     for problem in secret_problems(settings.webhook_secret_states()):
-        # Plain logging: shared.log.step would configure telemetry now, which waits for the first
-        # handler call (shared.telemetry). The problem names settings, never their values.
-        logging.getLogger("reactor").warning("startup.webhook_secret: %s", problem)
+        log.warning("startup.webhook_secret: %s", problem)
+    for bad in setting_problems(env):
+        log.warning("startup.setting: %s", bad.line())
     return settings

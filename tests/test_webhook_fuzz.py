@@ -543,11 +543,15 @@ def test_an_unresolved_key_vault_reference_refuses_every_delivery_and_says_so(tm
     value (Microsoft Learn, "Use Key Vault references as app settings",
     https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references). Through
     the real app over HTTP: a delivery signed with that text is refused, the start warns, and
-    ``GET /api/status`` names the setting; the reference text appears in no answer and no log."""
+    ``GET /api/status`` names the setting; the reference text appears in no answer and no log.
+    The same for a malformed identity setting (shared.app_state): an unresolved reference as
+    ``DATABRICKS_TOKEN`` beside ``AZURE_CLIENT_ID``, a client id that is not a GUID."""
     reference = "@Microsoft.KeyVault(SecretUri=https://kv-reactor.vault.azure.net/secrets/mlflow-webhook-secret/)"
+    token_ref = "@Microsoft.KeyVault(SecretUri=https://kv-reactor.vault.azure.net/secrets/databricks-token/)"
     settings = app_settings(data_dir=tmp_path, policy=write_policy(tmp_path), mlflow_url="http://127.0.0.1:9",
                             workspace_url="http://127.0.0.1:9", watch_schedule=NEVER, repair_schedule=NEVER)
-    settings.update({"MLFLOW_WEBHOOK_SECRET": reference, "DATABRICKS_WEBHOOK_SECRET": ""})
+    settings.update({"MLFLOW_WEBHOOK_SECRET": reference, "DATABRICKS_WEBHOOK_SECRET": "",
+                     "DATABRICKS_TOKEN": token_ref, "AZURE_CLIENT_ID": "reactor-identity-x7"})
     fuzz = Fuzzer(random.Random(SEED), now=time.time, over_http=True)
     with caplog.at_level("INFO"), function_host(settings) as host:
         split = urlsplit(host.url)
@@ -564,7 +568,13 @@ def test_an_unresolved_key_vault_reference_refuses_every_delivery_and_says_so(tm
     assert resp.status == 200
     assert status["app"]["webhook_secrets"] == {"mlflow": "unresolved", "databricks": "missing"}
     assert any("MLFLOW_WEBHOOK_SECRET" in line for line in status["app"]["attention"])
+    named = sorted(p["setting"] for p in status["app"]["settings"])
+    assert named == ["AZURE_CLIENT_ID", "DATABRICKS_TOKEN", "DATABRICKS_TOKEN"]  # beside the id; unresolved
+    assert all(any(p["setting"] in line for line in status["app"]["attention"]) for p in status["app"]["settings"])
     logged = caplog.text
     assert "startup.webhook_secret" in logged and "unresolved_secret" in logged
-    assert reference not in logged and "kv-reactor" not in json.dumps(status)
+    assert "startup.setting: AZURE_CLIENT_ID" in logged and "startup.setting: DATABRICKS_TOKEN" in logged
+    for value in (reference, token_ref, "reactor-identity-x7"):
+        assert value not in logged and value not in json.dumps(status)
+    assert "kv-reactor" not in json.dumps(status)
     assert table_rows(tmp_path / "reactor.db") <= FIXED_ROWS

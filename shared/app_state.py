@@ -1,0 +1,110 @@
+"""The app's own state for operators: which settings stop what, by name, never by value.
+
+Shown in ``GET /api/status`` (``app``), on the status page (a banner) and, for the settings, as
+start-up warnings (shared.startup). Only the standard library loads here (cold start).
+
+What is checked, each from the documented behaviour it depends on:
+
+- Webhook secrets: shared.signatures.secret_problems (missing, or an unresolved reference).
+- Any other app setting still holding an App Service reference: App Service passes a reference it
+  could not resolve through as the value (Microsoft Learn, "Use Key Vault references as app
+  settings in Azure App Service and Azure Functions",
+  https://learn.microsoft.com/en-us/azure/app-service/app-service-key-vault-references), so the
+  setting (``DATABRICKS_TOKEN``, an online store's connection URL) is a reference, not a value.
+- ``DATABRICKS_HOST``: a workspace URL is ``https://<workspace>.azuredatabricks.net`` (Azure
+  Databricks, "Get identifiers for workspace objects",
+  https://learn.microsoft.com/en-us/azure/databricks/workspace/workspace-details); plain ``http``
+  only for a loopback host (the local stand-in workspace). Unset on a Function App, no
+  Databricks call can be made.
+- The Databricks identity (shared.workspace): ``DATABRICKS_TOKEN`` wins over the managed
+  identity, so a token beside ``AZURE_CLIENT_ID`` means the identity the template granted is not
+  the one used; ``AZURE_CLIENT_ID`` is a Microsoft Entra application (client) id, a GUID
+  (azure-identity ``ManagedIdentityCredential(client_id=...)``), else no token can be had.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.settings import Settings, in_azure
+from shared.signatures import SECRET_SETTINGS, is_platform_reference, secret_problems, secret_state
+
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_DATABRICKS_CALLS = "every Databricks call (serving, registry, Unity Catalog)"
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """One app setting that cannot work: its name, what is wrong, what it stops. Never its value."""
+
+    setting: str
+    problem: str
+    stops: str
+
+    def line(self) -> str:
+        return f"{self.setting} {self.problem}: stops {self.stops}"
+
+
+def _host_problem(env: Mapping[str, str]) -> SettingProblem | None:
+    host = env.get("DATABRICKS_HOST", "").strip()
+    if not host:
+        return SettingProblem("DATABRICKS_HOST", "is not set", _DATABRICKS_CALLS) if in_azure(env) else None
+    if is_platform_reference(host):
+        return None  # reported with the other unresolved references
+    try:
+        parts = urlsplit(host)
+        scheme, hostname = parts.scheme, parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        scheme, hostname = "", None
+    if not hostname or scheme not in ("https", "http") or (scheme == "http" and hostname not in _LOOPBACK):
+        return SettingProblem("DATABRICKS_HOST", "is not an https:// workspace URL", _DATABRICKS_CALLS)
+    return None
+
+
+def _identity_problems(env: Mapping[str, str]) -> list[SettingProblem]:
+    out = []
+    token, client_id = env.get("DATABRICKS_TOKEN", "").strip(), env.get("AZURE_CLIENT_ID", "").strip()
+    if token and secret_state(token) == "unresolved" and not is_platform_reference(token):
+        out.append(SettingProblem("DATABRICKS_TOKEN", "is a Databricks secret reference, which only Databricks "
+                                  "resolves, not a token", _DATABRICKS_CALLS))
+    if token and client_id:
+        out.append(SettingProblem("DATABRICKS_TOKEN", "is set beside AZURE_CLIENT_ID, and the token wins",
+                                  "the use of the managed identity (the access granted to it goes unused)"))
+    if client_id and not is_platform_reference(client_id) and not _GUID.fullmatch(client_id):
+        out.append(SettingProblem("AZURE_CLIENT_ID", "is not a client id (a GUID)",
+                                  _DATABRICKS_CALLS + " made with the managed identity"))
+    return out
+
+
+def setting_problems(env: Mapping[str, str], required: Iterable[str] = ()) -> list[SettingProblem]:
+    """The app settings that cannot work (module doc). ``required`` names settings the policy
+    needs (an online store's connection); the webhook secrets are left to secret_problems."""
+    out = [p for p in (_host_problem(env),) if p] + _identity_problems(env)
+    webhook = set(SECRET_SETTINGS.values())
+    # Every setting is looked at (a Function App has tens), in name order so the list is stable.
+    out += [SettingProblem(name, "is a reference the platform has not resolved (check the app identity's access "
+                           "to the vault)", "everything that reads it")
+            for name, value in sorted(env.items()) if name not in webhook and value and is_platform_reference(value)]
+    out += [SettingProblem(name, "is not set", "publishing to the policy's online store")
+            for name in sorted(set(required)) if not env.get(name, "").strip()]
+    return out
+
+
+def online_store_settings(policy: Any) -> list[str]:
+    """The settings the policy's third-party online stores are reached through."""
+    return [m.features.store.connection_setting for m in policy.models
+            if m.features is not None and getattr(m.features.store, "kind", None) == "rdbms"]
+
+
+def app_status(settings: Settings, env: Mapping[str, str], policy: Any) -> dict[str, Any]:
+    """``GET /api/status``'s ``app``: each webhook secret's state, the settings that cannot work,
+    and ``attention``, everything in words."""
+    secrets = settings.webhook_secret_states()
+    problems = setting_problems(env, online_store_settings(policy))
+    return {"webhook_secrets": secrets, "settings": [asdict(p) for p in problems],
+            "attention": [*secret_problems(secrets), *(p.line() for p in problems)]}
