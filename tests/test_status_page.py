@@ -37,6 +37,7 @@ ARTIFACTS = APP_ROOT / ".local" / "artifacts" / "status_page"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 HOUR = 3600.0
+KV_REFERENCE = "@Microsoft.KeyVault(SecretUri=https://kv-reactor.vault.azure.net/secrets/mlflow-webhook-secret/)"
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +53,16 @@ def browser() -> Iterator[Any]:
 
 
 @contextmanager
-def serve(d: Driver, tmp: Path) -> Iterator[str]:
-    """The real function_app on the local host over the engine's state; yields the base URL.
-    Its timers never fire and nothing is left on the queues, so the page shows what the engine left."""
+def serve(d: Driver, tmp: Path, **extra: str) -> Iterator[str]:
+    """The real function_app on the local host over the engine's state, with ``extra`` app
+    settings; yields the base URL. Its timers never fire and nothing is left on the queues, so the
+    page shows what the engine left."""
     assert d.next_visible() is None, "a message is still queued: the host would act on it"
     settings = app_settings(data_dir=tmp, policy=tmp / "policy.json", mlflow_url="http://127.0.0.1:9",
                             workspace_url="http://127.0.0.1:9", watch_schedule=NEVER, repair_schedule=NEVER,
                             monitor_schedule=NEVER)
     settings["REACTOR_STORAGE"] = f"sqlite:///{tmp / 'state.db'}"
+    settings.update(extra)
     with function_host(settings) as host:
         yield f"{host.url}/api/status"
 
@@ -152,6 +155,7 @@ def test_a_healthy_canary_shows_what_serves_its_timeline_and_its_analysis_per_st
         text = page.inner_text("body")
         assert "Models and environments" in text and MODEL in text and ENDPOINT in text
         assert f"v{v2} 100%" in text and f"@Champion → v{v2}" in text and "all well" in text
+        assert page.locator("#app-problems").count() == 0  # every setting works
         assert "done" in text
         shot(page, "healthy-overview")
         # The links carry the key in the browser only: following one is answered, not refused.
@@ -174,12 +178,22 @@ def test_a_paused_canary_says_so_and_why(browser, tmp_path: Path) -> None:
     steer(d, "pause", "pause-1", reason="latency alarm in the region")
     run_until(d, lambda: live(d).get("paused"))
     drain(d)
-    with serve(d, tmp_path) as base:
+    # And settings that cannot work (shared.app_state): a banner above the table names each and
+    # what it stops, never the value.
+    bad = {"MLFLOW_WEBHOOK_SECRET": KV_REFERENCE, "AZURE_CLIENT_ID": "reactor-identity-x7"}
+    with serve(d, tmp_path, **bad) as base:
         page = open_page(browser, f"{base}/page?code={HOST_KEY}")
         text = page.inner_text("body")
         assert "paused (latency alarm in the region)" in text
         assert f"v{v2} 10%" in text and "@Challenger" in text
         assert "latency alarm in the region" in page.inner_text("table td:last-child")
+        banner = page.locator("#app-problems")
+        assert banner.is_visible() and banner.get_attribute("role") == "alert"
+        said = banner.inner_text()
+        assert "MLFLOW_WEBHOOK_SECRET" in said and "every mlflow delivery is refused" in said
+        assert "AZURE_CLIENT_ID is not a client id" in said and "Databricks call" in said
+        assert page.content().index("app-problems") < page.content().index("<table")  # seen first
+        assert not any(value in page.content() for value in bad.values())
         shot(page, "paused-overview")
 
 

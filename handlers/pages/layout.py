@@ -29,6 +29,7 @@ h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:1.6rem}
 table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #d0d7de;padding:.25rem .5rem;
 text-align:left;vertical-align:top}th{background:#f6f8fa}
 .bad{color:#b42318;font-weight:600}.ok{color:#1a7f37}.warn{color:#9a6700;font-weight:600}
+.banner{border:1px solid #b42318;background:#fff5f5;padding:.5rem 1rem;margin:.5rem 0}
 nav a{margin-right:1rem}.muted{color:#57606a}svg.plot{display:block;margin:.5rem 0 1rem;background:#fbfbfc}
 """
 # The key stays in the browser: copied from this page's query onto same-origin links.

@@ -42,7 +42,18 @@ def monitor_cell(entry: dict[str, Any]) -> str:
             f'<br>{esc(figures_line(d))}')
 
 
-def render(tables: TableService, summary: list[dict[str, Any]]) -> Html:
+def app_banner(app: dict[str, Any] | None) -> str:
+    """The app's own problems (``GET /api/status``'s ``app``, shared.app_state) above everything:
+    each names the setting and what it stops, never its value. Empty when all is well."""
+    lines = (app or {}).get("attention") or []
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return (f'<section class="banner" role="alert" id="app-problems"><strong class="bad">The app needs its '
+            f'settings fixed</strong><ul>{items}</ul></section>')
+
+
+def render(tables: TableService, summary: list[dict[str, Any]], app: dict[str, Any] | None = None) -> Html:
     rows = []
     for e in summary:
         model = href("model", model=e["model"], environment=e["environment"])
@@ -53,4 +64,4 @@ def render(tables: TableService, summary: list[dict[str, Any]]) -> Html:
                      serving_text(e), aliases, rollout_cell(e), monitor_cell(e), attention])
     body = table(["model", "environment", "endpoint", "serving (traffic)", "aliases", "last rollout",
                   "last monitor verdict", "attention"], rows, "The policy declares no model.")
-    return page("Models and environments", body)
+    return page("Models and environments", app_banner(app) + body)

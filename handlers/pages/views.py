@@ -4,16 +4,20 @@ unknown model, environment or rollout a 404 page."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from handlers.deps import Deps
 from handlers.pages import model, overview, rejections, rollout
 from handlers.pages.layout import BadRequest, Html, NotFound, error, limit, name
 from shared import overview as summary
+from shared.app_state import app_status
 
 
 def _overview(deps: Deps, params: dict[str, str]) -> Html:
-    return overview.render(deps.tables, summary.status(deps.tables, deps.policy()))
+    policy = deps.policy()
+    return overview.render(deps.tables, summary.status(deps.tables, policy),
+                           app_status(deps.settings, os.environ, policy))
 
 
 def _model(deps: Deps, params: dict[str, str]) -> Html:
