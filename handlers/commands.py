@@ -30,6 +30,7 @@ from handlers import monitor, rollout, steering
 from handlers.deps import Deps
 from shared import commands, journal, rollouts, serving
 from shared import features as feature_tables
+from shared.app_state import note_denied
 from shared.commands import (
     Acting,
     CheckDrift,
@@ -183,6 +184,7 @@ def _stepwise(deps: Deps, key: str, rec: dict[str, Any], cmd: PublishFeatures | 
 
 
 def _retry(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, exc: Exception) -> None:
+    note_denied(deps.tables, exc, f"command {cmd.command} of {cmd.model}", deps.clock())
     attempts = int(rec.get("attempts") or 1)
     error = f"{type(exc).__name__}: {exc}"
     if attempts >= MAX_ATTEMPTS:

@@ -94,7 +94,7 @@ def status(deps: Deps, req: Request) -> Response:
     by setting name, never a value."""
     policy = deps.policy()
     return Response(200, {"status": overview.status(deps.tables, policy),
-                          "app": app_status(deps.settings, os.environ, policy)})
+                          "app": app_status(deps.settings, os.environ, policy, deps.tables, deps.clock())})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

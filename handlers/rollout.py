@@ -48,6 +48,7 @@ from typing import Any
 from handlers.deps import Deps
 from shared import features as feature_tables
 from shared import journal, rollouts, serving, smoke, telemetry
+from shared.app_state import note_denied
 from shared.delivery import analysis as runs
 from shared.delivery import store as analyses
 from shared.delivery.judge import verdicts
@@ -751,6 +752,7 @@ def _execute(deps: Deps, row: dict[str, Any]) -> Transition:
             return fail(f"model {row['model']!r} environment {row['environment']!r} is no longer in the policy")
         return STEPS[row["step"]](StepContext(deps, row, mp, env))
     except Exception as exc:  # a step's failure is the rollout's to handle, never a lost message
+        note_denied(deps.tables, exc, f"rollout step {row['step']} on {row.get('endpoint')}", deps.clock())
         errors = row.get("errors", 0) + 1
         reason = f"{row['step']}: {type(exc).__name__}: {exc}"
         step("rollout.step_error", logging.WARNING, rollout=row["id"], step=row["step"], errors=errors,

@@ -19,6 +19,7 @@ import uuid
 from handlers.commands import submit
 from handlers.deps import Deps
 from shared import journal
+from shared.app_state import note_denied
 from shared.log import correlated, step
 from shared.registry import aliases, newest_version
 
@@ -46,6 +47,7 @@ def _watch_registry(deps: Deps) -> int:
                 "aliases": aliases(client, mp.name),
             }
         except Exception as exc:  # one unreachable model must not stop the others
+            note_denied(deps.tables, exc, f"registry watch of {mp.name}", deps.clock())
             step("watcher.error", logging.WARNING, model=mp.name, error=f"{type(exc).__name__}: {exc}")
             continue
         digest = hashlib.sha256(json.dumps(mark, sort_keys=True).encode()).hexdigest()[:16]

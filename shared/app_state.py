@@ -20,22 +20,41 @@ What is checked, each from the documented behaviour it depends on:
   identity, so a token beside ``AZURE_CLIENT_ID`` means the identity the template granted is not
   the one used; ``AZURE_CLIENT_ID`` is a Microsoft Entra application (client) id, a GUID
   (azure-identity ``ManagedIdentityCredential(client_id=...)``), else no token can be had.
+- The last authorization failure a step met (:func:`note_denied`): the app cannot list its own
+  roles and grants, but a refusal names where one is missing. Databricks answers
+  ``403 PERMISSION_DENIED`` (databricks-sdk ``PermissionDenied``; MLflow's REST store raises it
+  with that ``error_code``); Azure Storage answers 403 (``AuthorizationPermissionMismatch``, Azure
+  Storage, "Common REST API error codes",
+  https://learn.microsoft.com/en-us/rest/api/storageservices/common-rest-api-error-codes). One
+  row (``appstate``/``app``/``authorization``), written only on a refusal and read with one
+  point read, so the status view stays bounded. A refusal by our own storage cannot be written
+  there: it is logged, and the view itself answers 503.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.redaction import redact
 from shared.settings import Settings, in_azure
 from shared.signatures import SECRET_SETTINGS, is_platform_reference, secret_problems, secret_state
+from shared.tables import TableService
 
 _GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _DATABRICKS_CALLS = "every Databricks call (serving, registry, Unity Catalog)"
+TABLE, _PARTITION, _DENIED = "appstate", "app", "authorization"
+# How long a refusal stays in ``attention``: it may have been granted since (then the row is
+# still shown, with its time, under ``authorization``).
+DENIED_ATTENTION_SECONDS = 24 * 3600.0
+_MAX_DETAIL = 300
+_CAUSES = 5  # how far down __cause__/__context__ a refusal is looked for
 
 
 @dataclass(frozen=True)
@@ -101,10 +120,54 @@ def online_store_settings(policy: Any) -> list[str]:
             if m.features is not None and getattr(m.features.store, "kind", None) == "rdbms"]
 
 
-def app_status(settings: Settings, env: Mapping[str, str], policy: Any) -> dict[str, Any]:
+def refusal(exc: BaseException) -> str | None:
+    """The code of the authorization failure ``exc`` is or was caused by (module doc), else None."""
+    seen: BaseException | None = exc
+    for _ in range(_CAUSES):
+        if seen is None:
+            return None
+        code = getattr(seen, "error_code", None)
+        if code == "PERMISSION_DENIED":
+            return code
+        if getattr(seen, "status_code", None) == 403:
+            return code if isinstance(code, str) and code else "403"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def note_denied(tables: TableService, exc: BaseException, where: str, now: float) -> bool:
+    """Keep ``exc`` as the last authorization failure if it is one; True if it is. Never raises:
+    a step's own failure handling must go on (a refusal by our storage fails this write too)."""
+    code = refusal(exc)
+    if code is None:
+        return False
+    text = redact(f"{type(exc).__name__}: {exc}")
+    row = {"at": now, "where": where[:200], "code": code,
+           "detail": text[:_MAX_DETAIL] + ("…" if len(text) > _MAX_DETAIL else "")}
+    try:
+        tables.upsert(TABLE, _PARTITION, _DENIED, row)
+    except Exception as err:  # the refusal itself is logged by the caller's own step line
+        logging.getLogger("reactor").warning("app_state.note_denied: not kept: %s", type(err).__name__)
+    return True
+
+
+def last_denied(tables: TableService) -> dict[str, Any] | None:
+    """The last authorization failure kept by :func:`note_denied` (one point read), or None."""
+    got = tables.get(TABLE, _PARTITION, _DENIED)
+    return dict(got.data) if got else None
+
+
+def app_status(settings: Settings, env: Mapping[str, str], policy: Any, tables: TableService,
+               now: float) -> dict[str, Any]:
     """``GET /api/status``'s ``app``: each webhook secret's state, the settings that cannot work,
-    and ``attention``, everything in words."""
+    the last authorization failure, and ``attention``, everything in words."""
     secrets = settings.webhook_secret_states()
     problems = setting_problems(env, online_store_settings(policy))
-    return {"webhook_secrets": secrets, "settings": [asdict(p) for p in problems],
-            "attention": [*secret_problems(secrets), *(p.line() for p in problems)]}
+    denied = last_denied(tables)
+    attention = [*secret_problems(secrets), *(p.line() for p in problems)]
+    if denied and now - float(denied.get("at") or 0) <= DENIED_ATTENTION_SECONDS:
+        at = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(float(denied["at"])))
+        attention.append(f"{denied.get('where')} was refused ({denied.get('code')}) at {at}: the app's identity "
+                         "lacks a role or grant there")
+    return {"webhook_secrets": secrets, "settings": [asdict(p) for p in problems], "authorization": denied,
+            "attention": attention}

@@ -157,13 +157,15 @@ class _Endpoint:
 class FakeServing:
     """``w.serving_endpoints`` over the SDK's own wire format. An update stays IN_PROGRESS for
     ``settle_reads`` reads; a version in ``fails_load`` ends UPDATE_FAILED with the previous
-    config serving; a version in ``bad_answers`` answers a negative fare."""
+    config serving; a version in ``bad_answers`` answers a negative fare. With ``denied``, every
+    write answers 403 PERMISSION_DENIED, as for an identity without CAN_MANAGE on the endpoint."""
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.endpoints: dict[str, _Endpoint] = {}
         self.fails_load: set[str] = set()
         self.bad_answers: set[str] = set()
+        self.denied = False
         self.settle_reads = 1
         self.violations: list[str] = []
         self.writes: list[dict[str, Any]] = []  # every config written, in order
@@ -176,6 +178,13 @@ class FakeServing:
         if ep is None:
             raise NotFound(f"Serving endpoint {name} does not exist")
         return ep
+
+    def _writable(self, name: str) -> None:
+        from databricks.sdk.errors import PermissionDenied
+
+        if self.denied:
+            raise PermissionDenied(f"User does not have CAN_MANAGE permission on serving endpoint {name}.",
+                                   error_code="PERMISSION_DENIED")
 
     def _written(self, name: str) -> None:
         # Invariant L2: only the rollout holding the endpoint's lease writes it. Kept, not raised:
@@ -211,6 +220,7 @@ class FakeServing:
         from databricks.sdk.errors import ResourceAlreadyExists
 
         with self.lock:
+            self._writable(name)
             if name in self.endpoints:
                 raise ResourceAlreadyExists(f"Endpoint with name '{name}' already exists")
             self._written(name)
@@ -221,6 +231,7 @@ class FakeServing:
         from databricks.sdk.errors import ResourceConflict
 
         with self.lock:
+            self._writable(name)
             ep = self._require(name)
             if ep.pending is not None:
                 raise ResourceConflict("an update is in progress")

@@ -1,16 +1,23 @@
-"""The app settings that cannot work, named (never shown) to operators: shared.app_state.
+"""The app settings that cannot work, named (never shown) to operators, and the last
+authorization failure a step met: shared.app_state.
 
-Pure logic over an environment mapping; the real app over HTTP is driven in
+Pure logic over an environment mapping, and the engine's real handlers (below); the real app over HTTP is driven in
 tests/test_webhook_fuzz.py (start-up warnings and ``GET /api/status``) and
 tests/test_status_page.py (the banner)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.app_state import setting_problems
+from handlers import operators
+from handlers.http_types import Request
+from shared.app_state import DENIED_ATTENTION_SECONDS, TABLE, refusal, setting_problems
+from tests.engine import ENDPOINT, Driver
+from tests.test_progressive_engine import deploy
 
 GUID = "6f1c1e0a-4b1d-4f6e-9a55-2c1d3b7e8f90"
 HOST = "https://adb-5555555555555555.19.azuredatabricks.net"
@@ -68,3 +75,73 @@ def test_no_problem_ever_quotes_a_value(host, token, client_id, other, reference
     text = " ".join(f"{p.setting} {p.line()}" for p in setting_problems({**env, **AZURE}, ("ONLINE_STORE_URL",)))
     for value in values:
         assert value.strip() not in text
+
+
+# The last authorization failure a step met (shared.app_state.note_denied), through the real
+# rollout handlers over real SQLite state (tests/engine.py), the refusal raised as databricks-sdk
+# raises a 403.
+
+
+def app_of(d: Driver) -> dict:
+    """``GET /api/status``'s ``app`` as the handler answers it (JSON)."""
+    resp = operators.status(d.deps, Request("GET", b"", {}, {}))
+    assert resp.status == 200
+    return json.loads(resp.body)["app"]
+
+
+def test_a_refused_endpoint_write_is_shown_as_the_last_authorization_failure(tmp_path):
+    d = Driver(tmp_path)
+    d.serving_api.denied = True
+    deploy(d, d.registry.register())
+    d.run()
+    (row,) = d.rollouts()
+    assert row["status"] == "failed" and "PermissionDenied" in row["reason"]
+    app = app_of(d)
+    denied = app["authorization"]
+    assert denied["code"] == "PERMISSION_DENIED" and denied["where"] == f"rollout step deploy on {ENDPOINT}"
+    assert "CAN_MANAGE" in denied["detail"] and denied["at"] == pytest.approx(d.clock(), abs=3600)
+    assert any(line.startswith(f"rollout step deploy on {ENDPOINT} was refused (PERMISSION_DENIED)")
+               for line in app["attention"])
+    # One row however many refusals (each retry met one), read with one point read.
+    assert len(d.raw_tables.query_page(TABLE).entities) == 1
+    d.clock.now += DENIED_ATTENTION_SECONDS + 1
+    later = app_of(d)
+    assert later["authorization"] == denied and not any("refused" in line for line in later["attention"])
+
+
+def test_a_failure_that_is_no_refusal_is_not_kept(tmp_path):
+    d = Driver(tmp_path)
+    v = d.registry.register()
+    d.serving_api.fails_load.add(v)
+    deploy(d, v)
+    d.run()
+    assert d.rollouts()[0]["status"] == "failed"
+    assert app_of(d)["authorization"] is None
+
+
+def _storage_403() -> Exception:
+    from azure.core.exceptions import HttpResponseError
+
+    # What azure-core sets from a 403 answer of Azure Storage (status and x-ms-error-code).
+    exc = HttpResponseError(message="This request is not authorized to perform this operation using this permission.")
+    exc.status_code, exc.error_code = 403, "AuthorizationPermissionMismatch"
+    return exc
+
+
+def test_refusals_are_told_apart_from_other_failures_and_found_behind_a_wrapper():
+    from databricks.sdk.errors import NotFound, PermissionDenied
+    from mlflow.exceptions import RestException
+
+    assert refusal(PermissionDenied("no", error_code="PERMISSION_DENIED")) == "PERMISSION_DENIED"
+    assert refusal(RestException({"error_code": "PERMISSION_DENIED", "message": "no"})) == "PERMISSION_DENIED"
+    assert refusal(_storage_403()) == "AuthorizationPermissionMismatch"
+    try:
+        try:
+            raise _storage_403()
+        except Exception as inner:
+            raise RuntimeError("enqueue failed") from inner
+    except RuntimeError as wrapped:
+        assert refusal(wrapped) == "AuthorizationPermissionMismatch"
+    assert refusal(NotFound("gone", error_code="RESOURCE_DOES_NOT_EXIST")) is None
+    assert refusal(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "x"})) is None
+    assert refusal(ValueError("x")) is None

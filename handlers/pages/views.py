@@ -17,7 +17,7 @@ from shared.app_state import app_status
 def _overview(deps: Deps, params: dict[str, str]) -> Html:
     policy = deps.policy()
     return overview.render(deps.tables, summary.status(deps.tables, policy),
-                           app_status(deps.settings, os.environ, policy))
+                           app_status(deps.settings, os.environ, policy, deps.tables, deps.clock()))
 
 
 def _model(deps: Deps, params: dict[str, str]) -> Html:
