@@ -14,19 +14,16 @@ Prints a Markdown table; ``--write`` appends it to docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests.adapters
 
-from bench.report import emit
+from bench.report import emit, machine
 from shared.registry import UnityCatalogRegistry, aliases, newest_version
 
 HISTORIES = (1, 31)
@@ -121,9 +118,8 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="append the table to docs/benchmarks.md")
     args = parser.parse_args()
     results = run()
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"### Registry watcher tick as the history grows ({when}, {platform.machine()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}, local MLflow server + local workspace)", "",
+    lines = [f"### Registry watcher tick as the history grows ({machine()}, local MLflow server + local workspace)",
+             "",
              "`python -m bench.registry_watch`: one model's reads in one tick; versions = versions returned; "
              "ratio = bytes with 31 versions / bytes with 1.", "",
              "| read | bytes, 1 version | bytes, 31 versions | versions 1 / 31 | requests 1 / 31 | ratio |",

@@ -16,19 +16,16 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import status_page
-from bench.report import emit
+from bench.report import emit, machine
 from bench.status_page import Counted
 from handlers import repair
 from handlers.deps import Deps
@@ -121,10 +118,7 @@ def main() -> None:
                              "tick": p50(lambda d=deps: repair.tick(d), args.repeat),
                              "idle50": idle[0], "idle95": idle[1], "busy50": busy[0], "busy95": busy[1]}
     small, large = (results[s] for s in args.sizes)
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    lines = [f"### Repair sweep tick as the finished history grows ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-             f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}, Python {platform.python_version()}, "
-             f"SQLite)", "",
+    lines = [f"### Repair sweep tick as the finished history grows ({machine()}, SQLite)", "",
              f"`python -m bench.repair`: {OPEN} open commands beside {args.sizes[0]:,} and {args.sizes[1]:,} "
              f"finished records; entities and pages one tick reads, p50 of {args.repeat} ticks, and p50/p95 of "
              f"{5 * args.repeat} `overview.status` (`GET /api/status`) idle and while another thread runs ticks "

@@ -13,15 +13,12 @@ index those write. Prints a Markdown table; ``--write`` appends it to docs/bench
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import status_page
-from bench.report import emit
+from bench.report import emit, machine
 from bench.status_page import Counted
 from handlers import repair
 from handlers.deps import Deps
@@ -84,10 +81,8 @@ def main() -> None:
             results[size] = {"reads": counted.entities, "pages": counted.pages, "deleted": deleted,
                              "run": took * 1000, "seed": seeded}
     small, large = (results[s] for s in args.sizes)
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     lines = [f"### History retention as the history grows{' (' + args.label + ')' if args.label else ''} "
-             f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}, "
-             f"Python {platform.python_version()}, SQLite, load average {os.getloadavg()[0]:.1f})", "",
+             f"({machine()}, SQLite)", "",
              f"`python -m bench.retention`: one endpoint with {args.sizes[0]:,} and {args.sizes[1]:,} finished "
              f"rollouts, decisions and windows inside their horizons beside {DUE} of each past them (the rollouts "
              "with an analysis run each); one run of the sweep's history retention; ratio = large / small.", "",
