@@ -10,19 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3.11}
-command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 venv=.local/checkov-venv
-stamp=$venv/.requirements.sha
-want=$(sha256sum infra/requirements-checkov.txt | cut -d' ' -f1)
-if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[infra] installing checkov into $venv" >&2
-  rm -rf "$venv"
-  "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -r infra/requirements-checkov.txt 2>&1 | { grep -v "is ignored: it is neither" || true; } >&2
-  echo "$want" > "$stamp"
-fi
+# The environment (made again only when missing or its requirements changed): infra/checkov-env.sh.
+infra/checkov-env.sh
 
 # --skip-download: no calls to the vendor's platform (guidelines, custom policies); the checks are built in.
 export CKV_PARSE_ERROR_FAIL=true
