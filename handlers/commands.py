@@ -22,7 +22,6 @@ and the repair sweep redrives the record (handlers/repair.py).
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from typing import Any, NamedTuple
 
@@ -46,7 +45,6 @@ from shared.commands import (
 )
 from shared.log import correlated, step
 from shared.policy import PolicyError
-from shared.queues import COMMANDS_QUEUE, enqueue
 from shared.registry import VersionNotFound, resolve
 
 MAX_ATTEMPTS = 8
@@ -206,7 +204,7 @@ def _redrive(deps: Deps, key: str, *, delay: float, status: str, **fields: Any) 
     enqueue then fails, the claim expires and the repair sweep sends the redrive instead."""
     until = deps.clock() + delay + deps.settings.claim_seconds
     token = journal.hand_on(deps.tables, "command", key, status, until=until, **fields)
-    send_redrive(deps, key, token, delay=delay)
+    commands.send_redrive(deps.queues, key, token, delay=delay)
 
 
 def submit(deps: Deps, key: str, command: dict[str, Any], cid: str) -> bool:
@@ -216,13 +214,8 @@ def submit(deps: Deps, key: str, command: dict[str, Any], cid: str) -> bool:
     token = uuid.uuid4().hex
     _, created = accept(deps, Envelope(commands.stored(command), key, "app", cid, key), attempts=0, holder=token)
     if created:
-        send_redrive(deps, key, token)
+        commands.send_redrive(deps.queues, key, token)
     return created
-
-
-def send_redrive(deps: Deps, key: str, token: str, *, delay: float = 0.0) -> None:
-    enqueue(deps.queues, COMMANDS_QUEUE, {"schema_version": 1, "command": "redrive", "record": key, "token": token},
-            delay=delay)
 
 
 def _close_event(deps: Deps, event_key: str | None, status: str, outcome: str) -> None:
@@ -310,7 +303,7 @@ def publish_features(deps: Deps, cmd: PublishFeatures, cursors: dict[str, Any],
     if not deps.settings.warehouse_id:
         raise PolicyError("DATABRICKS_WAREHOUSE_ID is not set: feature tables are read through a SQL warehouse")
     s = deps.settings
-    statuses = feature_tables.ensure(deps.workspace(), s.warehouse_id, mp.features, os.environ, cursors,
+    statuses = feature_tables.ensure(deps.workspace(), s.warehouse_id, mp.features, s.env, cursors,
                                      now=deps.clock(), budget_seconds=s.feature_step_budget_seconds, only=cmd.table,
                                      refresh=True)
     outcome = [f"{st.source}: {st.state}: {st.note}" for st in statuses]

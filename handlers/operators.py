@@ -12,7 +12,6 @@ stays open or disappears silently (docs/architecture.md principle 5).
 from __future__ import annotations
 
 import logging
-import os
 import re
 
 from handlers.deps import Deps
@@ -94,7 +93,7 @@ def status(deps: Deps, req: Request) -> Response:
     by setting name, never a value."""
     policy = deps.policy()
     return Response(200, {"status": overview.status(deps.tables, policy),
-                          "app": app_status(deps.settings, os.environ, policy, deps.tables, deps.clock())})
+                          "app": app_status(deps.settings, policy, deps.tables, deps.clock())})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

@@ -44,7 +44,6 @@ import logging
 import uuid
 from typing import Any
 
-from handlers.commands import send_redrive
 from handlers.deps import Deps
 from handlers.rollout import kick
 from handlers.webhook import CLAIM_SECONDS
@@ -91,7 +90,7 @@ def _commands(deps: Deps, now: float) -> int:
             continue
         begun = journal.claim(deps.tables, "command", rec["key"], now=now, claim_seconds=deps.settings.claim_seconds)
         if begun.act:
-            send_redrive(deps, rec["key"], begun.record["claim_holder"])
+            commands.send_redrive(deps.queues, rec["key"], begun.record["claim_holder"])
             step("repair.command", logging.WARNING, record=rec["key"], attempts=begun.record.get("attempts"))
             repaired += 1
     return repaired

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,7 +222,7 @@ def step_features(ctx: StepContext) -> Transition:
     s = ctx.deps.settings
     if not s.warehouse_id:
         return fail("DATABRICKS_WAREHOUSE_ID is not set: feature tables are checked through a SQL warehouse")
-    statuses = feature_tables.ensure(ctx.w, s.warehouse_id, features, os.environ, ctx.row.get("feature_cursors") or {},
+    statuses = feature_tables.ensure(ctx.w, s.warehouse_id, features, s.env, ctx.row.get("feature_cursors") or {},
                                      now=ctx.deps.clock(), budget_seconds=s.feature_step_budget_seconds)
     summary = "; ".join(f"{st.source}: {st.note}" for st in statuses)
     if any(st.state == "failed" for st in statuses):

@@ -52,6 +52,6 @@ def handle(deps: Deps, req: Request) -> Response:
             return _refuse(deps, req, "id_reused", f"invalid command: {conflict}")
         step("command.duplicate", id=env.id, record=env.key, status=rec.get("status"))
         return Response(202, {"kind": "command", "record": env.key, "status": "duplicate", "first": rec})
-    command_handler.send_redrive(deps, env.key, token)
+    commands.send_redrive(deps.queues, env.key, token)
     step("command.submitted", record=env.key)
     return Response(202, {"kind": "command", "record": env.key, "status": "accepted"})

@@ -157,12 +157,11 @@ def last_denied(tables: TableService) -> dict[str, Any] | None:
     return dict(got.data) if got else None
 
 
-def app_status(settings: Settings, env: Mapping[str, str], policy: Any, tables: TableService,
-               now: float) -> dict[str, Any]:
+def app_status(settings: Settings, policy: Any, tables: TableService, now: float) -> dict[str, Any]:
     """``GET /api/status``'s ``app``: each webhook secret's state, the settings that cannot work,
     the last authorization failure, and ``attention``, everything in words."""
     secrets = settings.webhook_secret_states()
-    problems = setting_problems(env, online_store_settings(policy))
+    problems = setting_problems(settings.env, online_store_settings(policy))
     denied = last_denied(tables)
     attention = [*secret_problems(secrets), *(p.line() for p in problems)]
     if denied and now - float(denied.get("at") or 0) <= DENIED_ATTENTION_SECONDS:

@@ -48,7 +48,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 
 from shared import azure_limits, journal
 from shared.events import MalformedEvent, json_object
-from shared.queues import COMMANDS_QUEUE, QueueService
+from shared.queues import COMMANDS_QUEUE, QueueService, enqueue
 from shared.tables import TableService
 
 SCHEMA_VERSION = 1
@@ -365,3 +365,10 @@ def _unwrap_cloudevent(event: dict[str, Any]) -> tuple[dict[str, Any], str, str]
     if not isinstance(payload, dict):
         raise CommandRejected("CloudEvents 'data' must be a JSON object")
     return {**payload, "command": name}, event["id"], event["source"]
+
+
+def send_redrive(queues: QueueService, key: str, token: str, *, delay: float = 0.0) -> None:
+    """Ask for the accepted command in record ``key`` to run again, by whoever holds ``token``
+    (the claim its last holder handed on): the app's own message, never a sender's."""
+    enqueue(queues, COMMANDS_QUEUE, {"schema_version": 1, "command": "redrive", "record": key, "token": token},
+            delay=delay)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.signatures import SecretState, secret_state
@@ -89,6 +89,10 @@ class Settings:
     repair_grace_seconds: float
     record_retention_days: float
     rollout_retention_days: float
+    # The environment these were read from: the settings the policy names by their own name (an
+    # online store's connection URL) and the checks of shared.app_state read it here, so nothing
+    # else reads os.environ. Never printed (repr) and never compared.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def webhook_secret_states(self) -> dict[str, SecretState]:
         """Per registry, whether its webhook secret is set, missing or an unresolved reference."""
@@ -118,4 +122,5 @@ class Settings:
             repair_grace_seconds=_float(env, "REPAIR_GRACE_SECONDS", 30),
             record_retention_days=_float(env, "RECORD_RETENTION_DAYS", 30),
             rollout_retention_days=_float(env, "ROLLOUT_RETENTION_DAYS", 90),
+            env=env,
         )

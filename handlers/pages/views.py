@@ -4,7 +4,6 @@ unknown model, environment or rollout a 404 page."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from handlers.deps import Deps
@@ -17,7 +16,7 @@ from shared.app_state import app_status
 def _overview(deps: Deps, params: dict[str, str]) -> Html:
     policy = deps.policy()
     return overview.render(deps.tables, summary.status(deps.tables, policy),
-                           app_status(deps.settings, os.environ, policy, deps.tables, deps.clock()))
+                           app_status(deps.settings, policy, deps.tables, deps.clock()))
 
 
 def _model(deps: Deps, params: dict[str, str]) -> Html:
