@@ -12,7 +12,6 @@ stays open or disappears silently (docs/architecture.md principle 5).
 from __future__ import annotations
 
 import logging
-import re
 
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
@@ -26,7 +25,6 @@ from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
 from shared.tables import MAX_PAGE
 
 DEFAULT_PAGE = 100
-_RECORD_KEY = re.compile(r"[A-Za-z0-9._@=+:~-]{1,250}")  # what shared.journal.key makes
 
 
 def _paging(req: Request) -> tuple[int, str | None] | Response:
@@ -47,7 +45,7 @@ def list_records(deps: Deps, req: Request) -> Response:
         # One record by its key (the one POST /api/commands answered), for a sender following it.
         if kind is None:
             return Response(400, {"error": "key= needs kind="})
-        if not _RECORD_KEY.fullmatch(req.params["key"]):
+        if not journal.KEY_PATTERN.fullmatch(req.params["key"]):
             return Response(400, {"error": "key is not a record key (shared.journal.key)"})
         found = journal.get(deps.tables, kind, req.params["key"])
         if found is None:

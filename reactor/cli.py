@@ -17,18 +17,27 @@ Backends (reactor.backend), one of:
 Subcommands: ``status``, ``rollouts``, ``rollout ID``, ``records``, ``monitor``, ``policy check
 FILE``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
 ``retrain``, ``check_drift``, validated with the queue's own schema (shared.commands) before they
-are sent, so a bad argument is a usage error and nothing is sent. ``--wait`` follows the
-command's journal record (and the rollouts it started) until it ends, printing each change.
+are sent, so a bad argument is a usage error and nothing is sent; a command the app would refuse
+is refused before it is sent where the status summary tells (a steering command with no rollout
+in progress, a ``retrain`` inside the cooldown). ``--wait`` follows the command to its outcome
+(reactor.follow: the rollout it started or joined ended, or reached the state a steering command
+asks for), printing each change; ``reactor wait RECORD`` re-attaches to a command sent before.
+With ``--storage``, steering commands, ``retrain`` and ``--wait`` read the status summary, so
+they need the policy file as ``status`` does.
 
 Exit codes:
 
-- 0: ok (a command sent; with ``--wait``, it ended ``done`` or ``ignored``);
+- 0: ok (a command sent; with ``--wait``, it reached what it asked for);
 - 1: what was asked about needs attention (a paused, failed or stopped rollout, drift, a failed
-  check), a command ended ``failed``, ``rejected`` or ``superseded``, or a policy file is invalid;
+  check), a command ended ``failed`` or ``superseded`` or its rollout ended otherwise than asked
+  (a deploy's rollout failed, a promoted one was rolled back), or a policy file is invalid;
 - 2: usage error (argparse's), including a command argument the schema refuses;
 - 3: not found (a rollout, a record, a policy file, a model);
 - 4: cannot reach or use the backend (connection, authentication, storage settings);
-- 5: ``--wait`` timed out before the command ended (it goes on in the app).
+- 5: ``--wait`` timed out before the command reached its outcome (it goes on in the app; the
+  message says how to re-attach: ``reactor wait RECORD``);
+- 6: refused: not sent because the app would refuse it, or refused by the app (recorded
+  ``rejected``, nothing changed), or a ``retrain`` that launched nothing (cooldown, a run in flight).
 """
 
 from __future__ import annotations
@@ -46,13 +55,12 @@ from typing import Any, TextIO
 
 from reactor import render
 from reactor.backend import Backend, BackendError, NotFound, Refused
-from shared.rollouts import STOPPED
+from shared.rollouts import STOPPED, TERMINAL
 
-OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
+OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT, REFUSED = 0, 1, 2, 3, 4, 5, 6
 STEERING = ("promote", "pause", "resume", "abort", "rollback")
 COMMANDS = ("deploy", *STEERING, "retrain", "check_drift")
 MAX_SCAN = 20_000  # rows a listing reads at most to find the newest ones (keys are not in time order)
-POLL_SECONDS = 0.5
 
 
 class Usage(Exception):
@@ -85,11 +93,19 @@ def _rollout_id(text: str) -> str:
     return text
 
 
+def _record_key(text: str) -> str:
+    from shared.journal import KEY_PATTERN
+
+    if not KEY_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError("a record key as a command printed it (record command KEY)")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     common = _common()
     top = argparse.ArgumentParser(prog="reactor", description=__doc__.split("\n\n")[0],
                                   epilog="exit codes: 0 ok, 1 needs attention or failed, 2 usage, 3 not found, "
-                                  "4 backend unreachable, 5 --wait timed out",
+                                  "4 backend unreachable, 5 --wait timed out, 6 refused",
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="cmd", required=True, metavar="SUBCOMMAND")
 
@@ -126,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
 
     for name in COMMANDS:
         _command_parser(sub, name, common)
+    p = sub.add_parser("wait", parents=[common], help="re-attach to a command sent before: follow its record "
+                       "to its outcome as --wait does")
+    p.add_argument("record", type=_record_key, help="the record key the command printed (record command KEY)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait (default 900)")
     for each in {id(q): q for q in sub.choices.values()}.values():
         # A usage error found after parsing is told with the subcommand's own usage line.
         each.set_defaults(usage_of=each)
@@ -267,13 +287,14 @@ def cmd_monitor(backend: Backend, args: argparse.Namespace, out: TextIO, err: Te
         else:
             rows = backend.decisions(e["endpoint"], limit=args.history, continuation=None)[0]
         found.append({"model": e["model"], "environment": e["environment"], "endpoint": e["endpoint"],
-                      "decisions": rows or []})
+                      "decisions": rows or [], "retraining": e.get("retraining")})
 
     def text() -> str:
         lines = []
         for f in found:
             lines.append(f"{f['model']}/{f['environment']}  endpoint {f['endpoint']}")
             lines += [ln for d in f["decisions"] for ln in render.decision_lines(d, "  ")] or ["  no decision yet"]
+            lines += render.retraining_lines(f["retraining"])
         return "\n".join(lines)
 
     _print(out, args, found, text)
@@ -316,62 +337,100 @@ def command_of(args: argparse.Namespace) -> dict[str, Any]:
     return cmd
 
 
+def _entry(backend: Backend, model: str, environment: str) -> dict[str, Any]:
+    for e in _entries(backend, model):
+        if e["environment"] == environment:
+            return e
+    raise NotFound(f"model {model!r} has no environment {environment!r} in the policy")
+
+
+def refusal(backend: Backend, cmd: dict[str, Any], entry: dict[str, Any], now: float) -> str | None:
+    """Why the app would refuse ``cmd``, where the CLI can know it from the status summary
+    (shared.overview): a steering command with no rollout in progress (handlers/steering.py), a
+    ``retrain`` inside the cooldown of the last action (handlers/monitor.py); else None."""
+    endpoint = entry["endpoint"]
+    if cmd["command"] in STEERING:
+        if cmd.get("rollout"):
+            try:
+                row = backend.rollout(endpoint, cmd["rollout"])["rollout"]
+            except NotFound:
+                return f"no rollout {cmd['rollout']} on endpoint {endpoint}"
+            if row["status"] in TERMINAL:
+                return (f"rollout {row['id']} (version {row.get('version')}) already ended {row['status']}: "
+                        f"{cmd['command']} needs a rollout in progress")
+        elif entry["rollout"] is None or entry["rollout"]["status"] in TERMINAL:
+            last = entry["rollout"]
+            ended = f" (the last one, {last['id']} of version {last['version']}, ended {last['status']})" \
+                if last else ""
+            return f"no rollout in progress on endpoint {endpoint}{ended}"
+    retraining = entry.get("retraining")
+    if cmd["command"] == "retrain" and retraining and retraining["cooldown_until"] > now:
+        return (f"cooldown: the last action ({retraining.get('action') or 'none'}) was {now - retraining['at']:.0f} s "
+                f"ago; the next may run in {retraining['cooldown_until'] - now:.0f} s, at "
+                f"{render.when(retraining['cooldown_until'])} UTC")
+    return None
+
+
 def cmd_send(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO, body: bytes) -> int:
-    key = backend.send(body)
     cmd = json.loads(body)
-    progress = err if args.json else out
+    entry: dict[str, Any] | None = None
+    if cmd["command"] in (*STEERING, "retrain") or args.wait:
+        entry = _entry(backend, cmd["model"], cmd["environment"])
+        why = refusal(backend, cmd, entry, time.time())
+        if why:
+            if args.json:
+                print(json.dumps({"record": None, "command": cmd, "result": "refused", "reason": why}), file=out)
+            print(f"reactor: refused, not sent: {why}", file=err)
+            return REFUSED
+    key = backend.send(body)
     if not args.json:
         print(f"sent {cmd['command']} {cmd['model']}/{cmd['environment']}: record command {key}", file=out)
     if not args.wait:
         if args.json:
             print(json.dumps({"record": key, "command": cmd}), file=out)
         return OK
-    final = follow(backend, key, args.timeout, progress)
-    if args.json:
-        print(json.dumps({"record": key, "command": cmd, "final": final}, default=str), file=out)
-    if final is None:
-        print(f"reactor: {cmd['command']} not ended after {args.timeout:g} s; it goes on (record {key})", file=err)
-        return TIMED_OUT
-    return OK if final["status"] in ("done", "ignored") else ATTENTION
+    return _follow(backend, args, key, cmd, entry["endpoint"] if entry else None, out, err)
 
 
-def follow(backend: Backend, key: str, timeout: float, out: TextIO) -> dict[str, Any] | None:
-    """Poll the command's record, and the rollouts it started, printing each change, until the
-    record is terminal (returned) or ``timeout`` passes (None)."""
-    from shared.journal import TERMINAL
-
-    t0 = time.monotonic()
-    seen: dict[str, Any] = {}
-
-    def say(what: str, state: Any, text: str) -> None:
-        if seen.get(what) != state:
-            seen[what] = state
-            print(f"[{time.monotonic() - t0:6.1f}s] {text}", file=out, flush=True)
-
-    while True:
+def cmd_wait(backend: Backend, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    rec = backend.record("command", args.record)
+    cmd = rec.get("command") or {}
+    endpoint = None
+    if cmd.get("model") and cmd.get("environment"):
         try:
-            rec: dict[str, Any] | None = backend.record("command", key)
+            endpoint = _entry(backend, cmd["model"], cmd["environment"])["endpoint"]
         except NotFound:
-            rec = None
-        if rec is None:
-            say("record", "queued", "queued: waiting for the app to take it")
-        else:
-            # The rollouts first: the record ends after the rollout it started, and says so last.
-            for endpoint, rid in rec.get("started") or []:
-                row = backend.rollout(endpoint, rid)["rollout"]
-                at = f" at {row['weight']}%" if row.get("weight") else ""
-                last = (row.get("history") or [{}])[-1].get("note")
-                say(rid, (row["status"], row["step"], row.get("weight")),
-                    f"rollout {rid} v{row.get('version') or '?'}: {row['status']}, {row['step']}{at}"
-                    + (f": {last}" if last else ""))
-            outcome = rec.get("outcome")
-            detail = rec.get("reason") or ("; ".join(outcome) if isinstance(outcome, list) else outcome or "")
-            say("record", (rec["status"], detail), f"{rec['status']}" + (f": {detail}" if detail else ""))
-            if rec["status"] in TERMINAL:
-                return rec
-        if time.monotonic() - t0 > timeout:
-            return None
-        time.sleep(POLL_SECONDS)
+            endpoint = None  # no longer in the policy: the record is the outcome
+    return _follow(backend, args, args.record, cmd, endpoint, out, err)
+
+
+def _reattach(args: argparse.Namespace, key: str) -> str:
+    """The command that re-attaches to ``key`` with the same backend (never the key)."""
+    where = (["--url", args.url] if args.url else
+             [*(["--storage", args.storage] if args.storage else []),
+              *(["--policy", str(args.policy)] if args.policy else [])])
+    return " ".join(["reactor", "wait", key, *where])
+
+
+def _follow(backend: Backend, args: argparse.Namespace, key: str, cmd: dict[str, Any], endpoint: str | None,
+            out: TextIO, err: TextIO) -> int:
+    from reactor.follow import follow
+
+    got = follow(backend, key, cmd, endpoint, args.timeout, err if args.json else out)
+    if args.json:
+        print(json.dumps({"record": key, "command": cmd, "result": got.result, "outcome": got.text,
+                          "final": got.record, "rollout": got.rollout}, default=str), file=out)
+    name = cmd.get("command", "the command")
+    if got.result == "timeout":
+        print(f"reactor: {name}: {got.text} after {args.timeout:g} s; it goes on in the app. Re-attach with: "
+              f"{_reattach(args, key)}", file=err)
+        return TIMED_OUT
+    if not args.json:
+        print(f"{got.result if got.result != 'ok' else 'done'}: {got.text}", file=out)
+    if got.result == "refused":
+        print(f"reactor: {name} refused: {got.text}", file=err)
+        return REFUSED
+    return OK if got.result == "ok" else ATTENTION
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -395,7 +454,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         if args.cmd in COMMANDS:
             return cmd_send(backend, args, out, err, body)
         return {"status": cmd_status, "rollouts": cmd_rollouts, "rollout": cmd_rollout, "records": cmd_records,
-                "monitor": cmd_monitor}[args.cmd](backend, args, out, err)
+                "monitor": cmd_monitor, "wait": cmd_wait}[args.cmd](backend, args, out, err)
     except Usage as exc:
         args.usage_of.error(str(exc))
     except NotFound as exc:

@@ -55,8 +55,37 @@ def status(entries: list[dict[str, Any]]) -> str:
         monitor = decision_lines(e["monitor"], " " * 12) if e["monitor"] else ["-"]
         out.append(f"  monitor   {monitor[0].strip()}")
         out += monitor[1:]
+        out += retraining_lines(e.get("retraining"))
         out += [f"  ! {a}" for a in e["attention"]]
     return "\n".join(out)
+
+
+def retraining_lines(r: dict[str, Any] | None, indent: str = "  ") -> list[str]:
+    """The last action taken on an environment (shared.overview.retraining): what and when, the
+    retraining run with its state and result, the version it registered and that version's rollout."""
+    if not r:
+        return []
+    by = f"decision {r['decision']}" if r.get("decision") else f"record {r['record']}" if r.get("record") else ""
+    lines = [f"{indent}{'retrain':<10}{r.get('action') or 'no action'} at {when(r.get('at'))}"
+             + (f" ({by})" if by else "")]
+    run = r.get("run")
+    if run:
+        result = f"/{run['result']}" if run.get("result") else ""
+        message = f": {run['message']}" if run.get("message") else ""
+        lines.append(f"{indent}{'':<10}run {run.get('run_id') or '-'} {run.get('state')}{result}{message}")
+    elif r.get("action") == "retrain":
+        lines.append(f"{indent}{'':<10}run not launched yet")
+    if r.get("version"):
+        ro = r.get("rollout") or {}
+        lines.append(f"{indent}{'':<10}registered v{r['version']}: rollout {ro.get('id')} {ro.get('status')}")
+    elif run and run.get("result") == "SUCCESS":
+        lines.append(f"{indent}{'':<10}registered: no version rolled out yet")
+    return lines
+
+
+def progress(rid: str, version: str | None, text: str) -> str:
+    """One line of ``--wait``'s progress about a rollout."""
+    return f"rollout {rid} v{version or '?'} {text}"
 
 
 def rollouts(rows: list[dict[str, Any]]) -> str:

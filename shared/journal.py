@@ -61,6 +61,7 @@ TERMINAL = frozenset({"done", "failed", "superseded", "rejected", "ignored"})
 _MAX_EXCERPT = 2048
 _SAFE_ID = re.compile(r"[A-Za-z0-9._@=+-]{1,200}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._@=+:~-]{1,250}")  # what key makes
 _OPEN, _DONE = "~open:", "~done:"
 
 

@@ -25,16 +25,22 @@ order, JSON-able:
 - ``monitor``: the newest decision (``id``, ``at``, ``version``, ``verdict``, ``reason``,
   ``action``, ``window``, ``figures`` as stored: ``check``, ``value``, ``threshold``,
   ``direction``, ``rows``, ``verdict``) or None;
+- ``retraining``: the last action the monitor (or a ``retrain`` sent by someone) took, or None
+  (:func:`retraining`): ``action``, ``at``, ``cooldown_until`` (no other action before it),
+  ``decision`` (its id) or ``record`` (the ``retrain`` command's journal key), ``run`` (the
+  retraining run: ``run_id``, ``state``, ``result``, ``message``), ``version`` (what it
+  registered) and ``rollout`` (that version's rollout: ``id``, ``version``, ``status``);
 - ``attention``: what an operator should look at, in words (a paused rollout, a last rollout that
-  failed or was stopped, drift, a failed check); empty when all is well.
+  failed or was stopped, drift, a failed check, a retraining run that failed); empty when all is well.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from shared import rollouts, serving
+from shared import journal, rollouts, serving
 from shared.monitoring import store as monitor_store
+from shared.monitoring.policy import seconds
 from shared.policy import Environment, Policy
 from shared.tables import TableService
 
@@ -51,7 +57,9 @@ _CONFIG_OF_STEP = {
 DRIFT_VERDICTS = frozenset({"violation", "cooldown", "run_in_flight"})
 _ROLLOUT_FIELDS = ("id", "version", "model", "status", "step", "stage", "weight", "champion", "reason", "failure",
                    "caused_by", "created_at", "updated_at", "finished_at")
-_DECISION_FIELDS = ("id", "at", "version", "verdict", "reason", "action", "window", "figures")
+_DECISION_FIELDS = ("id", "at", "version", "verdict", "reason", "action", "window", "figures", "run", "rollout",
+                    "rollback_to", "note", "alert")
+_RUN_FIELDS = ("run_id", "state", "result", "message")
 
 
 def status(tables: TableService, policy: Policy) -> list[dict[str, Any]]:
@@ -61,7 +69,7 @@ def status(tables: TableService, policy: Policy) -> list[dict[str, Any]]:
 
 
 def environment_status(tables: TableService, model: str, environment: str, env: Environment) -> dict[str, Any]:
-    """The summary of one environment: three point reads and one page of one row."""
+    """The summary of one environment: at most five point reads and one page of one row."""
     lease = rollouts.lease(tables, env.endpoint)
     rid = lease.get("active") or lease.get("last")
     entity = rollouts.get(tables, env.endpoint, rid) if rid else None
@@ -79,9 +87,44 @@ def environment_status(tables: TableService, model: str, environment: str, env: 
         "queued": {"id": lease["queued"], "version": lease.get("queued_version")} if lease.get("queued") else None,
         "failed_versions": dict(lease.get("failed") or {}),
         "monitor": {k: decision.get(k) for k in _DECISION_FIELDS} if decision else None,
+        "retraining": retraining(tables, env, summary),
     }
     entry["attention"] = attention(entry)
     return entry
+
+
+def retraining(tables: TableService, env: Environment, rollout: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The last action taken on the environment, as the monitor's ``state`` row names it
+    (shared.monitoring.store: the cooldown's own record), with two point reads at most: the
+    decision that took it, or the journal record of a ``retrain`` someone sent
+    (handlers/monitor.py takes the cooldown as ``command <record key>``). The version a run
+    registered is known from its rollout, which names the decision (``caused_by``): the active or
+    last rollout while it is the one, else what the decision recorded when that rollout ended."""
+    st = monitor_store.state(tables, env.endpoint)
+    last, at = st.get("last_decision"), st.get("last_action_at")
+    if not last or at is None:
+        return None
+    cooldown = seconds(env.monitoring.decision.cooldown) if env.monitoring else 0.0
+    out: dict[str, Any] = {"action": None, "at": at, "cooldown_until": float(at) + cooldown, "decision": None,
+                           "record": None, "run": None, "version": None, "rollout": None}
+    if last.startswith("command "):
+        key = last.removeprefix("command ")
+        rec = journal.get(tables, "command", key) or {}
+        outcome = rec.get("outcome")
+        out.update(action="retrain", record=key)
+        if rec:
+            out["run"] = {"run_id": rec.get("run_id"), "state": rec.get("status"), "result": None,
+                          "message": "; ".join(outcome) if isinstance(outcome, list) else outcome or rec.get("reason")}
+        return out
+    d = monitor_store.decision(tables, env.endpoint, last) or {}
+    out.update(action=d.get("action"), decision=last,
+               run={k: d["run"].get(k) for k in _RUN_FIELDS} if d.get("run") else None)
+    ended = d.get("rollout")
+    if rollout and rollout.get("caused_by") == last:
+        ended = {k: rollout.get(k) for k in ("id", "version", "status")}
+    if ended:
+        out.update(version=ended.get("version"), rollout=ended)
+    return out
 
 
 def rollout_summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -146,4 +189,8 @@ def attention(entry: dict[str, Any]) -> list[str]:
         out.append(f"monitor: version {d.get('version')} {d['verdict']}: {d.get('reason')}")
     elif d and d.get("verdict") == "failed":
         out.append(f"monitor check failed: {d.get('reason')}")
+    run = (entry.get("retraining") or {}).get("run") or {}
+    if run.get("state") == "failed" or run.get("result") not in (None, "SUCCESS"):
+        out.append(f"retraining run {run.get('run_id')} ended {run.get('result') or run.get('state')}: "
+                   f"{run.get('message') or ''}".rstrip(": "))
     return out

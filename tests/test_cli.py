@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import requests
 
 from local.stack import HOST_KEY, app_settings, function_host
+from reactor import render
 from reactor.cli import main
 from shared.monitoring import store as monitor_store
 from shared.queues import COMMANDS_QUEUE
@@ -109,10 +111,12 @@ def test_deploy_with_wait_follows_its_record_and_rollout_to_done(app):
     assert rc == 0, out + err
     lines = out.splitlines()
     assert lines[0].startswith(f"sent deploy {app.model}/prod: record command id:cli-")
-    assert any(" running: " in ln for ln in lines) and lines[-1].split("] ", 1)[1].startswith("done")
-    # Each state change of the rollout it started, as polled (fast steps may pass between two polls).
-    assert any(f"v{v1}: running, " in ln for ln in lines) and any(f"v{v1}: done, end: version {v1} serves" in ln
-                                                                   for ln in lines), out
+    (row,) = app.rollouts(v1)
+    assert row["status"] == "done" and lines[-1].startswith("done: rollout ")
+    # Each step of the rollout with its own note (a note ends the step it names), in order.
+    steps = [f"rollout {row['id']} v{v1} {h['step']}: {h['note']}" for h in row["history"]]
+    printed = [ln.split("] ", 1)[1] for ln in lines if "] " in ln]
+    assert [ln for ln in printed if ln in steps] == steps, out
     rc, entry = status_of(app, *store_args(app))
     assert rc == 0 and entry["attention"] == []
     assert entry["serving"] == [{"entity": f"{app.model}-{v1}", "version": v1, "traffic": 100}]
@@ -151,6 +155,14 @@ def test_a_paused_canary_shows_in_status_rollouts_and_its_timeline(app):
     assert [a["phase"] for a in got["analyses"]] == ["Inconclusive"]
     assert cli("rollout", "f" * 24, *store_args(app))[0] == 3
 
+    # A deploy of the version rolling out joins that rollout and waits for its end: paused, it
+    # times out, saying how to re-attach (a later test does, once the rollout is promoted).
+    rc, out, err = cli("deploy", app.model, "prod", "--version", v2, "--id", f"join-{app.tag}", "--wait",
+                       "--timeout", "2", *store_args(app))
+    assert rc == 5, out + err
+    assert f"rollout {row['id']} did not end yet after 2 s" in err
+    assert f"Re-attach with: reactor wait id:join-{app.tag} --storage " in err
+
 
 def test_the_http_backend_reads_and_steers_with_the_key_and_is_refused_without_it(app):
     v2 = app.registered[1]
@@ -165,23 +177,43 @@ def test_the_http_backend_reads_and_steers_with_the_key_and_is_refused_without_i
     rc, out, err = cli("promote", app.model, "prod", "--reason", "enough", "--wait", "--timeout", "60",
                        *http_args(app))
     assert rc == 0, out + err
-    assert out.splitlines()[-1].split("] ", 1)[1].startswith("done: rollout ")
-    row = app.wait_rollout_end(v2)
-    assert row["status"] == "done"
+    (row,) = app.rollouts(v2)  # what the rollout reached when the CLI returned: promote goes to 100%
+    assert row["status"] == "done" and out.splitlines()[-1] == f"done: rollout {row['id']}: done, at end", out
+    # The deploy that joined it and timed out: re-attached, it ends with the rollout.
+    rc, out, err = cli("wait", f"id:join-{app.tag}", "--timeout", "30", *http_args(app))
+    assert rc == 0 and out.splitlines()[-1] == f"done: rollout {row['id']}: done, at end", out + err
+    assert cli("wait", "id:nothing-sent-under-this", *http_args(app))[0] == 3
     rc, entry = status_of(app, *http_args(app))
     assert rc == 0 and entry["serving"] == [{"entity": f"{app.model}-{v2}", "version": v2, "traffic": 100}]
     assert entry["aliases"] == {"Champion": v2}
 
 
-def test_an_aborted_canary_is_the_last_rollout_and_the_aliases_stay_on_the_champion(app):
+def steer(app: App, *argv: str) -> tuple[int, dict[str, Any]]:
+    """A steering command with --wait --json: its exit code and the rollout as the CLI left it."""
+    rc, out, err = cli(*argv[:1], app.model, "prod", *argv[1:], "--wait", "--timeout", "60", "--json",
+                       *store_args(app))
+    assert out, err
+    return rc, json.loads(out)
+
+
+def test_steering_commands_wait_for_the_state_they_ask_for(app):
     v2 = app.registered[1]
     v3 = app.register()
     app.post_webhook(app.webhook_body(v3))
-    row = app.wait(lambda: next((r for r in app.rollouts(v3) if r.get("paused")), None), 60, "the pause")
-    rc, out, err = cli("abort", app.model, "prod", "--reason", "latency alarm", "--wait", "--timeout", "60",
-                       *store_args(app))
-    assert rc == 0 and "done: rollout " in out.splitlines()[-1], out + err
-    assert app.wait_rollout_end(v3)["status"] == "aborted"
+    first = app.wait(lambda: next((r for r in app.rollouts(v3) if r["status"] == "running"), None), 60, "the rollout")
+    rc, got = steer(app, "pause", "--reason", "looking")
+    assert rc == 0 and got["result"] == "ok" and got["rollout"]["id"] == first["id"], got
+    assert got["rollout"]["paused"]["reason"] == "looking"
+    # Paused already: the CLI cannot know it from the summary's rules, the app refuses it.
+    rc, got = steer(app, "pause", "--reason", "again")
+    assert rc == 6 and got["result"] == "refused" and "already paused" in got["outcome"], got
+    rc, got = steer(app, "resume", "--reason", "go on")
+    assert rc == 0 and got["rollout"]["paused"] is None, got
+
+    row = app.wait(lambda: next((r for r in app.rollouts(v3) if r.get("paused")), None), 60, "the analysis pause")
+    rc, got = steer(app, "abort", "--reason", "latency alarm")
+    assert rc == 0 and got["rollout"]["status"] == "aborted", got
+    assert app.rollouts(v3)[0]["status"] == "aborted"
     rc, entry = status_of(app, *store_args(app))
     assert rc == 1 and entry["rollout"]["id"] == row["id"] and entry["rollout"]["status"] == "aborted"
     assert entry["attention"] == [f"the last rollout (version {v3}) ended aborted: aborted by an operator: latency "
@@ -191,6 +223,13 @@ def test_an_aborted_canary_is_the_last_rollout_and_the_aliases_stay_on_the_champ
     assert entry["failed_versions"] == {v3: entry["rollout"]["reason"]}
     rc, out, _ = cli("rollouts", "--status", "aborted", "--json", *http_args(app))
     assert rc == 0 and [r["version"] for r in json.loads(out)] == [v3]
+
+    v4 = app.register()
+    app.post_webhook(app.webhook_body(v4))
+    app.wait(lambda: next((r for r in app.rollouts(v4) if r.get("paused")), None), 60, "the pause of v4")
+    rc, got = steer(app, "rollback", "--reason", "bad canary")
+    assert rc == 0 and got["rollout"]["status"] == "rolled_back", got
+    assert app.rollouts(v4)[0]["status"] == "rolled_back"
 
 
 def test_a_malformed_command_over_http_is_a_400_counted_and_never_sent(app):
@@ -207,12 +246,21 @@ def test_a_malformed_command_over_http_is_a_400_counted_and_never_sent(app):
                         timeout=10).status_code == 400
 
 
-def test_a_command_that_cannot_apply_ends_rejected_and_is_listed(app):
-    rc, out, _ = cli("resume", app.model, "prod", "--wait", "--timeout", "30", *store_args(app))
-    assert rc == 1 and "rejected: no rollout in progress" in out.splitlines()[-1]
+def test_a_command_that_cannot_apply_is_refused_before_it_is_sent_or_by_the_app(app):
+    before = len(app.records("command"))
+    rc, out, err = cli("resume", app.model, "prod", "--wait", "--timeout", "30", *store_args(app))
+    assert rc == 6 and out == "", out
+    assert f"reactor: refused, not sent: no rollout in progress on endpoint {app.endpoint} (the last one, " in err
+    assert "ended rolled_back)" in err
+    assert cli("abort", app.model, "prod", "--rollout", "f" * 24, *store_args(app))[0] == 6
+    assert len(app.records("command")) == before
+    # This environment has no retraining job: the app refuses it, and --wait says so.
+    rc, out, err = cli("retrain", app.model, "prod", "--reason", "try", "--wait", "--timeout", "30",
+                       *http_args(app))
+    assert rc == 6 and "refused: refused by the app: " in out and "has no retraining job" in err, out + err
     rc, out, _ = cli("records", "--status", "rejected", "--json", *store_args(app))
     rejected = json.loads(out)
-    assert rc == 0 and [r["command"]["command"] for r in rejected] == ["resume"]
+    assert rc == 0 and sorted(r["command"]["command"] for r in rejected) == ["pause", "retrain"]
     rc, text, _ = cli("records", "--kind", "command", *store_args(app))
     assert rc == 0 and "rejected" in text and "promote" in text and "deploy" in text
 
@@ -259,13 +307,13 @@ def test_the_azure_storage_backend_sends_commands_as_the_queue_trigger_reads_the
     monkeypatch.setenv("CLI_TEST_STORAGE", azurite.connection_string)
     args = ["--storage", "azure:CLI_TEST_STORAGE", "--policy", str(ROOT / "policy.yaml")]
     queues = open_queues("azure:CLI_TEST_STORAGE")
-    rc, out, err = cli("pause", "taxi_fare", "prod", "--reason", "checking", "--id", "cli-azure-1", "--json", *args)
+    rc, out, err = cli("deploy", "taxi_fare", "prod", "--version", "1", "--id", "cli-azure-1", "--json", *args)
     assert rc == 0 and json.loads(out)["record"] == "id:cli-azure-1", err
     (msg,) = [m for m in queues.receive(COMMANDS_QUEUE, max_messages=32, visibility_timeout=30)
               if b"cli-azure-1" in decode_content(m.content)]
     queues.delete(COMMANDS_QUEUE, msg.id, msg.pop_receipt)  # no app of another test takes it
     env = parse(decode_content(msg.content), msg.id)
-    assert env.key == "id:cli-azure-1" and env.command.command == "pause" and env.command.reason == "checking"
+    assert env.key == "id:cli-azure-1" and env.command.command == "deploy" and env.command.version == "1"
     rc, out, _ = cli("status", "--json", *args)
     (entry,) = json.loads(out)
     assert rc == 0 and entry["model"] == "taxi_fare" and entry["serving"] == [] and entry["rollout"] is None
@@ -301,3 +349,84 @@ def test_over_the_host_an_id_names_one_payload_and_a_hostile_command_is_a_400(ap
     assert post(event).status_code == 202
     assert app.host.wait_idle(15)
     assert [r for r in app.records("command") if r.get("id") == f"intake-{app.tag}"] == [done]
+
+
+RETRAIN_POLICY = """
+models:
+  - name: churn
+    environments:
+      prod:
+        endpoint: churn-{tag}
+        retraining: {{job_id: 7}}
+        inference_table: {{catalog: main, schema: mon}}
+        monitoring:
+          checks: [{{metric: psi, of: features, threshold: 0.2}}]
+          decision: {{action: retrain, cooldown: 1h}}
+"""
+
+
+def test_status_and_monitor_show_the_retraining_and_a_retrain_inside_the_cooldown_is_not_sent(tmp_path):
+    """The last action, its run, the version it registered and that version's rollout, read by
+    point reads from what the monitor keeps (written here as handlers/monitor.py writes it), in
+    the text of status and monitor; a retrain inside the cooldown is refused before it is sent."""
+    from shared import journal
+
+    tag = uuid.uuid4().hex[:8]
+    url, policy = f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "policy.yaml"
+    policy.write_text(RETRAIN_POLICY.format(tag=tag))
+    tables, queues = open_tables(url), open_queues(url)
+    args = ["--storage", url, "--policy", str(policy)]
+    endpoint = f"churn-{tag}"
+    assert cli("status", "--json", *args)[1].count('"retraining": null') == 1
+
+    now = time.time()
+    d = monitor_store.record_decision(tables, endpoint, {
+        "model": "churn", "environment": "prod", "version": "3", "verdict": "violation", "reason": "psi drifted",
+        "action": "retrain", "window": {"start": now - 3600, "end": now}, "figures": []}, now=now)
+    assert monitor_store.take_action(tables, endpoint, d["id"], now=now, cooldown_seconds=3600)
+    monitor_store.update_decision(tables, endpoint, d["id"], run={
+        "job_id": 7, "run_id": 4242, "state": "TERMINATED", "result": "FAILED", "message": "OOM", "url": "u"})
+    rc, text, _ = cli("status", *args)
+    assert rc == 1 and f"  retrain   retrain at {render.when(d['at'])} (decision {d['id']})" in text, text
+    assert "            run 4242 TERMINATED/FAILED: OOM" in text
+    assert "  ! retraining run 4242 ended FAILED: OOM" in text
+    rc, text, _ = cli("monitor", *args)
+    assert rc == 1 and "  action: retrain" in text and "run 4242 TERMINATED/FAILED: OOM" in text, text
+
+    # A later run succeeded and registered version 4, whose rollout names the decision.
+    monitor_store.update_decision(tables, endpoint, d["id"], run={
+        "job_id": 7, "run_id": 4243, "state": "TERMINATED", "result": "SUCCESS", "message": "", "url": "u"},
+        rollout={"id": "a" * 24, "version": "4", "status": "done"})
+    rc, entry = status_of_args(args)
+    assert entry["retraining"]["run"] == {"run_id": 4243, "state": "TERMINATED", "result": "SUCCESS", "message": ""}
+    assert entry["retraining"]["version"] == "4" and entry["retraining"]["rollout"]["status"] == "done"
+    assert entry["retraining"]["cooldown_until"] == pytest.approx(now + 3600, abs=0.01)
+    rc, text, _ = cli("monitor", *args)
+    assert rc == 1 and f"registered v4: rollout {'a' * 24} done" in text, text
+
+    rc, out, err = cli("retrain", "churn", "prod", "--reason", "again", "--wait", *args)
+    assert rc == 6 and out == "" and "reactor: refused, not sent: cooldown: the last action (retrain) was " in err
+    assert queues.count(COMMANDS_QUEUE) == 0 and journal.list_records(tables, "command") == []
+
+
+def status_of_args(args: list[str]) -> tuple[int, dict[str, Any]]:
+    rc, out, _ = cli("status", "--json", *args)
+    (entry,) = json.loads(out)
+    return rc, entry
+
+
+def test_a_retrain_that_launched_nothing_is_refused_when_waited_on(tmp_path):
+    """``reactor wait`` on a retrain whose record ended done with the app's cooldown outcome
+    (handlers/monitor.py, as the app records it): exit 6, saying why."""
+    from shared import journal
+
+    tag = uuid.uuid4().hex[:8]
+    url, policy = f"sqlite:///{tmp_path / 'state.db'}", tmp_path / "policy.yaml"
+    policy.write_text(RETRAIN_POLICY.format(tag=tag))
+    tables = open_tables(url)
+    journal.record(tables, "command", "id:r1", "done", command={"command": "retrain", "model": "churn",
+                                                                "environment": "prod", "reason": "x"},
+                   outcome=["cooldown: the last action was 151 s ago; the cooldown is 3600 s"])
+    rc, out, err = cli("wait", "id:r1", "--timeout", "5", "--storage", url, "--policy", str(policy))
+    assert rc == 6 and out.splitlines()[-1] == ("refused: launched nothing: cooldown: the last action was 151 s ago; "
+                                                "the cooldown is 3600 s"), out + err

@@ -30,6 +30,7 @@ both act; windows are never judged against another version's baseline.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -52,6 +53,7 @@ MONITOR = "monitor"
 DECISIONS = "decisions"
 STATE = "state"
 _INVERT = 10**13
+DECISION_ID = re.compile(r"[0-9]{13}-[0-9a-f]{8}")  # what record_decision makes
 _END = "~end:"
 
 
@@ -153,6 +155,14 @@ def update_decision(tables: TableService, endpoint: str, did: str, **fields: Any
         except ConcurrencyConflict:
             continue
     raise ConcurrencyConflict(f"decision {did} kept changing")
+
+
+def decision(tables: TableService, endpoint: str, did: str) -> dict[str, Any] | None:
+    """One decision by its id (a point read: its row key is made from the id), or None."""
+    if not DECISION_ID.fullmatch(did):
+        return None
+    entity = tables.get(DECISIONS, endpoint, _decision_key(did))
+    return entity.data if entity else None
 
 
 def decisions_page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None) -> Page:
