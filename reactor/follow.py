@@ -214,7 +214,8 @@ def follow(backend: Backend, key: str, command: dict[str, Any], endpoint: str | 
         return Outcome("refused", f"launched nothing: {detail}", rec)
     aim = target(command, rec)
     if aim is None or endpoint is None:
-        return Outcome("ok", detail, rec)
+        started = rec.get("started") or []
+        return Outcome("ok", (f"rollout {started[-1][1]}: " if started else "") + detail, rec)
     rid, reached = aim
     row = f.rollout(endpoint, rid, reached)
     if row is None:

@@ -112,7 +112,7 @@ def test_deploy_with_wait_follows_its_record_and_rollout_to_done(app):
     lines = out.splitlines()
     assert lines[0].startswith(f"sent deploy {app.model}/prod: record command id:cli-")
     (row,) = app.rollouts(v1)
-    assert row["status"] == "done" and lines[-1].startswith("done: rollout ")
+    assert row["status"] == "done" and lines[-1].startswith(f"done: rollout {row['id']}: version {v1} serves"), out
     # Each step of the rollout with its own note (a note ends the step it names), in order.
     steps = [f"rollout {row['id']} v{v1} {h['step']}: {h['note']}" for h in row["history"]]
     printed = [ln.split("] ", 1)[1] for ln in lines if "] " in ln]
