@@ -15,7 +15,7 @@ Backends (reactor.backend), one of:
   routes, the key sent as ``x-functions-key``.
 
 Subcommands: ``status``, ``rollouts``, ``rollout ID``, ``records``, ``monitor``, ``policy check
-FILE``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
+FILE``, ``wait RECORD``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
 ``retrain``, ``check_drift``, validated with the queue's own schema (shared.commands) before they
 are sent, so a bad argument is a usage error and nothing is sent; a command the app would refuse
 is refused before it is sent where the status summary tells (a steering command with no rollout
@@ -183,7 +183,8 @@ def _command_parser(sub: Any, name: str, common: argparse.ArgumentParser) -> Non
         p.add_argument("--window-start", help="ISO-8601 time with a zone")
         p.add_argument("--window-end", help="ISO-8601 time with a zone")
     p.add_argument("--id", help="idempotency key: the same id is acted on once (default: a new one)")
-    p.add_argument("--wait", action="store_true", help="follow the command until it ends, printing each change")
+    p.add_argument("--wait", action="store_true", help="wait for the outcome: the rollout ended (deploy) or reached "
+                   "the state asked for, printing each step (reactor wait RECORD re-attaches)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits (default 900)")
 
 
