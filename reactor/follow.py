@@ -17,8 +17,9 @@ https://argoproj.github.io/argo-rollouts/features/kubectl-plugin/):
 
 Which rollout, and which step ``promote`` moved it to, is read from the record's outcome as
 handlers/commands.py and handlers/steering.py word it. Progress prints each history entry of
-the rollout with its own note (a note ends the step it names: reactor.render.timeline), each
-change of state, and a countdown while baking or waiting for the endpoint.
+the rollout with its own note (a note ends the step it names: reactor.render.timeline; a steered
+or joined rollout from its latest entry on; a wait that found the same again once), each change
+of state, and a countdown while baking, analysing or waiting for the endpoint.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class Follower:
         """The rollout once ``reached`` holds or it ended (None: the time ran out)."""
         while True:
             row = self.backend.rollout(endpoint, rid)["rollout"]
+            # A rollout steered or joined is shown from its latest entry (the command's own, for
+            # a steering command), not from its beginning.
+            self.seen.setdefault(f"{rid}:history", max(0, len(row.get("history") or []) - 1))
             self.show(row)
             if reached(row) or row["status"] in _ENDED:
                 return row
@@ -119,6 +123,8 @@ class Follower:
         history = row.get("history") or []
         for i in range(self.seen.get(f"{rid}:history", 0), len(history)):
             h = history[i]
+            if i and (h["step"], h["note"]) == (history[i - 1]["step"], history[i - 1]["note"]):
+                continue  # one more look at a wait that found the same
             self.say(f"{rid}:h{i}", True, render.progress(rid, version, f"{h['step']}: {h['note']}"))
         self.seen[f"{rid}:history"] = len(history)
         at = f" at {row['weight']}%" if row.get("weight") and row["status"] != "done" else ""
@@ -193,6 +199,7 @@ def _reached(name: str, line: str, command: dict[str, Any]) -> Callable[[dict[st
 
 
 def wanted(name: str) -> str:
+    """What the command waits for, in words."""
     return {"deploy": "end", "pause": "be paused", "resume": "go on", "promote": "take its next step",
             "abort": "end aborted", "rollback": "end rolled_back"}.get(name, "end")
 
@@ -223,4 +230,5 @@ def follow(backend: Backend, key: str, command: dict[str, Any], endpoint: str | 
     state = row["status"] + (f" ({row['reason']})" if row.get("reason") and row["status"] != "done" else "")
     if reached(row) and (name != "deploy" or row["status"] == "done"):
         return Outcome("ok", f"rollout {rid}: {state}, at {row['step']}", rec, row)
-    return Outcome("attention", f"rollout {rid} ended {state} before it could {wanted(name)}", rec, row)
+    short = "" if name == "deploy" else f" before it could {wanted(name)}"
+    return Outcome("attention", f"rollout {rid} ended {state}{short}", rec, row)

@@ -113,8 +113,11 @@ def test_deploy_with_wait_follows_its_record_and_rollout_to_done(app):
     assert lines[0].startswith(f"sent deploy {app.model}/prod: record command id:cli-")
     (row,) = app.rollouts(v1)
     assert row["status"] == "done" and lines[-1].startswith(f"done: rollout {row['id']}: version {v1} serves"), out
-    # Each step of the rollout with its own note (a note ends the step it names), in order.
+    # Each step of the rollout with its own note (a note ends the step it names), in order; a
+    # wait that found the same again is printed once.
     steps = [f"rollout {row['id']} v{v1} {h['step']}: {h['note']}" for h in row["history"]]
+    steps = [ln for i, ln in enumerate(steps) if i == 0 or ln != steps[i - 1]]
+    assert any(ln.endswith(f" smoke: 1 smoke queries passed on served entity {app.model}-{v1}") for ln in steps)
     printed = [ln.split("] ", 1)[1] for ln in lines if "] " in ln]
     assert [ln for ln in printed if ln in steps] == steps, out
     rc, entry = status_of(app, *store_args(app))
@@ -430,3 +433,16 @@ def test_a_retrain_that_launched_nothing_is_refused_when_waited_on(tmp_path):
     rc, out, err = cli("wait", "id:r1", "--timeout", "5", "--storage", url, "--policy", str(policy))
     assert rc == 6 and out.splitlines()[-1] == ("refused: launched nothing: cooldown: the last action was 151 s ago; "
                                                 "the cooldown is 3600 s"), out + err
+
+
+def test_the_countdown_says_what_is_left_while_baking_and_what_is_waited_for():
+    from reactor.follow import _countdown
+
+    row = {"status": "running", "step": "bake", "weight": 30, "bake_until": 1_000.0}
+    assert _countdown(row, 975.2) == (24.8, "baking at 30%: 25 s left")
+    assert _countdown({**row, "paused": {"reason": "x"}}, 975.0) is None
+    assert _countdown({"status": "running", "step": "analyze", "weight": 30, "due_at": 1_010.0}, 1_000.0) == (
+        10.0, "analysing at 30%, waiting for traffic: next look in 10 s")
+    assert _countdown({"status": "running", "step": "wait_shift", "wait_started": 900.0}, 1_000.0) == (
+        100.0, "waiting for the endpoint at wait_shift: 100 s so far")
+    assert _countdown({"status": "done", "step": "end"}, 1_000.0) is None
