@@ -439,7 +439,7 @@ def test_the_countdown_says_what_is_left_while_baking_and_what_is_waited_for():
     from reactor.follow import _countdown
 
     row = {"status": "running", "step": "bake", "weight": 30, "bake_until": 1_000.0}
-    assert _countdown(row, 975.2) == (24.8, "baking at 30%: 25 s left")
+    assert _countdown(row, 975.0) == (25.0, "baking at 30%: 25 s left")
     assert _countdown({**row, "paused": {"reason": "x"}}, 975.0) is None
     assert _countdown({"status": "running", "step": "analyze", "weight": 30, "due_at": 1_010.0}, 1_000.0) == (
         10.0, "analysing at 30%, waiting for traffic: next look in 10 s")
