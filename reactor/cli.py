@@ -60,6 +60,7 @@ from shared.rollouts import STOPPED, TERMINAL
 OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT, REFUSED = 0, 1, 2, 3, 4, 5, 6
 STEERING = ("promote", "pause", "resume", "abort", "rollback")
 COMMANDS = ("deploy", *STEERING, "retrain", "check_drift")
+NEEDS_A_ROLLOUT = STEERING  # refused before sending when the environment has no rollout in progress
 MAX_SCAN = 20_000  # rows a listing reads at most to find the newest ones (keys are not in time order)
 
 
@@ -350,7 +351,7 @@ def refusal(backend: Backend, cmd: dict[str, Any], entry: dict[str, Any], now: f
     (shared.overview): a steering command with no rollout in progress (handlers/steering.py), a
     ``retrain`` inside the cooldown of the last action (handlers/monitor.py); else None."""
     endpoint = entry["endpoint"]
-    if cmd["command"] in STEERING:
+    if cmd["command"] in NEEDS_A_ROLLOUT:
         if cmd.get("rollout"):
             try:
                 row = backend.rollout(endpoint, cmd["rollout"])["rollout"]
