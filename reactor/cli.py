@@ -128,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
                        "storage the policy needs (exit 1 if a rollout would fail, 4 if the workspace is unusable)")
     p.add_argument("--policy", type=Path, help="default: $REACTOR_POLICY_FILE or policy.yaml")
     p.add_argument("--storage", help="the app's storage (default: $REACTOR_STORAGE)")
+    p.add_argument("--principal", help="check this identity's privileges (the app's application id), not the caller's")
 
     for name in COMMANDS:
         _command_parser(sub, name, common)

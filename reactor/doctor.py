@@ -384,16 +384,21 @@ def identity(w: Any) -> Identity:
 
 
 def run(policy_file: Path, storage: str | None, env: Mapping[str, str] | None = None,
-        client: Callable[[], Any] | None = None) -> list[Check]:
-    """Every check, after the identity's. Raises PolicyError (the policy), Unusable (the workspace)."""
+        client: Callable[[], Any] | None = None, principal: str | None = None) -> list[Check]:
+    """Every check, after the identity's. ``principal`` (a user name or a service principal's
+    application id) has its privileges checked instead of the caller's: an operator checks the
+    app's managed identity with their own login (its group memberships are then not seen).
+    Raises PolicyError (the policy), Unusable (the workspace)."""
     from shared.policy import load_policy
 
     env = os.environ if env is None else env
     registry = env.get("MLFLOW_REGISTRY_URI") or env.get("MLFLOW_TRACKING_URI") or None
     policy = load_policy(policy_file, registry)
-    w, who = connect(env, client)
-    first = Check("identity", OK, f"{who.principal} has a token for {env.get('DATABRICKS_HOST')} ("
-                  + ("DATABRICKS_TOKEN" if env.get("DATABRICKS_TOKEN") else "the Azure identity") + ")")
+    w, caller = connect(env, client)
+    first = Check("identity", OK, f"{caller.principal} has a token for {env.get('DATABRICKS_HOST')} ("
+                  + ("DATABRICKS_TOKEN" if env.get("DATABRICKS_TOKEN") else "the Azure identity") + ")"
+                  + (f"; privileges checked for {principal}" if principal else ""))
+    who = Identity(principal, frozenset()) if principal else caller
     return [first, *Doctor(policy, env, storage, w, who).checks()]
 
 
@@ -450,7 +455,7 @@ def command(args: Any, out: TextIO, err: TextIO) -> int:
         print(f"reactor: {policy}: no such policy file", file=err)
         return 3
     try:
-        checks = run(policy, args.storage or os.environ.get("REACTOR_STORAGE"))
+        checks = run(policy, args.storage or os.environ.get("REACTOR_STORAGE"), principal=args.principal)
     except PolicyError as exc:
         print(f"reactor: invalid policy: {exc}", file=err)
         return 1

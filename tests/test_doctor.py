@@ -86,13 +86,14 @@ def doctor(world, monkeypatch, tmp_path) -> Iterator[Callable[..., tuple[int, st
     for name in ("MLFLOW_REGISTRY_URI", "REACTOR_POLICY_FILE", "AZURE_CLIENT_ID"):
         monkeypatch.delenv(name, raising=False)
 
-    def run(policy: dict[str, Any] | str | None = None, json_out: bool = False, **env: str) -> tuple[int, str, str]:
+    def run(policy: dict[str, Any] | str | None = None, json_out: bool = False, args: tuple[str, ...] = (),
+            **env: str) -> tuple[int, str, str]:
         for k, v in {**world.env, **env}.items():
             monkeypatch.setenv(k, v)
         path = tmp_path / "policy.yaml"
         path.write_text(policy if isinstance(policy, str) else json.dumps(policy or world.policy))
         out, err = io.StringIO(), io.StringIO()
-        rc = main(["doctor", "--policy", str(path), *(["--json"] if json_out else [])], out, err)
+        rc = main(["doctor", "--policy", str(path), *(["--json"] if json_out else []), *args], out, err)
         return rc, out.getvalue(), err.getvalue()
 
     yield run
@@ -188,3 +189,40 @@ def test_bad_input_is_one_clear_line_and_its_exit_code(doctor, env, policy, code
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and says in err and "Traceback" not in err
     assert "wrong-token" not in err
+
+
+def test_another_principal_is_checked_by_what_the_workspace_grants_it(doctor):
+    rc, out, _ = doctor(json_out=True, args=("--principal", "app-client-id"))
+    checks = json.loads(out)["checks"]
+    failed = [c for c in checks if c["status"] == "fail"]
+    assert rc == 1
+    assert {"endpoint", "retraining", "feature", "inference", "SQL"} <= {c["name"].split(" ")[0] for c in failed}
+    assert all("app-client-id" in c["detail"] for c in failed)
+    assert "privileges checked for app-client-id" in checks[0]["detail"]
+
+
+def test_the_access_routes_answer_in_the_sdk_types(world):
+    """Each response parses with the SDK's dataclass and ``as_dict`` gives it back whole."""
+    import requests
+    from databricks.sdk.service import catalog, iam, jobs, serving, sql
+
+    base, auth = world.plat.workspace.url, {"Authorization": f"Bearer {WORKSPACE_TOKEN}"}
+    job_id = world.policy["models"][0]["environments"]["prod"]["retraining"]["job_id"]
+    for path, kind in [
+        ("/api/2.0/preview/scim/v2/Me", iam.User),
+        ("/api/2.0/sql/warehouses/local-warehouse", sql.GetWarehouseResponse),
+        (f"/api/2.0/permissions/serving-endpoints/{world.endpoint_id}", serving.ServingEndpointPermissions),
+        (f"/api/2.0/permissions/jobs/{job_id}", jobs.JobPermissions),
+        ("/api/2.0/permissions/warehouses/local-warehouse", sql.WarehousePermissions),
+        (f"/api/2.1/unity-catalog/effective-permissions/table/main.doc{world.tag}.zones",
+         catalog.EffectivePermissionsList),
+        (f"/api/2.1/unity-catalog/effective-permissions/function/doc_{world.tag}", catalog.EffectivePermissionsList),
+    ]:
+        r = requests.get(base + path, headers=auth, timeout=10)
+        assert r.status_code == 200, (path, r.text)
+        assert kind.from_dict(r.json()).as_dict() == r.json(), path
+    for path in (f"/api/2.0/permissions/serving-endpoints/{world.tag}", "/api/2.0/permissions/jobs/987654321",
+                 "/api/2.0/sql/warehouses/nope",
+                 f"/api/2.1/unity-catalog/effective-permissions/table/main.x{world.tag}.y"):
+        r = requests.get(base + path, headers=auth, timeout=10)
+        assert r.status_code == 404 and r.json()["error_code"] in ("RESOURCE_DOES_NOT_EXIST", "TABLE_DOES_NOT_EXIST")
