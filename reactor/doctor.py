@@ -147,8 +147,8 @@ class Doctor:
                 return
             needed = ("EXECUTE", "MANAGE") if any(_aliases(e) for e in m.environments.values()) else ("EXECUTE",)
             missing = _missing_privileges(self.w, "function", m.name, self.who, needed)
-            if info.owner == self.who.principal:
-                missing = [p for p in missing if p != "MANAGE"]  # the owner moves aliases
+            if info.owner == self.who.principal or info.owner in self.who.groups:
+                missing = [p for p in missing if p != "MANAGE"]  # the owner moves aliases (docs/deploy.md 6.2)
             if missing:
                 yield Check(name, FAIL, f"{self.who.principal} lacks {', '.join(missing)}",
                             _grant("function", m.name, missing, self.who))
