@@ -109,12 +109,12 @@ class Doctor:
     def checks(self) -> Iterator[Check]:
         yield from self.registry()
         for m in self.policy.models:
-            yield from self.model(m)
+            yield from _guarded(f"model {m.name}", self.model(m))
             for env_name, env in m.environments.items():
-                yield from self.environment(m, env_name, env)
+                yield from _guarded(f"{m.name}/{env_name}", self.environment(m, env_name, env))
             if m.features is not None:
-                yield from self.features(m)
-        yield from self.warehouse()
+                yield from _guarded(f"features of {m.name}", self.features(m))
+        yield from _guarded("SQL warehouse", self.warehouse())
         yield from self.storage_account()
 
     # ------------------------------------------------------------------ registry and models
@@ -346,6 +346,21 @@ class Doctor:
             # An error may quote the connection it failed on: never print a key.
             yield Check("storage", FAIL, f"cannot reach it: {type(exc).__name__}: {redact(str(exc))}",
                         "check REACTOR_STORAGE / AzureWebJobsStorage and the identity's storage data roles")
+
+
+def _guarded(name: str, checks: Iterator[Check]) -> Iterator[Check]:
+    """The checks, or one failed line where the workspace refused or failed a read (a caller that
+    may not read another principal's grants gets ``PERMISSION_DENIED``), instead of a traceback."""
+    from databricks.sdk.errors import DatabricksError, PermissionDenied
+
+    from shared.redaction import redact
+
+    try:
+        yield from checks
+    except DatabricksError as exc:
+        fix = ("read the grants as a workspace admin, or run without --principal as the identity itself"
+               if isinstance(exc, PermissionDenied) else "run again; if it persists, the message names the cause")
+        yield Check(name, FAIL, f"the workspace answered {type(exc).__name__}: {redact(str(exc))}", fix)
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:

@@ -226,3 +226,37 @@ def test_the_access_routes_answer_in_the_sdk_types(world):
                  f"/api/2.1/unity-catalog/effective-permissions/table/main.x{world.tag}.y"):
         r = requests.get(base + path, headers=auth, timeout=10)
         assert r.status_code == 404 and r.json()["error_code"] in ("RESOURCE_DOES_NOT_EXIST", "TABLE_DOES_NOT_EXIST")
+
+
+def test_a_unity_catalog_model_is_checked_by_its_effective_permissions(doctor, world):
+    """With ``databricks-uc`` the model is read through Unity Catalog and EXECUTE is asked of the
+    effective permissions (its owner moves the aliases); without EXECUTE that one line fails."""
+    from local import taxi
+
+    name = f"main.doc{world.tag}.fare"
+    taxi.train_and_register(world.plat.mlflow.url, model_name=name, seed=1, n=300)
+    policy = copy.deepcopy(world.policy)
+    policy["models"][0]["name"] = name
+    rc, out, err = doctor(policy, json_out=True, MLFLOW_REGISTRY_URI="databricks-uc")
+    checks = json.loads(out)["checks"]
+    assert rc == 0, (out, err)
+    assert checks[1]["detail"].startswith("Unity Catalog") and "aliases Champion" in checks[1]["detail"]
+    world.plat.workspace.access.revoke_privilege("function", name, "EXECUTE")
+    rc, out, _ = doctor(policy, json_out=True, MLFLOW_REGISTRY_URI="databricks-uc")
+    wrong = [c for c in json.loads(out)["checks"] if c["status"] != "ok"]
+    assert rc == 1 and [c["name"] for c in wrong] == [f"model {name}"]
+    assert wrong[0]["fix"] == f"GRANT EXECUTE ON FUNCTION {name} TO `local-user@localhost`"
+
+
+def test_a_read_the_workspace_refuses_is_one_failed_line_not_a_traceback():
+    from databricks.sdk.errors import PermissionDenied
+
+    from reactor.doctor import FAIL, OK, Check, _guarded
+
+    def checks():
+        yield Check("endpoint e (m/prod)", OK, "exists")
+        raise PermissionDenied("User app-client-id cannot read the permissions of serving-endpoint e")
+
+    got = list(_guarded("m/prod", checks()))
+    assert [c.status for c in got] == [OK, FAIL]
+    assert got[1].name == "m/prod" and "PermissionDenied" in got[1].detail and "workspace admin" in got[1].fix
