@@ -155,14 +155,19 @@ class Doctor:
                 return
             yield Check(name, OK, f"exists; {self.who.principal} holds {', '.join(needed)}")
             return
+        from mlflow.exceptions import MlflowException
+
+        from shared.redaction import redact
         from shared.workspace import registry_client
 
         try:
             registry_client(self.registry_uri).get_registered_model(m.name)
-        except Exception as exc:
-            if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")):
-                raise
-            yield Check(name, FAIL, "not found in the registry", "register it or fix the name in the policy")
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                yield Check(name, FAIL, "not found in the registry", "register it or fix the name in the policy")
+            else:
+                yield Check(name, FAIL, f"cannot read the registry: {exc.error_code}: {redact(exc.message)[:300]}",
+                            "check MLFLOW_REGISTRY_URI / MLFLOW_TRACKING_URI and the identity's access to it")
             return
         yield Check(name, OK, "exists")
 
