@@ -194,9 +194,13 @@ class Doctor:
             yield from self.inference_table(env, where, endpoint is not None)
         if env.retraining is not None:
             yield from self.job(env.retraining.job_id, where)
-        labels = env.monitoring.labels if env.monitoring is not None else None
-        if labels is not None:
-            yield from self.table(f"label table {labels.table} ({where})", labels.table, ("SELECT",))
+        mon = env.monitoring
+        for what, table in (("label table", mon.labels.table if mon and mon.labels else None),
+                            ("monitored table", mon.source.table if mon and mon.source else None),
+                            ("data quality monitor table", mon.lakehouse_monitor.table
+                             if mon and mon.lakehouse_monitor else None)):
+            if table is not None:
+                yield from self.table(f"{what} {table} ({where})", table, ("SELECT",))
 
     def inference_table(self, env: Any, where: str, endpoint_exists: bool) -> Iterator[Check]:
         it = env.inference_table

@@ -118,6 +118,16 @@ def _table(name: str) -> Callable[[dict[str, Any], World], None]:
     return change
 
 
+def _monitoring(world: World, labels: str) -> dict[str, Any]:
+    """Monitoring that reads labels from ``labels`` and its predictions from the nocdf table."""
+    schema = f"main.doc{world.tag}"
+    return {"window": "1h", "labels": {"table": f"{schema}.{labels}", "key": "zone_id", "column": "zone_id"},
+            "source": {"table": f"{schema}.nocdf", "timestamp_column": "t", "version_column": "v",
+                       "prediction_column": "p"},
+            "checks": [{"metric": "rmse", "threshold": 8.0}],
+            "decision": {"windows": 3, "violations": 2, "action": "alert"}}
+
+
 def test_against_the_local_stack_every_check_passes(doctor, world):
     rc, out, err = doctor(json_out=True)
     assert rc == 0, (out, err)
@@ -150,6 +160,12 @@ CASES = {
     "job privilege missing": (None, {}, lambda w: w.plat.workspace.access.revoke_level(
         "jobs", str(w.policy["models"][0]["environments"]["prod"]["retraining"]["job_id"])),
         "retraining job", "fail", 1),
+    "label table missing": (_changed(lambda p, w: _env(p).update(monitoring=_monitoring(w, "nolabels"))), {}, None,
+                            "label table main.doc", "fail", 1),
+    "monitored table privilege missing": (
+        _changed(lambda p, w: _env(p).update(monitoring=_monitoring(w, "zones"))), {},
+        lambda w: w.plat.workspace.access.revoke_privilege("table", f"main.doc{w.tag}.nocdf", "SELECT"),
+        "monitored table main.doc", "fail", 1),
     "storage unreachable": (None, {"REACTOR_STORAGE": "sqlite:////proc/version/state.db"}, None,
                             "storage", "fail", 1),
 }
