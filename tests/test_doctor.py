@@ -276,3 +276,14 @@ def test_a_read_the_workspace_refuses_is_one_failed_line_not_a_traceback():
     got = list(_guarded("m/prod", checks()))
     assert [c.status for c in got] == [OK, FAIL]
     assert got[1].name == "m/prod" and "PermissionDenied" in got[1].detail and "workspace admin" in got[1].fix
+
+
+def test_no_policy_file_and_no_host_are_one_line_each(tmp_path, monkeypatch):
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["doctor", "--policy", str(tmp_path / "absent.yaml")], out, err) == 3
+    assert err.getvalue().count("\n") == 1 and "no such policy file" in err.getvalue()
+    (tmp_path / "p.yaml").write_text(json.dumps({"version": 1, "models": []}))
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["doctor", "--policy", str(tmp_path / "p.yaml")], out, err) == 4
+    assert err.getvalue().count("\n") == 1 and "DATABRICKS_HOST is not set" in err.getvalue() and out.getvalue() == ""
