@@ -141,6 +141,12 @@ def parser() -> argparse.ArgumentParser:
     pc.add_argument("--registry-uri", help="the app's model registry, which decides whether aliases exist "
                     "(default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI, as the app reads it)")
 
+    p = sub.add_parser("doctor", parents=[_common(json_only=True)], help="read-only preflight of the workspace and "
+                       "storage the policy needs (exit 1 if a rollout would fail, 4 if the workspace is unusable)")
+    p.add_argument("--policy", type=Path, help="default: $REACTOR_POLICY_FILE or policy.yaml")
+    p.add_argument("--storage", help="the app's storage (default: $REACTOR_STORAGE)")
+    p.add_argument("--principal", help="check this identity's privileges (the app's application id), not the caller's")
+
     for name in COMMANDS:
         _command_parser(sub, name, common)
     p = sub.add_parser("wait", parents=[common], help="re-attach to a command sent before: follow its record "
@@ -441,6 +447,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args = p.parse_args(argv)
     if args.cmd == "policy":
         return cmd_policy(args, out, err)
+    if args.cmd == "doctor":
+        from reactor import doctor
+
+        return doctor.command(args, out, err)
     body = b""
     if args.cmd in COMMANDS:
         from shared.commands import CommandRejected, parse

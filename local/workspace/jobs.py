@@ -428,6 +428,10 @@ class JobsService:
             self._save()
 
     # ------------------------------------------------------------------ bookkeeping (lock held)
+    def job_ids(self) -> set[int]:
+        with self._lock:
+            return set(self._jobs)
+
     def _job(self, job_id: int) -> dict[str, Any]:
         job = self._jobs.get(job_id)
         if job is None:

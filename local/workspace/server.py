@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .access import AccessService
 from .catalog import UnityCatalog
 from .data_quality import DataQualityService
 from .database import DatabaseService
@@ -153,6 +154,14 @@ class LocalWorkspace:
         self.jobs.register(self.router)
         self.data_quality = DataQualityService(self.catalog, stopping=self._stopping)
         self.data_quality.register(self.router)
+        self.access = AccessService(user=user, catalog=self.catalog, exists=self._object_exists)
+        self.access.register(self.router)
+
+    def _object_exists(self, object_type: str, object_id: str) -> bool:
+        """A serving endpoint (by id) or a job, for the permissions routes."""
+        if object_type == "jobs":
+            return object_id.isdigit() and int(object_id) in self.jobs.job_ids()
+        return any(ep.id == object_id for ep in self.serving.endpoints())
 
     # ------------------------------------------------------------------ lifecycle
     @property

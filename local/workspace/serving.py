@@ -603,6 +603,10 @@ class ServingService:
         with self.lock:
             return Response(body={"endpoints": [self._summary(ep) for ep in self._endpoints.values()]})
 
+    def endpoints(self) -> list[Endpoint]:
+        with self.lock:
+            return list(self._endpoints.values())
+
     def get(self, req: Request, name: str) -> Response:
         with self.lock:
             return Response(body=self._detailed(self._require(name)))
