@@ -185,7 +185,7 @@ def test_an_aborted_canary_is_the_last_rollout_and_the_aliases_stay_on_the_champ
     rc, entry = status_of(app, *store_args(app))
     assert rc == 1 and entry["rollout"]["id"] == row["id"] and entry["rollout"]["status"] == "aborted"
     assert entry["attention"] == [f"the last rollout (version {v3}) ended aborted: aborted by an operator: latency "
-                                  f"alarm (rolled back to versions ['{v2}'])"]
+                                  f"alarm (rolled back to versions {v2})"]
     assert entry["serving"] == [{"entity": f"{app.model}-{v2}", "version": v2, "traffic": 100}]
     assert entry["aliases"] == {"Champion": v2} and entry["serving_version"] == v2
     assert entry["failed_versions"] == {v3: entry["rollout"]["reason"]}
