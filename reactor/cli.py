@@ -1,8 +1,15 @@
 """The operators' CLI: what serves where, what is rolling out and why it stopped, what drifted, what
 was rejected, and the operators' commands (README "Progressive delivery", "Sending a command").
 
-``python -m reactor SUBCOMMAND …`` or the ``reactor`` console script; ``--help`` on every
-subcommand, ``--json`` for scripts (the data as the app's routes return it).
+``reactor SUBCOMMAND …`` (the console script ``pip install -e .`` installs; from any folder) or
+``python -m reactor``, following the conventions of ``kubectl`` and ``az`` (Kubernetes, "kubectl
+Usage Conventions", https://kubernetes.io/docs/reference/kubectl/conventions/; Microsoft Learn,
+"Output formats for Azure CLI commands", https://learn.microsoft.com/en-us/cli/azure/format-output-azure-cli):
+``--version``; the global flags (the backend, ``--policy``, ``-o``/``--output``, ``--json``) before
+or after the subcommand; ``-o table|wide|json`` (``--json`` is ``-o json``: the data as the app's
+routes return it, its times in ISO 8601 with their zone, as the text shows them); choices checked
+with a did-you-mean; examples in every subcommand's ``--help``; ``reactor completion bash|zsh``
+prints a completion script (reactor.completion).
 
 Backends (reactor.backend), one of:
 
@@ -15,7 +22,7 @@ Backends (reactor.backend), one of:
   routes, the key sent as ``x-functions-key``.
 
 Subcommands: ``status``, ``rollouts``, ``rollout ID``, ``records``, ``monitor``, ``policy check
-FILE``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
+FILE``, ``completion SHELL``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
 ``retrain``, ``check_drift``, validated with the queue's own schema (shared.commands) before they
 are sent, so a bad argument is a usage error and nothing is sent. ``--wait`` follows the
 command's journal record (and the rollouts it started) until it ends, printing each change.
@@ -23,12 +30,15 @@ command's journal record (and the rollouts it started) until it ends, printing e
 Exit codes:
 
 - 0: ok (a command sent; with ``--wait``, it ended ``done`` or ``ignored``);
-- 1: what was asked about needs attention (a paused, failed or stopped rollout, drift, a failed
-  check), a command ended ``failed``, ``rejected`` or ``superseded``, or a policy file is invalid;
+- 1: what was asked about needs attention (a paused or failed rollout, drift, a failed check; for
+  ``rollout ID`` also a stopped one), a command ended ``failed``, ``rejected`` or ``superseded``, or
+  a policy file is invalid. ``status`` notes a last rollout an operator aborted or rolled back, but
+  does not exit 1 for it: its outcome is what the operator asked for (shared.overview.alerts);
 - 2: usage error (argparse's), including a command argument the schema refuses;
 - 3: not found (a rollout, a record, a policy file, a model);
 - 4: cannot reach or use the backend (connection, authentication, storage settings);
-- 5: ``--wait`` timed out before the command ended (it goes on in the app).
+- 5: ``--wait`` timed out before the command ended (it goes on in the app);
+- 141: the reader of the output went away (``reactor records | head -1``), said nothing.
 """
 
 from __future__ import annotations
