@@ -143,11 +143,12 @@ def _rollout_id(text: str) -> str:
     return text
 
 
-def add(sub: Any, name: str, help: str, examples: str, parents: list[argparse.ArgumentParser],
+def add(sub: Any, name: str, summary: str, examples: str, parents: list[argparse.ArgumentParser],
         **kw: Any) -> argparse.ArgumentParser:
-    """One subcommand, its examples shown at the end of its ``--help``."""
-    description = help[:1].upper() + help[1:].replace("%%", "%") + "."
-    return sub.add_parser(name, parents=parents, help=help, description=description,
+    """One subcommand: ``summary`` in the list of subcommands and atop its ``--help``, which ends
+    with ``examples`` (command lines, as ``kubectl`` and ``az`` end theirs)."""
+    description = summary[:1].upper() + summary[1:].replace("%%", "%") + "."
+    return sub.add_parser(name, parents=parents, help=summary, description=description,
                           epilog="examples:\n" + examples.strip("\n"),
                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
