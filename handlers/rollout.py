@@ -159,6 +159,11 @@ class StepContext:
                                                                                                self.candidate["name"])
 
 
+def _listed(versions: list[str]) -> str:
+    """Versions in a note as a person reads them ("2, 3"; "none"), not as a Python list."""
+    return ", ".join(versions) or "none"
+
+
 def _champion(previous: dict[str, Any] | None) -> str | None:
     """The version with the largest share of the config that serves."""
     shares = serving.routes(previous)
@@ -521,8 +526,8 @@ def step_rollback(ctx: StepContext) -> Transition:
             return fail(f"{failure}; the endpoint stayed busy, so the previous config was not restored")
         return wait("endpoint busy; waiting to restore the previous config")
     serving.write(ctx.w, ctx.endpoint, cfg, exists=view.exists)
-    return go("wait_rollback", f"restoring the routes of versions {serving.served_versions(previous)}" + aliases_note,
-              restore=cfg)
+    return go("wait_rollback", f"restoring the routes of versions {_listed(serving.served_versions(previous))}"
+              + aliases_note, restore=cfg)
 
 
 def _remove_endpoint(ctx: StepContext, view: serving.EndpointView, failure: str) -> Transition:
@@ -570,7 +575,7 @@ def step_wait_rollback(ctx: StepContext) -> Transition:
         delay = seconds(ctx.env.strategy.abort_delay)
         return go("retire", f"routes restored; version {ctx.row['version']} stays at 0% for {delay} s", final=previous,
                   retire_at=ctx.deps.clock() + delay)
-    return _end(ctx, f"{failure} (rolled back to versions {serving.served_versions(previous)})")
+    return _end(ctx, f"{failure} (rolled back to versions {_listed(serving.served_versions(previous))})")
 
 
 def step_retire(ctx: StepContext) -> Transition:
@@ -589,7 +594,7 @@ def step_retire(ctx: StepContext) -> Transition:
     gone = [str(e["entity_version"]) for e in view.active["served_entities"]] if view.active else []
     serving.write(ctx.w, ctx.endpoint, final, exists=True)
     kept = serving.served_versions(final)
-    return go("wait_retire", f"removing versions {sorted(set(gone) - set(kept))}; keeping {kept}")
+    return go("wait_retire", f"removing versions {_listed(sorted(set(gone) - set(kept)))}; keeping {_listed(kept)}")
 
 
 def step_wait_retire(ctx: StepContext) -> Transition:
@@ -601,7 +606,7 @@ def step_wait_retire(ctx: StepContext) -> Transition:
         return wait("removing the unused entities")
     served = serving.served_versions(final)
     if ctx.row.get("ending"):
-        return _end(ctx, f"{ctx.row.get('failure', 'rollout failed')} (rolled back to versions {served})")
+        return _end(ctx, f"{ctx.row.get('failure', 'rollout failed')} (rolled back to versions {_listed(served)})")
     if not view.serves(final):
         return _end(ctx, f"removing the unused entities ended {view.config_update}: {view.message}")
     said = ", ".join(f"@{a}" for a in ctx.env.aliases.champion) or "no aliases"

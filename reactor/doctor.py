@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.settings import APP_ROOT
+
 OK, WARN, FAIL = "ok", "warn", "fail"
 # Permission levels, each implying those before it (Databricks, "Access control lists").
 ENDPOINT_LEVELS = ("CAN_VIEW", "CAN_QUERY", "CAN_MANAGE")
@@ -474,7 +476,7 @@ def command(args: Any, out: TextIO, err: TextIO) -> int:
     cannot be reached or refuses the identity."""
     from shared.policy import PolicyError
 
-    policy = args.policy or Path(os.environ.get("REACTOR_POLICY_FILE") or "policy.yaml")
+    policy = args.policy or Path(os.environ.get("REACTOR_POLICY_FILE") or APP_ROOT / "policy.yaml")
     if not policy.is_file():
         print(f"reactor: {policy}: no such policy file", file=err)
         return 3

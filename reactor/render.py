@@ -1,18 +1,82 @@
-"""How the CLI's answers read to a person (``--json`` prints the data itself): the status summary
+"""How the CLI's answers read to a person (``-o json`` prints the data itself): the status summary
 (shared.overview), a rollout's timeline with step durations and its analysis runs
 (shared.delivery.store), records, and monitor decisions with each figure against its threshold
-(shared.monitoring.figures, as the demo prints them)."""
+(shared.monitoring.figures, as the demo prints them).
+
+Listings are tables laid out by ``rich`` (Rich, "Tables", https://rich.readthedocs.io/en/stable/tables.html):
+on a terminal they fit its width by wrapping cells, never by cutting them; piped, each row is one
+line. ``wide`` adds columns, as ``kubectl get -o wide`` does (Kubernetes, "kubectl get",
+https://kubernetes.io/docs/reference/kubectl/generated/kubectl_get/). Times are ISO 8601 in UTC with
+their zone (``2026-12-08T02:25:47Z``), in text and, through :func:`iso_times`, in JSON."""
 
 from __future__ import annotations
 
-import time
+import io
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.monitoring.figures import figure_text
+from shared.overview import alerts
+
+_UNBOUNDED = 100_000  # the width a piped table is laid out in: each row stays one line
+_MIN_TEXT = 30  # the least width a table's free-text column gets
 
 
 def when(epoch: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) if epoch else "-"
+    """An epoch time as ISO 8601 in UTC with its zone, or ``-``."""
+    if not epoch:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def iso_times(data: Any) -> Any:
+    """``data`` with every time (a number under a key ``at`` or ``*_at``, or a ``window``'s ends)
+    in the form of :func:`when`: what the CLI's JSON output prints; the app stores epoch seconds."""
+    if isinstance(data, list):
+        return [iso_times(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        if _is_time(key, value):
+            out[key] = when(value)
+        elif key == "window" and isinstance(value, list):
+            out[key] = [when(v) if isinstance(v, int | float) else v for v in value]
+        elif key == "window" and isinstance(value, dict):
+            out[key] = {k: when(v) if k in ("start", "end") and isinstance(v, int | float) else iso_times(v)
+                        for k, v in value.items()}
+        else:
+            out[key] = iso_times(value)
+    return out
+
+
+def _is_time(key: str, value: Any) -> bool:
+    return (key == "at" or key.endswith("_at")) and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def table(headers: list[str], rows: list[list[str]], width: int | None = None) -> str:
+    """A borderless table, as ``kubectl get`` prints: headers in capitals, columns two spaces
+    apart. Every column but the last holds a key fact (an id, a status, a time) and is never cut
+    or wrapped; the last, free text, wraps at word boundaries to fit ``width`` (a terminal's), and
+    None keeps each row one line. Cells are plain text (never read as Rich markup)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0), header_style="")
+    *keys, text = headers
+    widths = [max([len(h), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(keys)]
+    for h, w in zip(keys, widths, strict=True):
+        t.add_column(h, no_wrap=True, min_width=w)
+    t.add_column(text, overflow="fold")
+    # Too narrow a terminal gets longer lines (wrapped by the terminal), never a lost column.
+    width = max(width or _UNBOUNDED, sum(widths) + 2 * len(widths) + _MIN_TEXT)
+    for row in rows:
+        t.add_row(*(Text(str(c)) for c in row))
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, highlight=False, emoji=False,
+            force_terminal=False, legacy_windows=False).print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
 
 
 def seconds(value: float) -> str:
@@ -44,7 +108,8 @@ def decision_lines(d: dict[str, Any], indent: str = "") -> list[str]:
 def status(entries: list[dict[str, Any]]) -> str:
     out = []
     for e in entries:
-        state = "needs attention" if e["attention"] else "ok"
+        alerting = alerts(e)
+        state = "needs attention" if alerting else "ok"
         out.append(f"{e['model']}/{e['environment']}  endpoint {e['endpoint']}  {state}")
         out.append(f"  serving   {_served(e)}")
         aliases = ", ".join(f"@{a} v{v}" for a, v in sorted(e["aliases"].items()))
@@ -56,7 +121,8 @@ def status(entries: list[dict[str, Any]]) -> str:
         out.append(f"  monitor   {monitor[0].strip()}")
         out += monitor[1:]
         out += retraining_lines(e.get("retraining"))
-        out += [f"  ! {a}" for a in e["attention"]]
+        # "!" calls for someone; "·" notes what an operator's own abort or rollback left.
+        out += [f"  {'!' if a in alerting else '·'} {a}" for a in e["attention"]]
     return "\n".join(out)
 
 
@@ -88,16 +154,27 @@ def progress(rid: str, version: str | None, text: str) -> str:
     return f"rollout {rid} v{version or '?'} {text}"
 
 
-def rollouts(rows: list[dict[str, Any]]) -> str:
-    out = [f"{'ROLLOUT':<24}  {'MODEL/ENV':<28}  {'VERSION':>7}  {'STATUS':<11}  {'STEP':<13}  {'CREATED':<19}  "
-           f"{'TOOK':>6}  REASON"]
+def rollouts(rows: list[dict[str, Any]], wide: bool = False, width: int | None = None) -> str:
+    headers = ["ROLLOUT", "MODEL/ENV", "VERSION", "STATUS", "STEP", "CREATED", "TOOK"]
+    headers += ["WEIGHT", "CHAMPION", "ENDED", "CAUSED BY"] if wide else []
+    body = []
     for r in rows:
         took = seconds((r.get("finished_at") or r.get("updated_at") or 0) - r["created_at"])
         reason = (r.get("reason") or "") if r.get("status") != "done" else ""
-        where = f"{r.get('model')}/{r.get('environment')}"
-        out.append(f"{r['id']:<24}  {where:<28}  {r.get('version') or '?':>7}  {r['status']:<11}  {r['step']:<13}  "
-                   f"{when(r['created_at']):<19}  {took:>6}  {reason[:120]}")
-    return "\n".join(out)
+        status = "paused" if r.get("paused") and r.get("status") == "running" else r["status"]
+        cells = [r["id"], f"{r.get('model')}/{r.get('environment')}", r.get("version") or "?", status, r["step"],
+                 when(r["created_at"]), took]
+        if wide:
+            weight = "-" if r.get("weight") is None else f"{r['weight']}%"
+            cells += [weight, r.get("champion") or "-", when(r.get("finished_at")), _caused_by(r.get("caused_by"))]
+        body.append([*cells, reason])
+    return table([*headers, "REASON"], body, width)
+
+
+def _caused_by(cause: Any) -> str:
+    if isinstance(cause, dict):
+        return " ".join(str(v) for v in cause.values() if v not in (None, "")) or "-"
+    return str(cause) if cause else "-"
 
 
 def timeline(row: dict[str, Any]) -> list[tuple[float, float, str, str]]:
@@ -141,16 +218,21 @@ def rollout(got: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def records(rows: list[dict[str, Any]]) -> str:
-    out = [f"{'KIND':<8}  {'STATUS':<10}  {'RECEIVED':<19}  {'WHAT':<18}  {'KEY':<40}  REASON / OUTCOME"]
+def records(rows: list[dict[str, Any]], wide: bool = False, width: int | None = None) -> str:
+    headers = ["KIND", "STATUS", "RECEIVED", "WHAT", "KEY", *(["MODEL/ENV", "UPDATED"] if wide else [])]
+    body = []
     for r in rows:
         ev, cmd = r.get("event") or {}, r.get("command") or {}
         what = f"{ev.get('kind', '')} v{ev.get('version')}" if ev else cmd.get("command", "")
         outcome = r.get("outcome")
         detail = r.get("reason") or ("; ".join(outcome) if isinstance(outcome, list) else outcome or "")
-        out.append(f"{r['kind']:<8}  {r['status']:<10}  {when(r.get('received_at')):<19}  {what[:18]:<18}  "
-                   f"{r['key']:<40}  {str(detail)[:160]}")
-    return "\n".join(out)
+        cells = [r["kind"], r["status"], when(r.get("received_at")), what, r["key"]]
+        if wide:
+            source = ev or cmd
+            where = "/".join(str(source[k]) for k in ("model", "environment") if source.get(k)) or "-"
+            cells += [where, when(r.get("updated_at"))]
+        body.append([*cells, str(detail)])
+    return table([*headers, "REASON / OUTCOME"], body, width)
 
 
 def rejections(summary: dict[str, Any]) -> str:

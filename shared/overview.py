@@ -177,13 +177,32 @@ def aliases(row: dict[str, Any] | None, env: Environment) -> dict[str, str]:
 
 def attention(entry: dict[str, Any]) -> list[str]:
     """What an operator should look at in one summary, in words."""
-    out = []
+    return [*_rollout_attention(entry), *_monitor_attention(entry)]
+
+
+def alerts(entry: dict[str, Any]) -> list[str]:
+    """The attention items that still call for someone: all but the note of a last rollout an
+    operator stopped (``abort``, ``rollback``), whose outcome is what the operator asked for, as
+    ``kubectl rollout status`` is content once an undo has rolled out (Kubernetes, "kubectl
+    rollout status", https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_status/).
+    ``reactor status`` exits 1 on these only; the note stays in ``attention`` until the next rollout."""
+    r = entry.get("rollout")
+    stopped = bool(r) and r.get("status") in rollouts.STOPPED
+    return [*([] if stopped else _rollout_attention(entry)), *_monitor_attention(entry)]
+
+
+def _rollout_attention(entry: dict[str, Any]) -> list[str]:
     r = entry.get("rollout")
     if r and r.get("paused"):
-        out.append(f"rollout {r['id']} of version {r['version']} paused: {r['paused']}")
-    elif r and r.get("status") in ("failed", *rollouts.STOPPED):
+        return [f"rollout {r['id']} of version {r['version']} paused: {r['paused']}"]
+    if r and r.get("status") in ("failed", *rollouts.STOPPED):
         why = f": {r['reason']}" if r.get("reason") else ""
-        out.append(f"the last rollout (version {r['version']}) ended {r['status']}{why}")
+        return [f"the last rollout (version {r['version']}) ended {r['status']}{why}"]
+    return []
+
+
+def _monitor_attention(entry: dict[str, Any]) -> list[str]:
+    out = []
     d = entry.get("monitor")
     if d and d.get("verdict") in DRIFT_VERDICTS:
         out.append(f"monitor: version {d.get('version')} {d['verdict']}: {d.get('reason')}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from shared.storage import open_queues, open_tables
 from tests.conftest import NEVER, App, policy_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 ANALYSIS = {"delivery_delay": "1s", "min_requests": 25, "error_rate": {"margin": 0.15},
             "latency": {"max_ratio": 5.0}, "prediction_shift": {"metric": "ks", "threshold": 0.5},
             "on_inconclusive": "pause"}
@@ -145,16 +148,25 @@ def test_a_paused_canary_shows_in_status_rollouts_and_its_timeline(app):
 
     rc, out, _ = cli("rollouts", "--model", app.model, "--json", *store_args(app))
     assert rc == 0 and [r["version"] for r in json.loads(out)] == [v2, v1]
+    assert all(ISO.fullmatch(r["created_at"]) and ISO.fullmatch(r["updated_at"]) for r in json.loads(out))
+    # Global flags before the subcommand; the table names whole facts with ISO times.
+    rc, text, _ = cli(*store_args(app), "-o", "wide", "rollouts")
+    header, first, *_ = text.splitlines()
+    assert header.split()[:8] == ["ROLLOUT", "MODEL/ENV", "VERSION", "STATUS", "STEP", "CREATED", "TOOK", "WEIGHT"]
+    assert first.split()[:5] == [row["id"], f"{app.model}/prod", v2, "paused", row["step"]]
+    assert ISO.fullmatch(first.split()[5]) and first.split()[7] == "30%"
     rc, out, _ = cli("rollouts", "--status", "paused", "--json", *store_args(app))
     assert [r["id"] for r in json.loads(out)] == [row["id"]]
 
     rc, text, _ = cli("rollout", row["id"], *store_args(app))
     assert rc == 1, text
+    assert re.search(r"  created   \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text), text
     assert f"version {v2}" in text and "paused: analysis Inconclusive" in text
     assert "  timeline" in text and " smoke " in text and "  analysis" in text
     assert "stage 0 run 1 at 30%: Inconclusive" in text and "error_rate" in text
     rc, out, _ = cli("rollout", row["id"], "--json", *store_args(app))
     got = json.loads(out)
+    assert all(ISO.fullmatch(h["at"]) for h in got["rollout"]["history"])
     assert [a["phase"] for a in got["analyses"]] == ["Inconclusive"]
     assert cli("rollout", "f" * 24, *store_args(app))[0] == 3
 
@@ -218,9 +230,12 @@ def test_steering_commands_wait_for_the_state_they_ask_for(app):
     assert rc == 0 and got["rollout"]["status"] == "aborted", got
     assert app.rollouts(v3)[0]["status"] == "aborted"
     rc, entry = status_of(app, *store_args(app))
-    assert rc == 1 and entry["rollout"]["id"] == row["id"] and entry["rollout"]["status"] == "aborted"
-    assert entry["attention"] == [f"the last rollout (version {v3}) ended aborted: aborted by an operator: latency "
-                                  f"alarm (rolled back to versions ['{v2}'])"]
+    assert rc == 0 and entry["rollout"]["id"] == row["id"] and entry["rollout"]["status"] == "aborted"
+    note = (f"the last rollout (version {v3}) ended aborted: aborted by an operator: latency alarm (rolled back to "
+            f"versions {v2})")
+    assert entry["attention"] == [note]
+    rc, text, _ = cli(*http_args(app), "status")
+    assert rc == 0 and text.splitlines()[0].endswith(f"endpoint {app.endpoint}  ok") and f"  · {note}" in text
     assert entry["serving"] == [{"entity": f"{app.model}-{v2}", "version": v2, "traffic": 100}]
     assert entry["aliases"] == {"Champion": v2} and entry["serving_version"] == v2
     assert entry["failed_versions"] == {v3: entry["rollout"]["reason"]}
@@ -293,6 +308,8 @@ def test_unreachable_backends_and_unknown_models_have_their_exit_codes(app, tmp_
     rc, _, err = cli("status", "--storage", f"sqlite:///{tmp_path / 'nowhere.db'}")
     assert rc == 4 and "no such database file" in err
     assert cli("status", "--model", "nope", *store_args(app))[0] == 3
+    rc, _, err = cli("status", "--model", app.model[:-1], *store_args(app))
+    assert rc == 3 and f"did you mean '{app.model}'?" in err
     with pytest.raises(SystemExit) as exc:
         cli("status", "--storage", "sqlite:///x", "--url", "http://h/api")
     assert exc.value.code == 2
@@ -446,3 +463,32 @@ def test_the_countdown_says_what_is_left_while_baking_and_what_is_waited_for():
     assert _countdown({"status": "running", "step": "wait_shift", "wait_started": 900.0}, 1_000.0) == (
         100.0, "waiting for the endpoint at wait_shift: 100 s so far")
     assert _countdown({"status": "done", "step": "end"}, 1_000.0) is None
+def test_a_misspelt_status_is_a_usage_error_and_the_listing_is_not_printed(app):
+    got = subprocess.run([sys.executable, "-m", "reactor", "records", "--status", "faild", *store_args(app)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and got.stdout == "", got.stdout
+    assert got.stderr.startswith("usage: reactor records ") and "did you mean 'failed'?" in got.stderr
+
+
+@pytest.mark.parametrize("backend", ["storage", "url"])
+def test_a_reader_gone_ends_the_listing_quietly_on_either_backend(app, backend, tmp_path):
+    """``reactor records | head -1``, head gone: exit 141, nothing on stderr (it was exit 4, and a
+    traceback over --url). The pipe's read end is closed before the CLI writes."""
+    r, w = os.pipe()
+    os.close(r)
+    args = store_args(app) if backend == "storage" else http_args(app)
+    got = subprocess.run([sys.executable, "-m", "reactor", "records", *args], stdout=w, stderr=subprocess.PIPE,
+                         cwd=ROOT, timeout=60)
+    os.close(w)
+    assert (got.returncode, got.stderr) == (141, b"")
+
+
+def test_the_cli_answers_alike_from_any_folder(app, tmp_path):
+    """Run from elsewhere (the package importable, as ``pip install -e .`` makes it): with no
+    --policy nor $REACTOR_POLICY_FILE, the status reads the checkout's policy.yaml, as the app does."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REACTOR_POLICY_FILE", "REACTOR_STORAGE")}
+    got = subprocess.run([sys.executable, "-m", "reactor", "status", "-o", "json", "--storage",
+                          app.settings["REACTOR_STORAGE"]], cwd=tmp_path, capture_output=True, text=True,
+                         env={**env, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert [(e["model"], e["environment"]) for e in json.loads(got.stdout)] == [("taxi_fare", "prod")]

@@ -154,7 +154,7 @@ def test_package_holds_the_app_and_nothing_else():
                    ".hypothesis", ".pytest_cache", ".ruff_cache"):
         leaked = [f for f in files if f.split("/")[0] == folder]
         assert not leaked, f"{folder}/ leaks into the package: {leaked[:5]}"
-    for name in ("dev", "requirements-dev.txt", ".funcignore", ".gitignore"):
+    for name in ("dev", "requirements-dev.txt", "requirements-cli.txt", ".funcignore", ".gitignore"):
         assert name not in names, f"{name} leaks into the package"
     assert not [f for f in files if "__pycache__/" in f or f.endswith(".pyc") or f.endswith("local.settings.json")]
 

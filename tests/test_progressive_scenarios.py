@@ -76,7 +76,7 @@ def test_a_worse_canary_fails_at_its_first_step_and_is_rolled_back_with_champion
     finally:
         app.plat.workspace.faults.entity_faults = {}
     assert row["status"] == "failed", row
-    assert row["reason"].startswith("analysis Failed") and f"rolled back to versions ['{v1}']" in row["reason"]
+    assert row["reason"].startswith("analysis Failed") and f"rolled back to versions {v1}" in row["reason"]
     (run,) = runs_of(app, row)
     assert run["weight"] == 20 and run["phase"] == "Failed"
     assert run["metrics"]["error_rate"]["phase"] == "Failed"
