@@ -164,7 +164,7 @@ def test_a_healthy_canary_shows_what_serves_its_timeline_and_its_analysis_per_st
         assert f"Rollout {row['id']}" in text
         for step in ("smoke", "shift", "bake", "promote"):
             assert step in text, step
-        assert "Step 0 at 10%, run 1: Successful" in text and "Step 1 at 50%, run 1: Successful" in text
+        assert "Step 1 at 10%, run 1: Successful" in text and "Step 2 at 50%, run 1: Successful" in text
         assert "error_rate" in text and "prediction_shift" in text and "latency" in text
         assert " min" in text or " s" in text  # the time each step took
         shot(page, "healthy-rollout")
