@@ -16,20 +16,22 @@ from shared import journal, rejections
 from shared.tables import TableService
 
 SCAN = 2000  # journal entities one page reads at most to find its rejected records
-_QUERIES = 20  # and queries: a page fills in a few when rejections are not rare
+_QUERIES = 40  # and queries (of ``limit`` entities each)
 
 
 def rejected_page(tables: TableService, *, limit: int, continuation: str | None
                   ) -> tuple[list[dict[str, Any]], str | None, int]:
-    """Up to ``limit`` rejected records from ``continuation`` on, newest first, the token after the
-    last entity read (None: the journal's end) and how many entities were read."""
+    """The rejected records among the journal's entities from ``continuation`` on, read ``limit``
+    at a time until at least ``limit`` are found (so a page holds fewer than ``2 * limit``), the
+    journal ends, or ``SCAN`` entities or ``_QUERIES`` queries were read; newest first, with the
+    token after the last entity read (None: the journal's end) and how many entities were read.
+    A token names an entity, not a record within a query's answer, so a page never stops inside one."""
     rows: list[dict[str, Any]] = []
     token, read = continuation, 0
     for _ in range(_QUERIES):
-        want = min(limit - len(rows), SCAN - read)
-        got, token = journal.page(tables, None, "rejected", limit=want, continuation=token)
+        got, token = journal.page(tables, None, "rejected", limit=limit, continuation=token)
         rows.extend(got)
-        read += want
+        read += limit
         if token is None or len(rows) >= limit or read >= SCAN:
             break
     return sorted(rows, key=lambda r: r.get("received_at") or 0, reverse=True), token, read
