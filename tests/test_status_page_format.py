@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from handlers.pages.hints import next_steps
 from handlers.pages.layout import BadRequest, number, refresh
 from handlers.pages.model import series
+from handlers.pages.overview import step_text
 from handlers.pages.plots import figure_plot
 
 
@@ -80,3 +81,10 @@ def test_a_figure_without_values_says_so_and_axes_never_show_an_exponent() -> No
     big = figure_plot("rows", {"1": [{"at": 1.0, "value": 1234.0, "verdict": "ok"}]}, 1000.0, "above")
     axis = re.findall(r'class="axis"[^>]*>([^<]*)<', big)
     assert axis == ["1,357", "0"] and not any("e+" in a for a in axis)
+
+
+def test_traffic_steps_are_counted_from_one_and_others_are_named_only() -> None:
+    assert step_text({"step": "bake", "stage": 0}) == "step 1 (bake)"
+    assert step_text({"step": "analyze", "stage": 1}) == "step 2 (analyze)"
+    for step in ("smoke", "end", "retire"):
+        assert step_text({"step": step, "stage": 2}) == f"step {step}"

@@ -10,7 +10,8 @@ from handlers.pages.layout import Html, esc, href, page, table, when
 from shared.monitoring.figures import figures_line
 from shared.tables import TableService
 
-_BEFORE_TRAFFIC = frozenset({"wait_deploy", "smoke", "deploy"})
+# The steps of one traffic stage (handlers/rollout.py): only these are counted.
+_TRAFFIC_STEPS = frozenset({"shift", "wait_shift", "bake", "analyze"})
 
 
 def state_class(status: str | None, paused: Any = None) -> str:
@@ -41,7 +42,7 @@ def step_text(r: dict[str, Any]) -> str:
     """The step for people: its name and, on a traffic step, its number counted from 1 (the row's
     ``stage`` counts from 0)."""
     stage = r.get("stage")
-    number = f" {int(stage) + 1}" if isinstance(stage, int) and r.get("step") not in _BEFORE_TRAFFIC else ""
+    number = f" {int(stage) + 1}" if isinstance(stage, int) and r.get("step") in _TRAFFIC_STEPS else ""
     return f"step{number} ({r.get('step')})" if number else f"step {r.get('step')}"
 
 
