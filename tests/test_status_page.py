@@ -310,6 +310,18 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         shot(page, "paging-older-windows")
         overview = open_page(browser, f"{base}/page?code={HOST_KEY}")
         assert "monitor: version 1 violation" in overview.inner_text("body")
+        # To the last page: every page holds rollouts (never the lease or index entries alone),
+        # each once, and the last has no "Next".
+        page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=200&code={HOST_KEY}")
+        seen: list[str] = []
+        while True:
+            ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
+            assert ids, "an empty page of rollouts"
+            seen += ids
+            if page.locator("a.next").count() == 0:
+                break
+            follow(page, "a.next")
+        assert len(seen) == len(set(seen)) == 1000
 
 
 def _canary_decisions(d: Driver, n: int, *, start: float) -> None:

@@ -53,6 +53,8 @@ def rollout_list(tables: TableService, model: str, environment: str, endpoint: s
               esc(r.get("reason"))] for r in rows]
     out = table(["rollout", "version", "state", "step", "created", "finished", "reason"], cells,
                 "No rollout on this page.")
+    if token or continuation:
+        out += '<p class="muted">Newest first within a page; the pages follow the storage\'s key order.</p>'
     if token:
         nxt = href("model", model=model, environment=environment, limit=limit, continuation=token)
         out += f'<p><a class="next" href="{nxt}">Next {limit} rollouts</a></p>'
