@@ -23,7 +23,8 @@ def render() -> Html:
         f'<li>as the header <code>{KEY_HEADER}: KEY</code> (for scripts, e.g. '
         f'<code>curl -H "{KEY_HEADER}: KEY" …/api/status/page</code>).</li></ol>'
         '<p>The key: <code>az functionapp function keys list</code> or <code>az functionapp keys list</code> '
-        'for the app, or what <code>./dev demo</code> printed for the local stack.</p></section>'
+        'for the app in Azure; for the local stack, <code>HOST_KEY</code> in <code>local/stack.py</code>.</p>'
+        '</section>'
         f'<form method="get" action="{href("page")}"><label>Function key '
         '<input type="password" name="code" autocomplete="off" required></label> '
         '<button type="submit">Open the status page</button></form>')
