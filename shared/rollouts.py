@@ -125,8 +125,14 @@ def _served_rows(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
 
 def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None,
          ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
-    """One page of rollouts and the leases met on it, in key order (operators' view)."""
-    got: Page = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation)
+    """One page of rollouts and the leases met on it, in key order (operators' view). Of one
+    endpoint: only its rollouts (ids are hex, so they sort before ``lease`` and the ``~`` index),
+    so no page holds only the lease or index entries, and its lease by a point read."""
+    if endpoint is not None:
+        got: Page = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation,
+                                      rows=RowRange("", LEASE))
+        return [e.data for e in got.entities], {endpoint: lease(tables, endpoint)}, got.continuation
+    got = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation)
     rows = [e.data for e in got.entities if e.row_key != LEASE and not e.row_key.startswith("~")]
     leases = {e.partition_key: e.data for e in got.entities if e.row_key == LEASE}
     return rows, leases, got.continuation

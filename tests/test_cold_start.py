@@ -49,5 +49,5 @@ def test_importing_the_app_pulls_in_no_heavy_library(tmp_path: Path):
     assert sorted(data["functions"]) == sorted([
         "registry_webhook", "records", "rollouts", "commands", "rollout", "commands_poison", "rollout_poison",
         "registry_watcher", "repair", "monitor", "monitor_decisions", "status", "commands_intake",
-        "status_page", "status_model", "status_rollout", "status_rejections",
+        "status_page", "status_model", "status_rollout", "status_rejections", "status_key",
     ])

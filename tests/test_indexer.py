@@ -161,6 +161,7 @@ def test_every_function_is_indexed_with_its_trigger(indexed: dict) -> None:
         "status_model": _http("status/model", "GET", "FUNCTION"),
         "status_rollout": _http("status/rollout", "GET", "FUNCTION"),
         "status_rejections": _http("status/rejections", "GET", "FUNCTION"),
+        "status_key": _http("status/key", "GET", "ANONYMOUS"),
     }
     # Blueprint functions all live in the one script the worker loaded; none has a retry policy.
     assert {(fn["script_file"], fn["retry"]) for fn in indexed["functions"].values()} == {("function_app.py", None)}

@@ -164,7 +164,7 @@ def test_a_healthy_canary_shows_what_serves_its_timeline_and_its_analysis_per_st
         assert f"Rollout {row['id']}" in text
         for step in ("smoke", "shift", "bake", "promote"):
             assert step in text, step
-        assert "Step 0 at 10%, run 1: Successful" in text and "Step 1 at 50%, run 1: Successful" in text
+        assert "Step 1 at 10%, run 1: Successful" in text and "Step 2 at 50%, run 1: Successful" in text
         assert "error_rate" in text and "prediction_shift" in text and "latency" in text
         assert " min" in text or " s" in text  # the time each step took
         shot(page, "healthy-rollout")
@@ -293,6 +293,8 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=50&code={HOST_KEY}")
         assert page.locator("h2:has-text('Rollouts') + table tbody tr").count() == 50
         first_ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
+        created = page.locator("h2:has-text('Rollouts') + table tbody tr td:nth-child(5)").all_inner_texts()
+        assert created == sorted(created, reverse=True) and len(set(created)) == 50  # newest first
         plot = page.locator('svg.plot[data-check="psi(trip_distance)"]')
         assert plot.locator("circle").count() == 48 and plot.locator("line.threshold").count() == 1
         assert plot.locator("circle.violation").count() == 5
@@ -308,3 +310,153 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         shot(page, "paging-older-windows")
         overview = open_page(browser, f"{base}/page?code={HOST_KEY}")
         assert "monitor: version 1 violation" in overview.inner_text("body")
+        # To the last page: every page holds rollouts (never the lease or index entries alone),
+        # each once, and the last has no "Next".
+        page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=200&code={HOST_KEY}")
+        seen: list[str] = []
+        while True:
+            ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
+            assert ids, "an empty page of rollouts"
+            seen += ids
+            if page.locator("a.next").count() == 0:
+                break
+            follow(page, "a.next")
+        assert len(seen) == len(set(seen)) == 1000
+
+
+def _canary_decisions(d: Driver, n: int, *, start: float) -> None:
+    """``n`` hourly rounds during a canary: the monitor judges each served version on its own
+    (v1 the champion near 0, v2 the candidate near 0.94, as on the demo), and ``rmse`` has no
+    labels yet (value None), and a row count in the thousands."""
+    for i in range(n):
+        end = start + (i + 1) * HOUR
+        for version, ks in (("1", 0.0 + 0.001 * i), ("2", 0.938)):
+            verdict = "violation" if ks > 0.3 else "ok"
+            figures = [Figure("ks(prediction)", ks, 0.3, 0.25, "above", 500, verdict, "ks(prediction)").as_dict(),
+                       Figure("rmse", None, 4.0, 3.5, "above", 0, "insufficient_data", "rmse").as_dict(),
+                       Figure("rows(pickup)", 1234.0 + i, 1000.0, 900.0, "below", 500, "ok", "rows").as_dict()]
+            monitor_store.record_decision(d.raw_tables, ENDPOINT, {
+                "model": MODEL, "environment": "prod", "version": version, "verdict": verdict,
+                "reason": "canary round", "action": None, "figures": figures,
+                "window": {"start": end - HOUR, "end": end}, "windows": []}, now=end + int(version))
+
+
+def test_a_canary_s_versions_are_one_line_each_named_with_empty_charts_noted_and_readable_axes(
+        browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    deploy(d, d.registry.register())
+    d.run()
+    _canary_decisions(d, 6, start=time.time() - 7 * HOUR)
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&code={HOST_KEY}")
+        ks = page.locator('svg.plot[data-check="ks(prediction)"]')
+        ks.wait_for()
+        assert ks.locator("g.series").count() == 2 and ks.locator("polyline").count() == 2
+        assert ks.locator("g.legend-entry text").all_text_contents() == ["v1", "v2"]
+        for version in ("1", "2"):
+            line = ks.locator(f'g.series[data-version="{version}"]')
+            titles = line.locator("circle title").all_text_contents()
+            assert len(titles) == 6 and all(t.startswith(f"v{version} · ") for t in titles), titles
+        # v2's points all lie above the threshold, v1's all below: the lines never cross it.
+        assert ks.locator('g.series[data-version="2"] circle.violation').count() == 6
+        assert ks.locator('g.series[data-version="1"] circle.violation').count() == 0
+        rmse = page.locator('svg.plot[data-check="rmse"]')
+        note = rmse.locator("text.empty")
+        assert note.is_visible() and "No value yet" in (note.text_content() or "")
+        assert rmse.locator("polyline").count() == 0
+        rows = page.locator('svg.plot[data-check="rows(pickup)"]')
+        labels = rows.locator("text.axis")
+        assert not any("e+" in t for t in labels.all_text_contents()) and "," in (labels.first.text_content() or "")
+        frame = rows.bounding_box()
+        for i in range(labels.count()):  # drawn inside the plot, not cut at its left edge
+            box = labels.nth(i).bounding_box()
+            assert box is not None and frame is not None and box["x"] >= frame["x"], (box, frame)
+        shot(page, "canary-drift")
+
+
+def test_a_paused_or_failed_rollout_says_the_command_to_run_next_and_counts_steps_from_one(
+        browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path, env=CANARY)
+    _, v2 = first_version(d)
+    deploy(d, v2)
+    run_until(d, lambda: live(d).get("step") == "bake" and live(d)["weight"] == 10)
+    steer(d, "pause", "pause-1", reason="latency alarm")
+    run_until(d, lambda: live(d).get("paused"))
+    drain(d)
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/page?code={HOST_KEY}")
+        hint = page.locator("div.hint")
+        assert hint.count() == 1
+        commands = hint.locator("code").all_inner_texts()
+        assert commands[:2] == [f"reactor resume {MODEL} prod --wait", f"reactor promote {MODEL} prod --wait"]
+        assert any(c.startswith(f"reactor abort {MODEL} prod") for c in commands)
+        assert "step 1 (bake)" in page.inner_text("body")  # the first traffic step, counted from 1
+        follow(page, 'a[href*="status/rollout"]')
+        assert page.locator("div.hint code").first.inner_text() == f"reactor resume {MODEL} prod --wait"
+        shot(page, "paused-hint")
+
+
+def test_a_failed_rollout_hints_a_new_deploy(browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path, env=CANARY)
+    _, v2 = first_version(d)
+    d.serving_api.bad_answers.add(v2)
+    deploy(d, v2)
+    d.run()
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/page?code={HOST_KEY}")
+        commands = page.locator("div.hint code").all_inner_texts()
+        assert f"reactor deploy {MODEL} prod --version {v2} --wait" in commands
+        assert any(c.startswith("reactor rollout ") for c in commands)
+
+
+def test_the_page_refreshes_itself_only_when_asked(browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/page?code={HOST_KEY}")
+        toggle = page.locator("#refresh-toggle")
+        assert toggle.inner_text() == "Refresh every 30 s" and "refresh=30" in (toggle.get_attribute("href") or "")
+        follow(page, "#refresh-toggle")
+        assert "refresh=30" in page.url and page.locator("#refresh-toggle").inner_text().startswith("Stop refreshing")
+        # Links carry the period on, as they carry the key.
+        assert "refresh=30" in (page.locator('nav a[href*="rejections"]').get_attribute("href") or "")
+        page.goto(f"{base}/page?code={HOST_KEY}&refresh=2")
+        with page.expect_navigation(timeout=20_000) as nav:  # the reload itself, an event
+            pass
+        assert nav.value is not None and nav.value.status == 200
+        follow(page, "#refresh-toggle")
+        assert "refresh" not in page.url
+        bad = requests.get(f"{base}/page?refresh=1", headers={"x-functions-key": HOST_KEY}, timeout=30)
+        assert bad.status_code == 400 and "refresh must be a whole number of seconds from 2 to 3600" in bad.text
+
+
+def test_without_the_key_a_page_of_its_own_says_how_to_pass_it(browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/key")  # anonymous: no key needed to read how to pass one
+        text = page.inner_text("body")
+        assert "?code=KEY" in text and "x-functions-key: KEY" in text and "401" in text
+        assert HOST_KEY not in page.content()
+        page.fill("input[name=code]", HOST_KEY)
+        with page.expect_navigation() as nav:
+            page.click("button[type=submit]")
+        assert nav.value is not None and nav.value.status == 200
+        assert "Models and environments" in page.inner_text("body")
+
+
+def test_rejections_page_on_without_empty_pages_newest_first(browser, tmp_path: Path) -> None:
+    d = Driver(tmp_path)
+    # In key order: 30 rejected commands, then 150 that were done; the rejected in time order too.
+    for i in range(30):
+        journal.record(d.raw_tables, "command", journal.key("id", f"a{i:03d}"), "rejected", reason=f"bad {i}")
+    for i in range(150):
+        journal.record(d.raw_tables, "command", journal.key("id", f"b{i:03d}"), "done")
+    with serve(d, tmp_path) as base:
+        page = open_page(browser, f"{base}/rejections?limit=20&code={HOST_KEY}")
+        section = "h2:has-text('Rejected events') + table tbody tr"
+        first = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
+        assert first == [journal.key("id", f"a{i:03d}") for i in range(19, -1, -1)]  # newest first
+        follow(page, "a.next")
+        rest = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
+        assert rest == [journal.key("id", f"a{i:03d}") for i in range(29, 19, -1)]
+        assert page.locator("a.next").count() == 0  # the scan met the journal's end
+        shot(page, "rejections-paging")

@@ -1,5 +1,6 @@
 """HTTP triggers of the status page (handlers/pages): ``status/page``, ``status/model``,
-``status/rollout`` and ``status/rejections``, HTML for people, at the FUNCTION auth level.
+``status/rollout`` and ``status/rejections``, HTML for people, at the FUNCTION auth level; and
+``status/key``, anonymous, which says how to pass the key (handlers/pages/key.py).
 
 Handlers are imported inside each function on its first call, as in triggers/http.py: the
 worker imports this module to index the app, and the pages pull in the policy (pydantic, YAML).
@@ -55,3 +56,14 @@ def status_rollout(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="status/rejections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def status_rejections(req: func.HttpRequest) -> func.HttpResponse:
     return _serve("rejections", req)
+
+
+@bp.function_name("status_key")
+@bp.route(route="status/key", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def status_key(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers.pages.key import render
+    from handlers.pages.layout import HEADERS
+
+    got = render()
+    return func.HttpResponse(got.body, status_code=got.status, mimetype="text/html", charset="utf-8",
+                             headers=HEADERS)

@@ -5,7 +5,9 @@ Routes (triggers/pages.py, FUNCTION auth level like the operators' JSON views): 
 its rollouts, paged, and drift per figure over recent monitor decisions as SVG plots, with a link
 to older ones), ``status/rollout`` (one rollout's timeline with the time between steps, and its
 canary analysis runs) and ``status/rejections`` (the bounded rejection counters and the journal's
-rejected records, paged). No build step and nothing from outside the package: inline CSS, inline
+rejected records, paged); and ``status/key``, anonymous, saying how to pass the key
+(handlers/pages/key.py). Every page takes an optional ``refresh`` (seconds; off by default) on which
+its script reloads it. No build step and nothing from outside the package: inline CSS, inline
 SVG, one tiny inline script.
 
 Keys. The host checks ``x-functions-key`` or the ``code`` query parameter (Microsoft Learn, "Azure

@@ -21,6 +21,8 @@ HEADERS = {
 }
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+DEFAULT_REFRESH = 30  # seconds, what the toggle offers
+REFRESH_RANGE = (2, 3600)
 _NAME = re.compile(r"[A-Za-z0-9._~@:+-]{1,200}")
 
 _STYLE = """
@@ -30,13 +32,22 @@ table{border-collapse:collapse;margin:.5rem 0}th,td{border:1px solid #d0d7de;pad
 text-align:left;vertical-align:top}th{background:#f6f8fa}
 .bad{color:#b42318;font-weight:600}.ok{color:#1a7f37}.warn{color:#9a6700;font-weight:600}
 .banner{border:1px solid #b42318;background:#fff5f5;padding:.5rem 1rem;margin:.5rem 0}
-nav a{margin-right:1rem}.muted{color:#57606a}svg.plot{display:block;margin:.5rem 0 1rem;background:#fbfbfc}
+nav a{margin-right:1rem}nav #refresh-toggle{float:right}.hint code{background:#f6f8fa;padding:.1rem .3rem}
+.muted{color:#57606a}svg.plot{display:block;margin:.5rem 0 1rem;background:#fbfbfc}
 """
-# The key stays in the browser: copied from this page's query onto same-origin links.
+# The key and the refresh period stay in the browser: copied from this page's query onto
+# same-origin links (the key is never written by the server). With ``refresh`` the page reloads
+# itself after that many seconds; the toggle link adds or drops it on this page's own URL.
 _SCRIPT = """
-(function(){var c=new URLSearchParams(location.search).get("code");if(!c)return;
+(function(){var q=new URLSearchParams(location.search),c=q.get("code"),r=q.get("refresh");
 document.querySelectorAll("a[href]").forEach(function(a){var u=new URL(a.getAttribute("href"),location.href);
-if(u.origin===location.origin){u.searchParams.set("code",c);a.href=u.href;}});})();
+if(u.origin!==location.origin)return;if(c)u.searchParams.set("code",c);
+if(r&&!u.searchParams.has("refresh"))u.searchParams.set("refresh",r);a.href=u.href;});
+var t=document.getElementById("refresh-toggle");if(t){var u=new URL(location.href);
+if(r){u.searchParams.delete("refresh");t.textContent="Stop refreshing (every "+r+" s)";}
+else{u.searchParams.set("refresh","%(default)d");t.textContent="Refresh every %(default)d s";}
+t.href=u.href;}
+if(r)setTimeout(function(){location.reload();},1000*Number(r));})();
 """
 
 
@@ -90,10 +101,12 @@ def table(headers: list[str] | None, rows: list[list[str]], empty: str) -> str:
 
 
 def page(title: str, body: str, status: int = 200) -> Html:
-    nav = f'<nav><a href="{href("page")}">All models</a><a href="{href("rejections")}">Rejections</a></nav>'
+    nav = (f'<nav><a href="{href("page")}">All models</a><a href="{href("rejections")}">Rejections</a>'
+           f'<a id="refresh-toggle" href="#">Refresh every {DEFAULT_REFRESH} s</a></nav>')
     doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)} · ModelOps Reactor'
            f'</title><meta name="viewport" content="width=device-width,initial-scale=1"><style>{_STYLE}</style>'
-           f'</head><body>{nav}<h1>{esc(title)}</h1>{body}<script>{_SCRIPT}</script></body></html>')
+           f'</head><body>{nav}<h1>{esc(title)}</h1>{body}<script>{_SCRIPT % {"default": DEFAULT_REFRESH}}</script>'
+           '</body></html>')
     return Html(status, doc)
 
 
@@ -107,6 +120,35 @@ def limit(params: dict[str, str]) -> int:
     if not raw.isdigit() or not 0 < int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def refresh(params: dict[str, str]) -> int | None:
+    """The optional auto-refresh period in seconds (``refresh=``); None: off, the default. The
+    server only checks it: the page's script reloads (module comment at ``_SCRIPT``)."""
+    raw = params.get("refresh")
+    if not raw:
+        return None
+    low, high = REFRESH_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"refresh must be a whole number of seconds from {low} to {high}")
+    return int(raw)
+
+
+def number(value: float) -> str:
+    """A number for people, never in exponent form where a plain one fits (an axis label such as
+    ``1.23e+03`` is clipped and hard to read): thousands with separators, small values with three
+    significant digits, only tiny ones (below 0.001) in exponent form."""
+    size = abs(value)
+    if size == 0:
+        return "0"
+    for unit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if size >= unit:
+            return f"{value / unit:,.1f}{suffix}"
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 0.001:
+        return f"{value:.3g}"
+    return f"{value:.1e}"
 
 
 def name(params: dict[str, str], key: str) -> str:

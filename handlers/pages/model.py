@@ -3,8 +3,9 @@ page at a time, and drift per figure (each column's check, the prediction's, the
 checks) over the newest monitor decisions, as plots against the threshold.
 
 Bounded whatever the history: the rollouts are one ``query_page`` of at most ``limit`` rows (in
-key order, as ``GET /api/rollouts`` pages them; ``continuation`` goes on), and the plots one
-page of ``PLOT_WINDOWS`` decisions (the ``decisions`` partition is newest first), with a link to
+key order, as ``GET /api/rollouts`` pages them; ``continuation`` goes on), newest first within
+the page (rollout ids are digests, not times: a global time order needs an index by time), and the
+plots one page of ``PLOT_WINDOWS`` decisions (the ``decisions`` partition is newest first), with a link to
 the older ones (``older``, that page's continuation token)."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from handlers.pages.layout import Html, NotFound, esc, href, page, table, when
-from handlers.pages.overview import monitor_cell, rollout_cell, serving_text, state_class
+from handlers.pages.overview import monitor_cell, rollout_cell, serving_text, state_class, step_text
 from handlers.pages.plots import figure_plot
 from shared import overview, rollouts
 from shared.monitoring import store as monitor_store
@@ -43,14 +44,17 @@ def render(tables: TableService, policy: Policy, model: str, environment: str, *
 def rollout_list(tables: TableService, model: str, environment: str, endpoint: str, limit: int,
                  continuation: str | None) -> str:
     rows, _, token = rollouts.page(tables, endpoint, limit=limit, continuation=continuation)
+    rows.sort(key=lambda r: r.get("created_at") or 0, reverse=True)
     cells = [[f'<a href="{href("rollout", endpoint=endpoint, id=r["id"])}">{esc(r["id"])}</a>',
               esc(r.get("version")),
               f'<span class="{state_class(r.get("status"), r.get("paused"))}">'
               f'{esc("paused" if r.get("paused") else r.get("status"))}</span>',
-              esc(r.get("step")), esc(when(r.get("created_at"))), esc(when(r.get("finished_at"))),
+              esc(step_text(r)), esc(when(r.get("created_at"))), esc(when(r.get("finished_at"))),
               esc(r.get("reason"))] for r in rows]
     out = table(["rollout", "version", "state", "step", "created", "finished", "reason"], cells,
                 "No rollout on this page.")
+    if token or continuation:
+        out += '<p class="muted">Newest first within a page; the pages follow the storage\'s key order.</p>'
     if token:
         nxt = href("model", model=model, environment=environment, limit=limit, continuation=token)
         out += f'<p><a class="next" href="{nxt}">Next {limit} rollouts</a></p>'
@@ -58,15 +62,18 @@ def rollout_list(tables: TableService, model: str, environment: str, endpoint: s
 
 
 def series(decisions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per figure name, its threshold, direction and points oldest first, from decisions newest first."""
+    """Per figure name, its threshold, direction and, per version judged, its points oldest first
+    (``lines``), from decisions newest first. The monitor makes one decision per version it judged
+    (shared.monitoring.store), so a canary's two versions are two lines, never one."""
     out: dict[str, dict[str, Any]] = {}
     for d in reversed(decisions):
         at = (d.get("window") or {}).get("end") or d.get("at")
+        version = str(d.get("version"))
         for f in d.get("figures") or []:
-            s = out.setdefault(f["check"], {"threshold": f["threshold"], "direction": f["direction"], "points": []})
+            s = out.setdefault(f["check"], {"threshold": f["threshold"], "direction": f["direction"], "lines": {}})
             # The newest decision's threshold is the one in force.
             s.update(threshold=f["threshold"], direction=f["direction"])
-            s["points"].append({"at": at, "value": f.get("value"), "verdict": f.get("verdict")})
+            s["lines"].setdefault(version, []).append({"at": at, "value": f.get("value"), "verdict": f.get("verdict")})
     return out
 
 
@@ -77,8 +84,8 @@ def drift(tables: TableService, model: str, environment: str, endpoint: str, old
         return '<p class="muted">No monitor decision on this page.</p>'
     newest, oldest = decisions[0].get("at"), decisions[-1].get("at")
     out = (f'<p class="muted">{len(decisions)} decisions, {esc(when(oldest))} to {esc(when(newest))}; '
-           f'red dots violate.</p>')
-    out += "".join(figure_plot(name, s["points"], float(s["threshold"]), s["direction"])
+           f'one line per version; red dots violate.</p>')
+    out += "".join(figure_plot(name, s["lines"], float(s["threshold"]), s["direction"])
                    for name, s in series(decisions).items())
     if got.continuation:
         link = href("model", model=model, environment=environment, older=got.continuation)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.pages.hints import hint_html
 from handlers.pages.layout import Html, esc, href, page, table, when
 from shared.monitoring.figures import figures_line
 from shared.tables import TableService
+
+# The steps of one traffic stage (handlers/rollout.py): only these are counted.
+_TRAFFIC_STEPS = frozenset({"shift", "wait_shift", "bake", "analyze"})
 
 
 def state_class(status: str | None, paused: Any = None) -> str:
@@ -30,7 +34,16 @@ def rollout_cell(entry: dict[str, Any]) -> str:
     weight = f" at {esc(r['weight'])}%" if r.get("weight") is not None else ""
     return (f'<a href="{link}">v{esc(r.get("version"))}</a> '
             f'<span class="{state_class(r.get("status"), r.get("paused"))}">{esc(state)}</span>'
-            f' <span class="muted">step {esc(r.get("step"))}{weight}, {esc(when(r.get("updated_at")))}</span>')
+            f' <span class="muted">{esc(step_text(r))}{weight}, {esc(when(r.get("updated_at")))}</span>'
+            + hint_html(entry["model"], entry["environment"], r))
+
+
+def step_text(r: dict[str, Any]) -> str:
+    """The step for people: its name and, on a traffic step, its number counted from 1 (the row's
+    ``stage`` counts from 0)."""
+    stage = r.get("stage")
+    number = f" {int(stage) + 1}" if isinstance(stage, int) and r.get("step") in _TRAFFIC_STEPS else ""
+    return f"step{number} ({r.get('step')})" if number else f"step {r.get('step')}"
 
 
 def monitor_cell(entry: dict[str, Any]) -> str:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.pages.hints import hint_html
 from handlers.pages.layout import Html, NotFound, duration, esc, href, page, table, when
-from handlers.pages.overview import state_class
+from handlers.pages.overview import state_class, step_text
 from shared import rollouts
 from shared.delivery import store as analyses
 from shared.tables import TableService
@@ -24,11 +25,12 @@ def render(tables: TableService, endpoint: str, rid: str) -> Html:
         ["model", esc(row.get("model"))], ["version", esc(row.get("version"))],
         ["champion before", esc(row.get("champion"))],
         ["state", f'<span class="{state_class(row.get("status"), paused)}">{esc(state)}</span>'],
-        ["step", f'{esc(row.get("step"))} at {esc(row.get("weight"))}%'],
+        ["step", f'{esc(step_text(row))} at {esc(row.get("weight"))}%'],
         ["reason", esc(row.get("reason"))], ["failure", esc(row.get("failure"))],
         ["created", esc(when(row.get("created_at")))], ["finished", esc(when(row.get("finished_at")))],
     ]
     body = table(None, [f for f in facts if f[1]], "")
+    body += hint_html(row.get("model") or "", row.get("environment") or "", {**row, "paused": paused})
     body += f"<h2>Timeline</h2>{timeline(row)}<h2>Canary analysis</h2>"
     body += analysis(analyses.for_rollout(tables, endpoint, rid))
     back = href("model", model=row.get("model"), environment=row.get("environment"))
@@ -54,7 +56,8 @@ def analysis(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         cls = {"Successful": "ok", "Running": "", "Inconclusive": "warn"}.get(run.get("phase"), "bad")
         window = run.get("window") or [None, None]
-        out.append(f'<h3>Step {esc(run.get("stage"))} at {esc(run.get("weight"))}%, run {esc(run.get("run"))}: '
+        out.append(f'<h3>Step {esc(_from_one(run.get("stage")))} at {esc(run.get("weight"))}%, '
+                   f'run {esc(run.get("run"))}: '
                    f'<span class="{cls}">{esc(run.get("phase"))}</span></h3>'
                    f'<p class="muted">window {esc(when(window[0]))} to {esc(when(window[1]))}; '
                    f'v{esc(run.get("version"))} against v{esc(run.get("champion"))}</p>')
@@ -64,3 +67,8 @@ def analysis(runs: list[dict[str, Any]]) -> str:
         out.append(table(["metric", "metric phase", "measured", "verdict", "value", "detail"], rows,
                          "No measurement yet."))
     return "".join(out)
+
+
+def _from_one(stage: Any) -> Any:
+    """A stored stage (counted from 0) as people count steps, from 1."""
+    return stage + 1 if isinstance(stage, int) else stage

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from handlers.deps import Deps
 from handlers.pages import model, overview, rejections, rollout
-from handlers.pages.layout import BadRequest, Html, NotFound, error, limit, name
+from handlers.pages.layout import BadRequest, Html, NotFound, error, limit, name, refresh
 from shared import overview as summary
 from shared.app_state import app_status
 
@@ -39,6 +39,7 @@ VIEWS: dict[str, Callable[[Deps, dict[str, str]], Html]] = {
 
 def serve(view: str, deps: Deps, params: dict[str, str]) -> Html:
     try:
+        refresh(params)  # checked here once for every view; the page's script acts on it
         return VIEWS[view](deps, params)
     except NotFound as exc:
         return error(404, str(exc))
