@@ -356,7 +356,12 @@ def main() -> None:
     parser.add_argument("--stack-only", action="store_true",
                         help="set the stack up and register no model version (skips the demo's scenario)")
     args = parser.parse_args()
-    sys.exit(run(args.data_dir.resolve(), args.storage, keep=args.keep, stack_only=args.stack_only))
+    try:
+        code = run(args.data_dir.resolve(), args.storage, keep=args.keep, stack_only=args.stack_only)
+    except KeyboardInterrupt:  # Ctrl-C before the summary: the with blocks above have stopped the stack
+        print("\ninterrupted; the stack is stopped", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":
