@@ -15,7 +15,7 @@ Backends (reactor.backend), one of:
   routes, the key sent as ``x-functions-key``.
 
 Subcommands: ``status``, ``rollouts``, ``rollout ID``, ``records``, ``monitor``, ``policy check
-FILE``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``,
+FILE``, and the commands ``deploy``, ``promote``, ``pause``, ``resume``, ``abort``, ``rollback``, ``hold``, ``release``,
 ``retrain``, ``check_drift``, validated with the queue's own schema (shared.commands) before they
 are sent, so a bad argument is a usage error and nothing is sent. ``--wait`` follows the
 command's journal record (and the rollouts it started) until it ends, printing each change.
@@ -50,7 +50,7 @@ from shared.rollouts import STOPPED
 
 OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT = 0, 1, 2, 3, 4, 5
 STEERING = ("promote", "pause", "resume", "abort", "rollback")
-COMMANDS = ("deploy", *STEERING, "retrain", "check_drift")
+COMMANDS = ("deploy", *STEERING, "hold", "release", "retrain", "check_drift")
 MAX_SCAN = 20_000  # rows a listing reads at most to find the newest ones (keys are not in time order)
 POLL_SECONDS = 0.5
 
@@ -138,7 +138,9 @@ _HELP = {
     "pause": "hold the rollout where it is",
     "resume": "go on from a pause",
     "abort": "traffic back to the champion at once; the rollout ends aborted",
-    "rollback": "restore the previous config and aliases; the rollout ends rolled_back",
+    "rollback": "restore the previous config and aliases (after a finished rollout: undo it, and hold)",
+    "hold": "pin the environment to a version until release",
+    "release": "end the environment's hold; reconcile moves it again",
     "retrain": "run the environment's retraining job",
     "check_drift": "judge the monitoring windows now (or one --window-start/--window-end)",
 }
@@ -153,10 +155,15 @@ def _command_parser(sub: Any, name: str, common: argparse.ArgumentParser) -> Non
     if name == "deploy":
         p.add_argument("--version", help="a version number")
         p.add_argument("--alias", help="the version an alias points to")
+        p.add_argument("--hold", action=argparse.BooleanOptionalAction, default=None,
+                       help="pin the environment to this version until release (default: only a version older "
+                       "than the serving champion)")
+    if name == "hold":
+        p.add_argument("--version", required=True, help="a version number")
     if name in STEERING:
         p.add_argument("--rollout", help="a rollout other than the endpoint's active one")
-    if name in (*STEERING, "retrain"):
-        p.add_argument("--reason", required=name == "retrain", help="recorded with the command")
+    if name in (*STEERING, "hold", "release", "retrain"):
+        p.add_argument("--reason", required=name in ("hold", "retrain"), help="recorded with the command")
     if name == "promote":
         p.add_argument("--full", action="store_true", help="straight to 100%%")
     if name == "check_drift":
@@ -306,7 +313,7 @@ def command_of(args: argparse.Namespace) -> dict[str, Any]:
     """The command the arguments ask for, in the queue's plain form (README "Sending a command")."""
     cmd: dict[str, Any] = {"schema_version": 1, "command": args.cmd, "model": args.model,
                            "environment": args.environment, "id": args.id or f"cli-{uuid.uuid4().hex[:20]}"}
-    for name in ("version", "alias", "rollout", "reason"):
+    for name in ("version", "alias", "rollout", "reason", "hold"):
         if getattr(args, name, None) is not None:
             cmd[name] = getattr(args, name)
     if getattr(args, "full", False):

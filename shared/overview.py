@@ -21,12 +21,14 @@ order, JSON-able:
 - ``aliases``: the lifecycle aliases (challenger, champion, production) → version;
 - ``rollout``: the active or last rollout (:func:`rollout_summary`) or None; ``queued``: the
   rollout waiting for the lease, ``{"id", "version"}``, or None;
+- ``hold``: the environment's hold (``version``, ``by``, ``reason``, ``since``; shared.rollouts L7)
+  or None;
 - ``failed_versions``: version → why its last rollout failed (reconcile does not retry them);
 - ``monitor``: the newest decision (``id``, ``at``, ``version``, ``verdict``, ``reason``,
   ``action``, ``window``, ``figures`` as stored: ``check``, ``value``, ``threshold``,
   ``direction``, ``rows``, ``verdict``) or None;
-- ``attention``: what an operator should look at, in words (a paused rollout, a last rollout that
-  failed or was stopped, drift, a failed check); empty when all is well.
+- ``attention``: what an operator should look at, in words (a hold, a paused rollout, a last
+  rollout that failed or was stopped, drift, a failed check); empty when all is well.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def environment_status(tables: TableService, model: str, environment: str, env: 
         "aliases": aliases(row, env),
         "rollout": summary,
         "queued": {"id": lease["queued"], "version": lease.get("queued_version")} if lease.get("queued") else None,
+        "hold": lease.get("hold"),
         "failed_versions": dict(lease.get("failed") or {}),
         "monitor": {k: decision.get(k) for k in _DECISION_FIELDS} if decision else None,
     }
@@ -134,7 +137,8 @@ def aliases(row: dict[str, Any] | None, env: Environment) -> dict[str, str]:
 
 def attention(entry: dict[str, Any]) -> list[str]:
     """What an operator should look at in one summary, in words."""
-    out = []
+    # A hold is deliberate, but while it lasts the environment follows no new version.
+    out = [rollouts.hold_note(entry["hold"])] if entry.get("hold") else []
     r = entry.get("rollout")
     if r and r.get("paused"):
         out.append(f"rollout {r['id']} of version {r['version']} paused: {r['paused']}")

@@ -33,6 +33,11 @@ after failures injected at every write:
   dropped. The step commits conditionally on the claim's ETag and only then is the next step's
   message sent, so a worker that lost the row leaves no message behind. A claim whose worker
   died expires and the step is taken over (by the redelivered message or the repair sweep).
+- L7: the lease's ``hold`` (``{"version", "by", "reason", "since", "record"}``, or absent) is
+  written only by an operator's ``hold``, ``release``, ``rollback`` of a finished rollout or
+  ``deploy`` (handlers/steering.py), each a conditional write of the lease row; claiming and
+  ending rollouts copy it unchanged. While it is set, reconcile starts no rollout of another
+  version and a deploy of another version is refused (handlers/commands.py).
 - L6: a rollout is terminal exactly while its ``~done:`` entry exists (the transaction that
   ends it writes the entry; retention deletes both in one), except rollouts ended before the
   index existed, which the migration (:func:`index_page`) gives theirs.
@@ -43,6 +48,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import telemetry
@@ -176,6 +182,30 @@ def advance(tables: TableService, entity: Entity, note: str, *, now: float, **ch
     """Conditional write of one transition; ConcurrencyConflict if someone else moved it first."""
     data = _transition(entity.data, note, changes, now)
     return tables.update(ROLLOUTS, Entity(entity.partition_key, entity.row_key, data, entity.etag))
+
+
+def hold_note(hold: dict[str, Any]) -> str:
+    """A hold in words, as every view shows it: version, who set it, since when and why."""
+    since = datetime.fromtimestamp(hold.get("since") or 0, tz=UTC).isoformat(timespec="seconds")
+    return (f"held at version {hold.get('version')} by {hold.get('by')} since {since}: {hold.get('reason')}; "
+            "reconcile and deploys of other versions leave it until release")
+
+
+def set_hold(tables: TableService, endpoint: str, hold: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Set (or with None, clear) the endpoint's hold (invariant L7): a conditional write of the
+    lease row, retried on a concurrent change. Returns the hold it replaced."""
+    for _ in range(_RETRIES):
+        entity = tables.get(ROLLOUTS, endpoint, LEASE)
+        data = dict(entity.data) if entity else {}
+        before = data.pop("hold", None)
+        if hold is not None:
+            data["hold"] = {**hold, "reason": _clip(redact(hold.get("reason") or ""))}
+        try:
+            tables.transact(ROLLOUTS, endpoint, [_lease_op(entity, data)])
+        except (ConcurrencyConflict, EntityExists):
+            continue
+        return before
+    raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
 
 
 @dataclass(frozen=True)
