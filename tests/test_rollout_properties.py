@@ -61,7 +61,8 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 50))
     def an_operator_deploys(self, pick: int) -> None:
         version = self.d.registry.versions[pick % len(self.d.registry.versions)]
-        self.d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version})
+        # Unheld: the end check is that reconcile brings the latest (a hold pins: tests/test_undo_hold.py).
+        self.d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version, "hold": False})
 
     @rule()
     def a_reconcile_is_sent(self) -> None:
