@@ -179,3 +179,52 @@ def test_the_cli_builds_hold_release_and_no_hold_deploy_commands(capsys):
         ("hold", "1", "night", None), ("release", None, None, None), ("deploy", "1", None, False)]
     for c in built:
         parse(json.dumps(c).encode(), "m")
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(list(argv), out, err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_undo_and_release_through_the_real_stack_and_the_cli(make_app):
+    """The on-call story of issue 22: v2 is done, ``reactor rollback`` brings v1 back with the
+    aliases and holds it, a new version's webhook leaves it, ``status`` over both backends shows
+    the hold, and ``reactor release`` lets reconcile roll the newest version out."""
+    from local.stack import HOST_KEY
+
+    app = make_app(strategy={"kind": "direct", "bake": "0s", "abort_delay": "0s"})
+    store = ["--storage", app.settings["REACTOR_STORAGE"], "--policy", app.settings["REACTOR_POLICY_FILE"]]
+    v1 = app.register()
+    v2 = app.register()
+    for v in (v1, v2):
+        rc, out, err = _cli("deploy", app.model, "prod", "--version", v, "--wait", "--timeout", "120", *store)
+        assert rc == 0, out + err
+    assert app.serving() == [v2] and app.champion() == v2
+
+    rc, out, err = _cli("rollback", app.model, "prod", "--reason", "bad release", "--wait", "--timeout", "120", *store)
+    assert rc == 0, out + err
+    assert app.serving() == [v1] and app.champion() == v1
+    (undo,) = [r for r in app.rollouts(v1) if r["status"] == "done" and r["created_at"] > app.rollouts(v2)[0][
+        "created_at"]]
+    assert any(h["step"] == "smoke" for h in undo["history"])
+    for backend in (store, ["--url", f"{app.url}/api", "--key", HOST_KEY]):
+        rc, out, _ = _cli("status", "--json", *backend)
+        (entry,) = json.loads(out)
+        assert rc == 1 and entry["hold"]["version"] == v1 and entry["hold"]["reason"].endswith("bad release")
+        assert any(f"held at version {v1}" in a for a in entry["attention"])
+
+    v3 = app.register()
+    assert app.post_webhook(app.webhook_body(v3)).status_code == 202
+    (event,) = app.wait(lambda: [e for e in app.records("event") if e["event"]["version"] == v3
+                                 and e["status"] == "done"], what=f"the event of version {v3} to be done")
+    assert f"version {v3} not rolled out" in event["outcome"] and f"held at version {v1}" in event["outcome"]
+    assert app.serving() == [v1]
+
+    rc, out, err = _cli("release", app.model, "prod", "--wait", "--timeout", "120", *store)
+    assert rc == 0, out + err
+    assert app.serving() == [v3] and app.champion() == v3
+    rc, out, _ = _cli("status", "--json", *store)
+    assert json.loads(out)[0]["hold"] is None
