@@ -23,7 +23,7 @@ command's journal record (and the rollouts it started) until it ends, printing e
 Exit codes:
 
 - 0: ok (a command sent; with ``--wait``, it ended ``done`` or ``ignored``);
-- 1: what was asked about needs attention (a paused, failed or stopped rollout, drift, a failed
+- 1: what was asked about needs attention (a hold, a paused, failed or stopped rollout, drift, a failed
   check), a command ended ``failed``, ``rejected`` or ``superseded``, or a policy file is invalid;
 - 2: usage error (argparse's), including a command argument the schema refuses;
 - 3: not found (a rollout, a record, a policy file, a model);
