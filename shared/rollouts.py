@@ -187,7 +187,8 @@ def advance(tables: TableService, entity: Entity, note: str, *, now: float, **ch
 def hold_note(hold: dict[str, Any]) -> str:
     """A hold in words, as every view shows it: version, who set it, since when and why."""
     since = datetime.fromtimestamp(hold.get("since") or 0, tz=UTC).isoformat(timespec="seconds")
-    return (f"held at version {hold.get('version')} by {hold.get('by')} since {since}: {hold.get('reason')}; "
+    record = f" (command {hold['record']})" if hold.get("record") else ""
+    return (f"held at version {hold.get('version')} by {hold.get('by')}{record} since {since}: {hold.get('reason')}; "
             "reconcile and deploys of other versions leave it until release")
 
 
