@@ -275,14 +275,22 @@ def deploy(deps: Deps, cmd: Deploy, origin: dict[str, str], cid: str, *, key: st
             rollouts.set_hold(deps.tables, env.endpoint, steering.new_hold(deps, version, by, why, key))
     if env is not None and cmd.version:
         view = serving.read(deps.workspace(), env.endpoint)
-        if not lease.get("active") and view.serves(serving.single_version_config(mp.name, cmd.version,
-                                                                                   env.served_entity)):
+        if not lease.get("active") and _serves(view, lease, mp.name, cmd.version, env):
             return Outcome(f"{cmd.environment}: version {cmd.version} already serves")
     row, ours = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
                               alias=cmd.alias, origin=origin, cid=cid, join=True)
     if not ours:
         return Outcome(f"{cmd.environment}: version {cmd.version} is already rolling out ({row['id']})")
     return Outcome(f"rollout {row['id']} for {cmd.environment}", (row["endpoint"], row["id"]))
+
+
+def _serves(view: serving.EndpointView, lease: dict[str, Any], model: str, version: str, env: Any) -> bool:
+    """Whether ``version`` serves alone, or with the previous champion kept at 0% for the rollback
+    window (the last good config, shared.rollouts L8)."""
+    if view.serves(serving.single_version_config(model, version, env.served_entity)):
+        return True
+    return bool(lease.get("kept")) and str(lease.get("serving_version")) == str(version) \
+        and view.serves(lease["last_good"])
 
 
 def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
@@ -322,7 +330,7 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     failed = (lease.get("failed") or {}).get(version)
     if failed:
         return Outcome(f"{name}: version {version} failed before ({failed}); send deploy to retry{held}")
-    if view.serves(serving.single_version_config(model, version, env.served_entity)) and not lease.get("active"):
+    if _serves(view, lease, model, version, env) and not lease.get("active"):
         return Outcome(f"{name}: version {version} already serves{held}")
     rid = rollouts.rollout_id(origin["kind"], origin["id"], name)
     # The version is pinned as resolved now; the alias it followed is recorded with it.

@@ -86,13 +86,16 @@ def undo(deps: Deps, key: str, cmd: Rollback, by: str, origin: dict[str, str], c
                       f"(serving version {serving_now or 'none'})")
     why = f"rollback from version {serving_now}" + (f": {cmd.reason}" if cmd.reason else "")
     rollouts.set_hold(deps.tables, env.endpoint, new_hold(deps, previous, by, why, key))
+    kept = ls.get("kept") or {}
+    inside = str(kept.get("version")) == str(previous) and kept.get("until", 0) > deps.clock()
     row, ours = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=str(previous), alias=None,
-                              origin=origin, cid=cid, join=True)
+                              origin=origin, cid=cid, join=True, purpose="undo" if inside else None)
     note = f"undo of version {serving_now}: held at version {previous}; "
     if not ours:
         return note + f"version {previous} is already rolling out ({row['id']})", None
-    return note + f"rollout {row['id']} of version {previous} (smoke first, then the strategy)", (row["endpoint"],
-                                                                                                 row["id"])
+    how = ("still on the endpoint at 0% (rollback window): a route change" if inside
+           else "smoke first, then the strategy")
+    return note + f"rollout {row['id']} of version {previous} ({how})", (row["endpoint"], row["id"])
 
 
 def pin(deps: Deps, key: str, cmd: Hold | Release, by: str) -> str:

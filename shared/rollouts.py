@@ -38,6 +38,12 @@ after failures injected at every write:
   ``deploy`` (handlers/steering.py), each a conditional write of the lease row; claiming and
   ending rollouts copy it unchanged. While it is set, reconcile starts no rollout of another
   version and a deploy of another version is refused (handlers/commands.py).
+- L8: the lease's ``kept`` (``{"version", "entity", "until", "model", "environment"}``, or None)
+  names the previous champion's entity that the last good config keeps at 0% for the policy's
+  ``rollback_window``; it is written only by the transaction that ends a rollout ``done`` (from
+  that rollout's row), so it always describes ``last_good``. After ``until`` the repair sweep
+  starts a rollout that removes it (``retire_kept``), which as lease holder is the only writer
+  of the endpoint (L2); a rollout that ends done after it replaces it.
 - L6: a rollout is terminal exactly while its ``~done:`` entry exists (the transaction that
   ends it writes the entry; retention deletes both in one), except rollouts ended before the
   index existed, which the migration (:func:`index_page`) gives theirs.
@@ -321,12 +327,16 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
         version = row.get("version")
         failed = dict(ls.get("failed") or {})
         if status == "done":
-            # The champion it replaced is the rollback pointer (docs/architecture.md "Rollout").
+            # The champion it replaced is the rollback pointer (docs/architecture.md "Rollout"); the
+            # entity its config keeps at 0% for the rollback window, if any, is ``kept`` (L8).
             ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
-                      previous_champion=row.get("champion") or ls.get("previous_champion"))
+                      previous_champion=row.get("champion") or ls.get("previous_champion"), kept=row.get("kept"))
             failed.pop(str(version), None)
-            ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
-                            {"version": version, "created_at": row["created_at"], "finished_at": now}][-_SERVED_KEPT:]
+            if not (row.get("requested") or {}).get("retire_kept"):
+                # Retiring the kept entity changes what is on the endpoint, not which version serves.
+                ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
+                                {"version": version, "created_at": row["created_at"], "finished_at": now}
+                                ][-_SERVED_KEPT:]
         elif (status == "failed" or status in STOPPED) and version:
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))

@@ -228,3 +228,60 @@ def test_undo_and_release_through_the_real_stack_and_the_cli(make_app):
     assert app.serving() == [v3] and app.champion() == v3
     rc, out, _ = _cli("status", "--json", *store)
     assert json.loads(out)[0]["hold"] is None
+
+
+WINDOW = {"strategy": {"kind": "direct", "bake": "0s", "abort_delay": "0s", "rollback_window": "1h"}}
+
+
+def _routes(d: Driver) -> dict[str, int]:
+    from shared import serving
+
+    cfg = d.serving_api.endpoints[ENDPOINT].config
+    return {str(e["entity_version"]): serving.routes(cfg)[e["name"]] for e in cfg["served_entities"]}
+
+
+def test_inside_the_rollback_window_an_undo_is_a_route_change(tmp_path):
+    d = Driver(tmp_path, env=WINDOW)
+    v1, v2 = d.registry.register(), d.registry.register()
+    for v in (v1, v2):
+        assert _send(d, f"deploy-{v}", command="deploy", version=v)["status"] == "done"
+    assert _routes(d) == {v1: 0, v2: 100}, "the previous champion stays at 0% for the window"
+    assert rollouts.lease(d.raw_tables, ENDPOINT)["kept"]["version"] == v1
+    d.command({"command": "reconcile", "model": MODEL})
+    d.run()
+    assert len(d.rollouts()) == 2, "the kept entity is not a difference reconcile repairs"
+
+    rec = _send(d, "undo-1", command="rollback", reason="bad release")
+    assert rec["status"] == "done" and "route change" in rec["outcome"][0], rec
+    undo = d.rollouts()[-1]
+    assert {h["step"] for h in undo["history"]}.isdisjoint({"deploy", "smoke"}), undo["history"]
+    assert _routes(d) == {v1: 100, v2: 0}
+    assert d.registry.aliases["Champion"] == v1 and _hold(d)["version"] == v1
+    d.check_quiet()
+
+
+def test_after_the_rollback_window_the_kept_entity_is_retired_and_an_undo_redeploys(tmp_path):
+    d = Driver(tmp_path, env=WINDOW)
+    v1, v2 = d.registry.register(), d.registry.register()
+    for v in (v1, v2):
+        _send(d, f"deploy-{v}", command="deploy", version=v)
+    served_before = rollouts.served(d.raw_tables, ENDPOINT)
+    d.clock.now += 1800
+    d.sweep()
+    d.run()
+    assert _routes(d) == {v1: 0, v2: 100}, "retired before its window ended"
+    d.clock.now += 1801
+    d.sweep()
+    d.run()
+    assert _routes(d) == {v2: 100}
+    lease = rollouts.lease(d.raw_tables, ENDPOINT)
+    assert lease["kept"] is None and lease["previous_champion"] == v1 and lease["serving_version"] == v2
+    assert rollouts.served(d.raw_tables, ENDPOINT) == served_before, "retiring is not a new serving period"
+    d.sweep()
+    assert d.rollouts()[-1]["status"] == "done" and len(d.rollouts()) == 3, "retired once"
+
+    rec = _send(d, "undo-1", command="rollback")
+    assert rec["status"] == "done" and "smoke first" in rec["outcome"][0]
+    assert any(h["step"] == "smoke" for h in d.rollouts()[-1]["history"])
+    assert _routes(d) == {v2: 0, v1: 100}
+    assert d.registry.aliases["Champion"] == v1
