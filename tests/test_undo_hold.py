@@ -285,3 +285,25 @@ def test_after_the_rollback_window_the_kept_entity_is_retired_and_an_undo_redepl
     assert any(h["step"] == "smoke" for h in d.rollouts()[-1]["history"])
     assert _routes(d) == {v2: 0, v1: 100}
     assert d.registry.aliases["Champion"] == v1
+
+
+def test_an_undo_inside_the_rollback_window_is_a_route_change_on_the_real_stack(make_app):
+    app = make_app(strategy={"kind": "direct", "bake": "0s", "abort_delay": "0s", "rollback_window": "1h"})
+    store = ["--storage", app.settings["REACTOR_STORAGE"], "--policy", app.settings["REACTOR_POLICY_FILE"]]
+    v1, v2 = app.register(), app.register()
+    for v in (v1, v2):
+        rc, out, err = _cli("deploy", app.model, "prod", "--version", v, "--wait", "--timeout", "120", *store)
+        assert rc == 0, out + err
+
+    def routes() -> dict[str, int]:
+        cfg = app.w.serving_endpoints.get(app.endpoint).config
+        names = {e.name: e.entity_version for e in cfg.served_entities}
+        return {names[r.served_entity_name or r.served_model_name]: r.traffic_percentage
+                for r in cfg.traffic_config.routes}
+
+    assert routes() == {v1: 0, v2: 100}
+    rc, out, err = _cli("rollback", app.model, "prod", "--wait", "--timeout", "120", *store)
+    assert rc == 0, out + err
+    assert routes() == {v1: 100, v2: 0} and app.champion() == v1
+    undo = max(app.rollouts(v1), key=lambda r: r["created_at"])
+    assert {h["step"] for h in undo["history"]}.isdisjoint({"deploy", "smoke"}), undo["history"]
