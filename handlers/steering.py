@@ -12,8 +12,10 @@ side effects are under way and its commit must not be lost to the command.
 
 ``rollback`` with no rollout in progress undoes the last one that ended ``done`` (Argo Rollouts'
 ``undo``): the environment is held at the previous champion (shared.rollouts L7) and that version
-is rolled out again, through the zero-traffic smoke like any rollout; its promote moves the
-aliases back. ``hold`` pins an environment to a version, and ``release`` ends the pin.
+is rolled out again. Inside the policy's ``rollback_window`` its entity is still on the endpoint
+at 0% (L8), so the rollout is a route change; after it, a rollout like any other, through the
+zero-traffic smoke. Either way its promote moves the aliases back. ``hold`` pins an environment
+to a version, and ``release`` ends the pin.
 
 A command that cannot apply is refused with the reason (recorded as rejected, no side effect):
 an unknown rollout, one that has ended, or one in a state where the command means nothing
