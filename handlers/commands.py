@@ -36,10 +36,13 @@ from shared.commands import (
     CommandRejected,
     Deploy,
     Envelope,
+    Hold,
     Internal,
+    Pinning,
     PublishFeatures,
     Reconcile,
     Redrive,
+    Release,
     Retrain,
     Steering,
 )
@@ -122,10 +125,15 @@ def _act(deps: Deps, key: str, rec: dict[str, Any], cmd: Acting, cid: str) -> No
         if isinstance(cmd, PublishFeatures | CheckDrift | Retrain):
             _stepwise(deps, key, rec, cmd)
             return
-        if isinstance(cmd, Steering):
+        by = str(rec.get("source") or "unknown")
+        if isinstance(cmd, Hold | Release):
+            outcomes = pin(deps, key, cmd, by, origin, cid)
+        elif isinstance(cmd, Steering) and steering.is_undo(deps, cmd):
+            outcomes = [Outcome(*steering.undo(deps, key, cmd, by, origin, cid))]
+        elif isinstance(cmd, Steering):
             outcomes = [Outcome(steering.apply(deps, key, cmd))]
         elif isinstance(cmd, Deploy):
-            outcomes = [deploy(deps, cmd, origin, cid)]
+            outcomes = [deploy(deps, cmd, origin, cid, key=key, by=by)]
         else:
             outcomes = reconcile(deps, cmd, origin, cid)
     except (PolicyError, steering.Refused) as exc:
@@ -229,22 +237,60 @@ class Outcome(NamedTuple):
     rollout: tuple[str, str] | None = None  # (endpoint, id) it started: the command ends when that rollout does
 
 
-def deploy(deps: Deps, cmd: Deploy, origin: dict[str, str], cid: str) -> Outcome:
+def pin(deps: Deps, key: str, cmd: Pinning, by: str, origin: dict[str, str], cid: str) -> list[Outcome]:
+    """``hold`` or ``release``, then the environment's reconcile, which under the hold brings the
+    held version and after the release what the policy tracks."""
+    said = Outcome(steering.pin(deps, key, cmd, by))
+    again = Reconcile(command="reconcile", model=cmd.model, environment=cmd.environment)
+    return [said, *reconcile(deps, again, origin, cid)]
+
+
+def _older(version: str, than: str | None) -> bool:
+    return than is not None and int(version) < int(than)
+
+
+def deploy(deps: Deps, cmd: Deploy, origin: dict[str, str], cid: str, *, key: str = "", by: str = "unknown",
+           ) -> Outcome:
     """An explicit rollout, which retries a version that failed. A version that already serves
-    with nothing in flight needs none, and one already rolling out is joined, not repeated."""
+    with nothing in flight needs none, and one already rolling out is joined, not repeated.
+
+    Under a hold (shared.rollouts L7) only the held version deploys; another is refused. A deploy
+    of a version older than the serving champion holds the environment at it (unless ``hold``
+    is false), so reconcile does not bring the newer one straight back (README "Undo and hold")."""
     mp = deps.policy().model(cmd.model)
     env = mp.environments.get(cmd.environment) if mp else None
-    if env is not None and cmd.version:
+    try:
+        version = cmd.version or resolve(deps.registry(), cmd.model, alias=cmd.alias).version
+    except VersionNotFound:
+        version = None  # the rollout's resolve step fails it, with the reason
+    if env is not None and version:
         lease = rollouts.lease(deps.tables, env.endpoint)
+        hold = lease.get("hold")
+        if hold and str(hold["version"]) != str(version):
+            raise steering.Refused(f"{cmd.environment} is {rollouts.hold_note(hold)}; send release first to deploy "
+                                   f"version {version}")
+        if not hold and (cmd.hold or (cmd.hold is None and _older(version, lease.get("serving_version")))):
+            why = f"deploy of version {version}" + (f", older than version {lease.get('serving_version')}"
+                                                    if cmd.hold is None else "")
+            rollouts.set_hold(deps.tables, env.endpoint, steering.new_hold(deps, version, by, why, key))
+    if env is not None and cmd.version:
         view = serving.read(deps.workspace(), env.endpoint)
-        if not lease.get("active") and view.serves(serving.single_version_config(mp.name, cmd.version,
-                                                                                   env.served_entity)):
+        if not lease.get("active") and _serves(view, lease, mp.name, cmd.version, env):
             return Outcome(f"{cmd.environment}: version {cmd.version} already serves")
     row, ours = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=cmd.version,
                               alias=cmd.alias, origin=origin, cid=cid, join=True)
     if not ours:
         return Outcome(f"{cmd.environment}: version {cmd.version} is already rolling out ({row['id']})")
     return Outcome(f"rollout {row['id']} for {cmd.environment}", (row["endpoint"], row["id"]))
+
+
+def _serves(view: serving.EndpointView, lease: dict[str, Any], model: str, version: str, env: Any) -> bool:
+    """Whether ``version`` serves alone, or with the previous champion kept at 0% for the rollback
+    window (the last good config, shared.rollouts L8)."""
+    if view.serves(serving.single_version_config(model, version, env.served_entity)):
+        return True
+    return bool(lease.get("kept")) and str(lease.get("serving_version")) == str(version) \
+        and view.serves(lease["last_good"])
 
 
 def reconcile(deps: Deps, cmd: Reconcile, origin: dict[str, str], cid: str) -> list[Outcome]:
@@ -275,18 +321,24 @@ def _reconcile_env(deps: Deps, model: str, name: str, env: Any, origin: dict[str
     # very one whose alias change sent this reconcile) then shows as idle, so what the endpoint
     # showed is its end state, not a step on the way.
     lease = rollouts.lease(deps.tables, env.endpoint)
+    hold = lease.get("hold")
+    held = ""
+    if hold and str(hold["version"]) != version:
+        # The hold, not the registry, says what serves (shared.rollouts L7).
+        held = f" (version {version} not rolled out: {rollouts.hold_note(hold)})"
+        version = str(hold["version"])
     failed = (lease.get("failed") or {}).get(version)
     if failed:
-        return Outcome(f"{name}: version {version} failed before ({failed}); send deploy to retry")
-    if view.serves(serving.single_version_config(model, version, env.served_entity)) and not lease.get("active"):
-        return Outcome(f"{name}: version {version} already serves")
+        return Outcome(f"{name}: version {version} failed before ({failed}); send deploy to retry{held}")
+    if _serves(view, lease, model, version, env) and not lease.get("active"):
+        return Outcome(f"{name}: version {version} already serves{held}")
     rid = rollouts.rollout_id(origin["kind"], origin["id"], name)
     # The version is pinned as resolved now; the alias it followed is recorded with it.
-    row, ours = rollout.start(deps, model=model, environment=name, version=version, alias=env.track_alias,
-                              origin=origin, cid=cid, rid=rid, join=True)
+    row, ours = rollout.start(deps, model=model, environment=name, version=version,
+                              alias=None if held else env.track_alias, origin=origin, cid=cid, rid=rid, join=True)
     if not ours:
-        return Outcome(f"{name}: version {version} is already rolling out ({row['id']})")
-    return Outcome(f"rollout {row['id']} of version {version} to {name}", (row["endpoint"], row["id"]))
+        return Outcome(f"{name}: version {version} is already rolling out ({row['id']}){held}")
+    return Outcome(f"rollout {row['id']} of version {version} to {name}{held}", (row["endpoint"], row["id"]))
 
 
 def publish_features(deps: Deps, cmd: PublishFeatures, cursors: dict[str, Any],

@@ -45,12 +45,13 @@ import uuid
 from typing import Any
 
 from handlers.deps import Deps
-from handlers.rollout import kick
+from handlers.rollout import kick, start
 from handlers.webhook import CLAIM_SECONDS
 from shared import commands, journal, rollouts
 from shared.delivery import store as analyses
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
+from shared.policy import PolicyError
 from shared.queues import COMMANDS_QUEUE, enqueue
 
 STATE = "watermarks"
@@ -122,6 +123,7 @@ def _rollouts(deps: Deps, now: float) -> int:
         rid = lease.get("active")
         entity = rollouts.get(deps.tables, endpoint, rid) if rid else None
         if entity is None or entity.data["status"] in rollouts.TERMINAL:
+            kicked += _retire_kept(deps, endpoint, lease, now)
             continue
         row = entity.data
         # A running rollout is late past its next message's due time; a pending one, past the
@@ -133,6 +135,23 @@ def _rollouts(deps: Deps, now: float) -> int:
                  late_s=round(now - due, 1))
             kicked += 1
     return kicked
+
+
+def _retire_kept(deps: Deps, endpoint: str, lease: dict[str, Any], now: float) -> int:
+    """The rollback window of the entity the last good config keeps at 0% is over (shared.rollouts
+    L8): a rollout, the endpoint's only writer, removes it. Its id is the window's, so ticks
+    repeat it harmlessly."""
+    kept = lease.get("kept")
+    if not kept or kept["until"] > now or lease.get("active") or lease.get("queued"):
+        return 0
+    rid = rollouts.rollout_id("retire_kept", f"{endpoint}|{kept['entity']}|{kept['until']}", kept["environment"])
+    try:
+        start(deps, model=kept["model"], environment=kept["environment"], version=lease.get("serving_version"),
+              alias=None, origin={}, cid=f"retire-{rid}", rid=rid, purpose="retire_kept")
+    except PolicyError:
+        return 0  # the environment left the policy: nothing of ours to retire
+    step("repair.retire_kept", endpoint=endpoint, version=kept["version"], rollout=rid)
+    return 1
 
 
 def _retention(deps: Deps, now: float) -> int:

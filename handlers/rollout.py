@@ -194,10 +194,30 @@ def step_resolve(ctx: StepContext) -> Transition:
               "champion": _champion(previous), "stage": 0, "weight": 0,
               "pointer": {a: before.get(a) for a in _lifecycle(ctx)},
               "fallback_on": serving.fallback_on(ctx.w, ctx.endpoint) if view.exists else False}
+    on_endpoint = bool(view.active) and candidate["name"] in serving.routes(view.active) and not view.updating
+    if req.get("retire_kept"):
+        return _retire_kept(ctx, view, candidate)
+    if req.get("undo") and on_endpoint and previous is not None:
+        # Kept at 0% for the rollback window (_final_keeping): the undo is a route change.
+        return go("promote", f"version {info.version} is on the endpoint at 0% (kept for the rollback window): "
+                  "moving the traffic back", **{**fields, "target": view.active, "stage": len(ctx.stages)})
     if view.serves(alone) and not view.updating:
         return go("promote", f"version {info.version} already serves", **{**fields, "previous": None, "target": alone,
                                                                           "stage": len(ctx.stages)})
     return go("validate", f"resolved version {info.version}", **fields)
+
+
+def _retire_kept(ctx: StepContext, view: serving.EndpointView, candidate: dict[str, Any]) -> Transition:
+    """The rollback window is over: the serving version alone, the kept entity removed."""
+    if not view.active or candidate["name"] not in serving.routes(view.active) or view.updating:
+        # Not a failure of the version that serves: reconcile must not take it for one.
+        return _end(ctx, "the endpoint changed since the rollback window began; nothing retired")
+    final = serving.only(view.active, candidate["name"])
+    if view.serves(final):
+        return _end(ctx, f"version {candidate['entity_version']} already serves alone")
+    return go("retire", "the rollback window is over", version=str(candidate["entity_version"]),
+              previous=view.active, target=view.active, candidate=candidate, final=final,
+              retire_at=ctx.deps.clock(), stage=len(ctx.stages))
 
 
 def step_validate(ctx: StepContext) -> Transition:
@@ -353,8 +373,24 @@ def step_bake(ctx: StepContext) -> Transition:
         return go("analyze", "bake done; analysing")
     if ctx.row["stage"] < len(ctx.stages):
         return _next_stage(ctx, "bake done")
-    return go("retire", "bake at 100% done", final=serving.only(ctx.row["shift"], ctx.candidate["name"]),
-              retire_at=ctx.deps.clock())
+    return go("retire", "bake at 100% done", retire_at=ctx.deps.clock(), **_final_keeping(ctx))
+
+
+def _final_keeping(ctx: StepContext) -> dict[str, Any]:
+    """The config left when the rollout is done: the candidate alone, or with the previous
+    champion's entity at 0% for the policy's ``rollback_window`` (``kept``, recorded in the lease
+    when the rollout ends: an undo inside it is a route change, and the repair sweep retires the
+    entity after it)."""
+    shift, name = ctx.row["shift"], ctx.candidate["name"]
+    window = seconds(ctx.env.strategy.rollback_window)
+    champion = ctx.row.get("champion")
+    kept = next((e["name"] for e in shift["served_entities"]
+                 if e["name"] != name and str(e["entity_version"]) == champion), None)
+    if not window or kept is None:
+        return {"final": serving.only(shift, name)}
+    return {"final": serving.split(serving.only(shift, kept), ctx.candidate, 100),
+            "kept": {"version": champion, "entity": kept, "until": ctx.deps.clock() + window,
+                     "model": ctx.model.name, "environment": ctx.row["environment"]}}
 
 
 def _next_stage(ctx: StepContext, note: str, **fields: Any) -> Transition:
@@ -645,12 +681,14 @@ def kick(deps: Deps, endpoint: str, rid: str) -> None:
 
 
 def start(deps: Deps, *, model: str, environment: str, version: str | None, alias: str | None,
-          origin: dict[str, str], cid: str, rid: str | None = None, join: bool = False,
+          origin: dict[str, str], cid: str, rid: str | None = None, join: bool = False, purpose: str | None = None,
           ) -> tuple[dict[str, Any], bool]:
     """Create the rollout and take or queue for the endpoint's lease. Idempotent per ``rid``
     (default: per origin, so a retried command never starts twice). With ``join``, a live
-    rollout of the same version is joined instead (reconcile). Returns the rollout and whether
-    it is this origin's own (False: another origin had started it)."""
+    rollout of the same version is joined instead (reconcile). ``purpose``: ``undo`` (a version
+    still on the endpoint at 0% takes the traffic back without a new deploy) or ``retire_kept``
+    (the rollback window is over: the kept entity goes). Returns the rollout and whether it is
+    this origin's own (False: another origin had started it)."""
     mp = deps.policy().model(model)
     env = mp.environments.get(environment) if mp else None
     if mp is None or env is None:
@@ -658,7 +696,8 @@ def start(deps: Deps, *, model: str, environment: str, version: str | None, alia
     rid = rid or rollouts.rollout_id(origin["kind"], origin["id"], environment)
     claim = rollouts.claim(deps.tables, env.endpoint, rid, {
         "model": model, "environment": environment, "version": version,
-        "requested": {"version": version, "alias": alias}, "origin": origin, "cid": cid,
+        "requested": {"version": version, "alias": alias, **({purpose: True} if purpose else {})},
+        "origin": origin, "cid": cid,
     }, now=deps.clock(), join_version=version if join else None)
     row = claim.rollout
     if claim.superseded:

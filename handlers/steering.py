@@ -10,6 +10,13 @@ that step's message *after* the write, as a step does (a crash in between leaves
 rollout's current step (shared.rollouts L5) the command waits and is retried: the step's
 side effects are under way and its commit must not be lost to the command.
 
+``rollback`` with no rollout in progress undoes the last one that ended ``done`` (Argo Rollouts'
+``undo``): the environment is held at the previous champion (shared.rollouts L7) and that version
+is rolled out again. Inside the policy's ``rollback_window`` its entity is still on the endpoint
+at 0% (L8), so the rollout is a route change; after it, a rollout like any other, through the
+zero-traffic smoke. Either way its promote moves the aliases back. ``hold`` pins an environment
+to a version, and ``release`` ends the pin.
+
 A command that cannot apply is refused with the reason (recorded as rejected, no side effect):
 an unknown rollout, one that has ended, or one in a state where the command means nothing
 (promote before the smoke queries passed; abort once the candidate is champion, where rollback
@@ -24,9 +31,10 @@ from typing import Any
 from handlers import rollout
 from handlers.deps import Deps
 from shared import rollouts
-from shared.commands import Abort, Pause, Promote, Resume, Rollback, Steering
-from shared.policy import PolicyError
+from shared.commands import Abort, Hold, Pause, Promote, Release, Resume, Rollback, Steering
+from shared.policy import Environment, PolicyError
 from shared.queues import ROLLOUT_QUEUE, enqueue
+from shared.registry import VersionNotFound, get_version
 from shared.tables import ConcurrencyConflict, Entity
 
 _BEFORE_ENDPOINT = frozenset({"resolve", "validate", "features"})
@@ -48,12 +56,72 @@ class Change:
     end: str | None = None  # end the rollout now with this status
 
 
+def _environment(deps: Deps, model: str, environment: str) -> Environment:
+    mp = deps.policy().model(model)
+    env = mp.environments.get(environment) if mp else None
+    if mp is None or env is None:
+        raise PolicyError(f"model {model!r} has no environment {environment!r} in the policy")
+    return env
+
+
+def new_hold(deps: Deps, version: str, by: str, reason: str, record: str) -> dict[str, Any]:
+    return {"version": str(version), "by": by, "reason": reason, "since": deps.clock(), "record": record}
+
+
+def is_undo(deps: Deps, cmd: Steering) -> bool:
+    """A ``rollback`` with no rollout named and none in progress: the undo of the last one that ended."""
+    if not isinstance(cmd, Rollback) or cmd.rollout:
+        return False
+    env = _environment(deps, cmd.model, cmd.environment)
+    return not rollouts.lease(deps.tables, env.endpoint).get("active")
+
+
+def undo(deps: Deps, key: str, cmd: Rollback, by: str, origin: dict[str, str], cid: str,
+         ) -> tuple[str, tuple[str, str] | None]:
+    """Hold the environment at the previous champion and roll that version out again; the
+    outcome and the rollout started (None: the one already going was joined)."""
+    env = _environment(deps, cmd.model, cmd.environment)
+    ls = rollouts.lease(deps.tables, env.endpoint)
+    previous, serving_now = ls.get("previous_champion"), ls.get("serving_version")
+    if not previous or str(previous) == str(serving_now):
+        raise Refused(f"no rollout in progress on endpoint {env.endpoint} and no previous champion to go back to "
+                      f"(serving version {serving_now or 'none'})")
+    why = f"rollback from version {serving_now}" + (f": {cmd.reason}" if cmd.reason else "")
+    rollouts.set_hold(deps.tables, env.endpoint, new_hold(deps, previous, by, why, key))
+    kept = ls.get("kept") or {}
+    inside = str(kept.get("version")) == str(previous) and kept.get("until", 0) > deps.clock()
+    row, ours = rollout.start(deps, model=cmd.model, environment=cmd.environment, version=str(previous), alias=None,
+                              origin=origin, cid=cid, join=True, purpose="undo" if inside else None)
+    note = f"undo of version {serving_now}: held at version {previous}; "
+    if not ours:
+        return note + f"version {previous} is already rolling out ({row['id']})", None
+    how = ("still on the endpoint at 0% (rollback window): a route change" if inside
+           else "smoke first, then the strategy")
+    return note + f"rollout {row['id']} of version {previous} ({how})", (row["endpoint"], row["id"])
+
+
+def pin(deps: Deps, key: str, cmd: Hold | Release, by: str) -> str:
+    """Set or end the environment's hold (shared.rollouts L7); the outcome, or Refused."""
+    env = _environment(deps, cmd.model, cmd.environment)
+    if isinstance(cmd, Hold):
+        try:
+            get_version(deps.registry(), cmd.model, cmd.version)
+        except VersionNotFound as exc:
+            raise Refused(str(exc)) from exc
+        hold = new_hold(deps, cmd.version, by, cmd.reason, key)
+        before = rollouts.set_hold(deps.tables, env.endpoint, hold)
+        was = f" (was held at version {before['version']})" if before else ""
+        return f"{cmd.environment}: {rollouts.hold_note(hold)}{was}"
+    before = rollouts.set_hold(deps.tables, env.endpoint, None)
+    if before is None:
+        return f"{cmd.environment}: not held; nothing to release"
+    why = f" ({cmd.reason})" if cmd.reason else ""
+    return f"{cmd.environment}: released the hold at version {before['version']} set by {before.get('by')}{why}"
+
+
 def apply(deps: Deps, key: str, cmd: Steering) -> str:
     """Apply ``cmd`` (its journal record ``key``) to its rollout; the outcome, or Refused."""
-    mp = deps.policy().model(cmd.model)
-    env = mp.environments.get(cmd.environment) if mp else None
-    if mp is None or env is None:
-        raise PolicyError(f"model {cmd.model!r} has no environment {cmd.environment!r} in the policy")
+    env = _environment(deps, cmd.model, cmd.environment)
     for _ in range(_RETRIES):
         entity = _target(deps, env.endpoint, cmd)
         row = entity.data

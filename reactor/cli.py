@@ -23,7 +23,7 @@ Backends (reactor.backend), one of:
 
 Subcommands: ``status``, ``rollouts``, ``rollout ID``, ``records``, ``monitor``, ``policy check
 FILE``, ``wait RECORD``, ``doctor``, ``completion SHELL``, and the commands ``deploy``, ``promote``,
-``pause``, ``resume``, ``abort``, ``rollback``,
+``pause``, ``resume``, ``abort``, ``rollback``, ``hold``, ``release``,
 ``retrain``, ``check_drift``, validated with the queue's own schema (shared.commands) before they
 are sent, so a bad argument is a usage error and nothing is sent; a command the app would refuse
 is refused before it is sent where the status summary tells (a steering command with no rollout
@@ -78,8 +78,11 @@ from shared.settings import APP_ROOT
 OK, ATTENTION, USAGE, NOT_FOUND, UNREACHABLE, TIMED_OUT, REFUSED = 0, 1, 2, 3, 4, 5, 6
 BROKEN_PIPE = 128 + 13  # as a shell reports a command ended by SIGPIPE (`yes | head` exits 141)
 STEERING = ("promote", "pause", "resume", "abort", "rollback")
-COMMANDS = ("deploy", *STEERING, "retrain", "check_drift")
-NEEDS_A_ROLLOUT = STEERING  # refused before sending when the environment has no rollout in progress
+COMMANDS = ("deploy", *STEERING, "hold", "release", "retrain", "check_drift")
+# Refused before sending when the environment has no rollout in progress. Not ``rollback``: after a
+# finished rollout it undoes it (handlers/steering.py), which the app refuses only without a
+# previous champion.
+NEEDS_A_ROLLOUT = ("promote", "pause", "resume", "abort")
 MAX_SCAN = 20_000  # rows a listing reads at most to find the newest ones (keys are not in time order)
 
 
@@ -256,7 +259,8 @@ def parser() -> argparse.ArgumentParser:
 _HELP = {
     "deploy": ("roll a version out (--version, --alias, or the latest)", """
   reactor deploy taxi_fare prod --version 3 --wait
-  reactor deploy taxi_fare prod --alias Champion"""),
+  reactor deploy taxi_fare prod --alias Champion
+  reactor deploy taxi_fare prod --version 1 --no-hold   # an older version, without holding it"""),
     "promote": ("the next traffic step now (--full: straight to 100%%)", """
   reactor promote taxi_fare prod --reason "looks good"
   reactor promote taxi_fare prod --full --reason "enough evidence" --wait"""),
@@ -266,9 +270,13 @@ _HELP = {
   reactor resume taxi_fare prod --wait"""),
     "abort": ("traffic back to the champion at once; the rollout ends aborted", """
   reactor abort taxi_fare prod --reason "latency alarm" --wait"""),
-    "rollback": ("restore the previous config and aliases; the rollout ends rolled_back", """
+    "rollback": ("restore the previous config and aliases (after a finished rollout: undo it, and hold)", """
   reactor rollback taxi_fare prod --reason "wrong features" --wait
   reactor rollback taxi_fare prod --rollout 5c80a9ff18e3698b96219eab"""),
+    "hold": ("pin the environment to a version until release", """
+  reactor hold taxi_fare prod --version 2 --reason "v3 under investigation" --wait"""),
+    "release": ("end the environment's hold; reconcile moves it again", """
+  reactor release taxi_fare prod --reason "v3 fixed" --wait"""),
     "retrain": ("run the environment's retraining job", """
   reactor retrain taxi_fare prod --reason "new month of data" --wait"""),
     "check_drift": ("judge the monitoring windows now (or one --window-start/--window-end)", """
@@ -286,10 +294,15 @@ def _command_parser(sub: Any, name: str, common: list[argparse.ArgumentParser]) 
     if name == "deploy":
         p.add_argument("--version", help="a version number")
         p.add_argument("--alias", help="the version an alias points to")
+        p.add_argument("--hold", action=argparse.BooleanOptionalAction, default=None,
+                       help="pin the environment to this version until release (default: only a version older "
+                       "than the serving champion)")
+    if name == "hold":
+        p.add_argument("--version", required=True, help="a version number")
     if name in STEERING:
         p.add_argument("--rollout", help="a rollout other than the endpoint's active one")
-    if name in (*STEERING, "retrain"):
-        p.add_argument("--reason", required=name == "retrain", help="recorded with the command")
+    if name in (*STEERING, "hold", "release", "retrain"):
+        p.add_argument("--reason", required=name in ("hold", "retrain"), help="recorded with the command")
     if name == "promote":
         p.add_argument("--full", action="store_true", help="straight to 100%%")
     if name == "check_drift":
@@ -454,7 +467,7 @@ def command_of(args: argparse.Namespace) -> dict[str, Any]:
     """The command the arguments ask for, in the queue's plain form (README "Sending a command")."""
     cmd: dict[str, Any] = {"schema_version": 1, "command": args.cmd, "model": args.model,
                            "environment": args.environment, "id": args.id or f"cli-{uuid.uuid4().hex[:20]}"}
-    for name in ("version", "alias", "rollout", "reason"):
+    for name in ("version", "alias", "rollout", "reason", "hold"):
         if getattr(args, name, None) is not None:
             cmd[name] = getattr(args, name)
     if getattr(args, "full", False):

@@ -88,6 +88,8 @@ class Deploy(_Command):
     environment: str = Field(min_length=1, max_length=100)
     version: str | None = Field(None, pattern=r"^[1-9][0-9]{0,9}$")
     alias: str | None = Field(None, min_length=1, max_length=255)
+    hold: bool | None = Field(None, description="pin the environment to this version until release (default: "
+                              "only when it is older than the serving champion)")
 
     @model_validator(mode="after")
     def _one_ref(self) -> Deploy:
@@ -196,6 +198,29 @@ class Rollback(_Steer):
 Steering = Promote | Pause | Resume | Abort | Rollback
 
 
+class Hold(_Command):
+    """Pin ``environment`` to ``version`` until ``release``: reconcile (webhooks, the watcher,
+    retraining's new versions) and deploys of another version leave it alone (handlers/steering.py)."""
+
+    command: Literal["hold"]
+    model: str = Field(min_length=1, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    version: str = Field(pattern=r"^[1-9][0-9]{0,9}$")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Release(_Command):
+    """End ``environment``'s hold: reconcile moves it to what the policy tracks again."""
+
+    command: Literal["release"]
+    model: str = Field(min_length=1, max_length=500)
+    environment: str = Field(min_length=1, max_length=100)
+    reason: str | None = Field(None, max_length=500)
+
+
+Pinning = Hold | Release
+
+
 class Redrive(BaseModel):
     """Internal: run the accepted command stored in ``record`` again."""
 
@@ -215,7 +240,8 @@ class EventRef(BaseModel):
     record: str = Field(pattern=_KEY)
 
 
-Acting = Deploy | Reconcile | PublishFeatures | CheckDrift | Retrain | Promote | Pause | Resume | Abort | Rollback
+Acting = (Deploy | Reconcile | PublishFeatures | CheckDrift | Retrain | Promote | Pause | Resume | Abort | Rollback
+          | Hold | Release)
 Internal = Redrive | EventRef
 Command = Annotated[Acting | Internal, Field(discriminator="command")]
 _adapter: TypeAdapter[Acting | Internal] = TypeAdapter(Command)

@@ -21,6 +21,8 @@ order, JSON-able:
 - ``aliases``: the lifecycle aliases (challenger, champion, production) → version;
 - ``rollout``: the active or last rollout (:func:`rollout_summary`) or None; ``queued``: the
   rollout waiting for the lease, ``{"id", "version"}``, or None;
+- ``hold``: the environment's hold (``version``, ``by``, ``reason``, ``since``; shared.rollouts L7)
+  or None;
 - ``failed_versions``: version → why its last rollout failed (reconcile does not retry them);
 - ``monitor``: the newest decision (``id``, ``at``, ``version``, ``verdict``, ``reason``,
   ``action``, ``window``, ``figures`` as stored: ``check``, ``value``, ``threshold``,
@@ -30,8 +32,9 @@ order, JSON-able:
   ``decision`` (its id) or ``record`` (the ``retrain`` command's journal key), ``run`` (the
   retraining run: ``run_id``, ``state``, ``result``, ``message``), ``version`` (what it
   registered) and ``rollout`` (that version's rollout: ``id``, ``version``, ``status``);
-- ``attention``: what an operator should look at, in words (a paused rollout, a last rollout that
-  failed or was stopped, drift, a failed check, a retraining run that failed); empty when all is well.
+- ``attention``: what an operator should look at, in words (a hold, a paused rollout, a last
+  rollout that failed or was stopped, drift, a failed check, a retraining run that failed); empty
+  when all is well.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ def environment_status(tables: TableService, model: str, environment: str, env: 
         "aliases": aliases(row, env),
         "rollout": summary,
         "queued": {"id": lease["queued"], "version": lease.get("queued_version")} if lease.get("queued") else None,
+        "hold": lease.get("hold"),
         "failed_versions": dict(lease.get("failed") or {}),
         "monitor": {k: decision.get(k) for k in _DECISION_FIELDS} if decision else None,
         "retraining": retraining(tables, env, summary),
@@ -177,18 +181,23 @@ def aliases(row: dict[str, Any] | None, env: Environment) -> dict[str, str]:
 
 def attention(entry: dict[str, Any]) -> list[str]:
     """What an operator should look at in one summary, in words."""
-    return [*_rollout_attention(entry), *_monitor_attention(entry)]
+    return [*_hold_attention(entry), *_rollout_attention(entry), *_monitor_attention(entry)]
 
 
 def alerts(entry: dict[str, Any]) -> list[str]:
-    """The attention items that still call for someone: all but the note of a last rollout an
-    operator stopped (``abort``, ``rollback``), whose outcome is what the operator asked for, as
-    ``kubectl rollout status`` is content once an undo has rolled out (Kubernetes, "kubectl
+    """The attention items that still call for someone: all but a hold and the note of a last
+    rollout an operator stopped (``abort``, ``rollback``), whose outcome is what the operator asked
+    for, as ``kubectl rollout status`` is content once an undo has rolled out (Kubernetes, "kubectl
     rollout status", https://kubernetes.io/docs/reference/kubectl/generated/kubectl_rollout/kubectl_rollout_status/).
     ``reactor status`` exits 1 on these only; the note stays in ``attention`` until the next rollout."""
     r = entry.get("rollout")
     stopped = bool(r) and r.get("status") in rollouts.STOPPED
     return [*([] if stopped else _rollout_attention(entry)), *_monitor_attention(entry)]
+
+
+def _hold_attention(entry: dict[str, Any]) -> list[str]:
+    # A hold is deliberate, but while it lasts the environment follows no new version.
+    return [rollouts.hold_note(entry["hold"])] if entry.get("hold") else []
 
 
 def _rollout_attention(entry: dict[str, Any]) -> list[str]:

@@ -33,6 +33,17 @@ after failures injected at every write:
   dropped. The step commits conditionally on the claim's ETag and only then is the next step's
   message sent, so a worker that lost the row leaves no message behind. A claim whose worker
   died expires and the step is taken over (by the redelivered message or the repair sweep).
+- L7: the lease's ``hold`` (``{"version", "by", "reason", "since", "record"}``, or absent) is
+  written only by an operator's ``hold``, ``release``, ``rollback`` of a finished rollout or
+  ``deploy`` (handlers/steering.py), each a conditional write of the lease row; claiming and
+  ending rollouts copy it unchanged. While it is set, reconcile starts no rollout of another
+  version and a deploy of another version is refused (handlers/commands.py).
+- L8: the lease's ``kept`` (``{"version", "entity", "until", "model", "environment"}``, or None)
+  names the previous champion's entity that the last good config keeps at 0% for the policy's
+  ``rollback_window``; it is written only by the transaction that ends a rollout ``done`` (from
+  that rollout's row), so it always describes ``last_good``. After ``until`` the repair sweep
+  starts a rollout that removes it (``retire_kept``), which as lease holder is the only writer
+  of the endpoint (L2); a rollout that ends done after it replaces it.
 - L6: a rollout is terminal exactly while its ``~done:`` entry exists (the transaction that
   ends it writes the entry; retention deletes both in one), except rollouts ended before the
   index existed, which the migration (:func:`index_page`) gives theirs.
@@ -43,6 +54,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from shared import telemetry
@@ -184,6 +196,31 @@ def advance(tables: TableService, entity: Entity, note: str, *, now: float, **ch
     return tables.update(ROLLOUTS, Entity(entity.partition_key, entity.row_key, data, entity.etag))
 
 
+def hold_note(hold: dict[str, Any]) -> str:
+    """A hold in words, as every view shows it: version, who set it, since when and why."""
+    since = datetime.fromtimestamp(hold.get("since") or 0, tz=UTC).isoformat(timespec="seconds")
+    record = f" (command {hold['record']})" if hold.get("record") else ""
+    return (f"held at version {hold.get('version')} by {hold.get('by')}{record} since {since}: {hold.get('reason')}; "
+            "reconcile and deploys of other versions leave it until release")
+
+
+def set_hold(tables: TableService, endpoint: str, hold: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Set (or with None, clear) the endpoint's hold (invariant L7): a conditional write of the
+    lease row, retried on a concurrent change. Returns the hold it replaced."""
+    for _ in range(_RETRIES):
+        entity = tables.get(ROLLOUTS, endpoint, LEASE)
+        data = dict(entity.data) if entity else {}
+        before = data.pop("hold", None)
+        if hold is not None:
+            data["hold"] = {**hold, "reason": _clip(redact(hold.get("reason") or ""))}
+        try:
+            tables.transact(ROLLOUTS, endpoint, [_lease_op(entity, data)])
+        except (ConcurrencyConflict, EntityExists):
+            continue
+        return before
+    raise ConcurrencyConflict(f"endpoint {endpoint}: lease contended too long")
+
+
 @dataclass(frozen=True)
 class Claim:
     rollout: dict[str, Any]
@@ -296,12 +333,16 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
         version = row.get("version")
         failed = dict(ls.get("failed") or {})
         if status == "done":
-            # The champion it replaced is the rollback pointer (docs/architecture.md "Rollout").
+            # The champion it replaced is the rollback pointer (docs/architecture.md "Rollout"); the
+            # entity its config keeps at 0% for the rollback window, if any, is ``kept`` (L8).
             ls.update(last_good=row.get("final") or row["target"], serving_version=version, serving_model=row["model"],
-                      previous_champion=row.get("champion") or ls.get("previous_champion"))
+                      previous_champion=row.get("champion") or ls.get("previous_champion"), kept=row.get("kept"))
             failed.pop(str(version), None)
-            ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
-                            {"version": version, "created_at": row["created_at"], "finished_at": now}][-_SERVED_KEPT:]
+            if not (row.get("requested") or {}).get("retire_kept"):
+                # Retiring the kept entity changes what is on the endpoint, not which version serves.
+                ls["served"] = [*(ls["served"] if "served" in ls else _served_rows(tables, endpoint)),
+                                {"version": version, "created_at": row["created_at"], "finished_at": now}
+                                ][-_SERVED_KEPT:]
         elif (status == "failed" or status in STOPPED) and version:
             failed.pop(str(version), None)
             failed[str(version)] = _clip(redact(reason))

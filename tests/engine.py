@@ -500,7 +500,7 @@ class Driver:
             if row["status"] == "done":
                 if last_done and last_done["version"] == row["version"] and not touched:
                     origin = journal.get(self.raw_tables, "command", row["origin"]["id"]) or {}
-                    assert origin.get("command", {}).get("command") == "deploy", \
+                    assert origin.get("command", {}).get("command") in ("deploy", "hold", "release"), \
                         f"version {row['version']} rolled out twice in a row: {last_done['id']}, {row['id']}"
                 last_done, touched = row, False
             elif any(h["step"] == "deploy" for h in row.get("history", [])):

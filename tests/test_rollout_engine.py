@@ -18,7 +18,8 @@ from tests.engine import ENDPOINT, MODEL, Driver, Faults, StorageFault
 
 
 def deploy(d: Driver, version: str, key: str | None = None) -> None:
-    d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version,
+    # Without a hold: these tests are about how deploys and reconciles interleave (holds: tests/test_undo_hold.py).
+    d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version, "hold": False,
                **({"id": key} if key else {})})
 
 

@@ -1,7 +1,7 @@
 """Random interleavings of what the world does to the engine (registry webhooks, new and
-repeated deliveries, deploy and reconcile commands, host crashes, message redelivery and
-duplication, a storage failure at any write, time passing), checked against the invariants
-of shared/rollouts.py and shared/journal.py after every step, and at the end:
+repeated deliveries, deploy and reconcile commands, an operator's hold, release and rollback,
+host crashes, message redelivery and duplication, a storage failure at any write, time passing),
+checked against the invariants of shared/rollouts.py and shared/journal.py after every step, and at the end:
 
 - at most one rollout writes an endpoint at a time (L2) and the lease never names an ended
   rollout (L1);
@@ -9,7 +9,8 @@ of shared/rollouts.py and shared/journal.py after every step, and at the end:
 - the endpoint never ends serving a version that failed its gates, and no version is rolled
   out twice in a row unless an operator deployed it again;
 - desired state is the truth: one more reconcile (and a deploy for a version whose rollout
-  was failed by the turmoil) serves the newest good version.
+  was failed by the turmoil) serves the held version while an operator's hold lasts, and after
+  the release the newest good version.
 """
 
 from __future__ import annotations
@@ -61,7 +62,23 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(pick=st.integers(0, 50))
     def an_operator_deploys(self, pick: int) -> None:
         version = self.d.registry.versions[pick % len(self.d.registry.versions)]
-        self.d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version})
+        # Unheld: the end check is that reconcile brings the latest (a hold pins: tests/test_undo_hold.py).
+        self.d.command({"command": "deploy", "model": MODEL, "environment": "prod", "version": version, "hold": False})
+
+    @precondition(lambda self: self.d.registry.versions)
+    @rule(pick=st.integers(0, 50))
+    def an_operator_holds(self, pick: int) -> None:
+        version = self.d.registry.versions[pick % len(self.d.registry.versions)]
+        self.d.command({"command": "hold", "model": MODEL, "environment": "prod", "version": version, "reason": "r"})
+
+    @rule()
+    def an_operator_releases(self) -> None:
+        self.d.command({"command": "release", "model": MODEL, "environment": "prod"})
+
+    @rule()
+    def an_operator_rolls_back(self) -> None:
+        """The running rollout's rollback, or with none the undo of the last one (a hold)."""
+        self.d.command({"command": "rollback", "model": MODEL, "environment": "prod"})
 
     @rule()
     def a_reconcile_is_sent(self) -> None:
@@ -117,6 +134,14 @@ class EngineMachine(RuleBasedStateMachine):
         broken = d.serving_api.bad_answers | d.serving_api.fails_load
         d.command({"command": "reconcile", "model": MODEL})
         d.run()
+        lease = rollouts.lease(d.raw_tables, ENDPOINT)
+        held = (lease.get("hold") or {}).get("version")
+        if held:
+            # A hold pins the environment (L7): reconcile serves the held version, never the latest.
+            if held not in broken and held not in (lease.get("failed") or {}):
+                assert d.serving_api.serving(ENDPOINT) == [held], d.rollouts()
+            d.command({"command": "release", "model": MODEL, "environment": "prod"})
+            d.run()
         if latest in broken:
             return
         if latest in (rollouts.lease(d.raw_tables, ENDPOINT).get("failed") or {}):

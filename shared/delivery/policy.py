@@ -16,7 +16,10 @@ passed its smoke queries (docs/architecture.md principle 6). Then:
 ``bake`` at 100% is Argo's ``scaleDownDelaySeconds`` (default 30 s; Argo Rollouts,
 "Rollout Specification", https://argoproj.github.io/argo-rollouts/features/specification/): a rollback in that
 time is a traffic-only change. ``abort_delay`` (Argo's ``abortScaleDownDelaySeconds``, 30 s) keeps
-an aborted candidate at 0% that long before it is removed.
+an aborted candidate at 0% that long before it is removed. ``rollback_window`` goes on past the
+rollout's end: the previous champion's served entity stays at 0% that long after a rollout ends
+done, so ``rollback`` (Argo's ``undo``) is a route change, at the cost of keeping that entity
+provisioned; after it the entity is removed and an undo deploys the version again.
 """
 
 from __future__ import annotations
@@ -116,6 +119,10 @@ class Strategy(_Strict):
         "pause with the analysis until an operator promotes or aborts")
     bake: Delay = Field("30s", description="at 100%: how long the old entities stay (at 0%) before removal")
     abort_delay: Delay = Field("30s", description="how long an aborted candidate stays (at 0%) before removal")
+    rollback_window: Delay = Field(
+        "0s", description="after a rollout ends done: how long the previous champion's served entity stays on the "
+        "endpoint at 0%, so an undo is a route change; it stays provisioned (and billed) that long. 0s: removed "
+        "at once")
     analysis: Analysis = Field(default_factory=Analysis)
 
     @model_validator(mode="after")
