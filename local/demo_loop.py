@@ -84,10 +84,16 @@ def wait_for_window_start(margin: float = 0.3) -> float:
 
 
 class Clients:
-    """Callers of the endpoint, one record per request with its own ``client_request_id``."""
+    """Callers of the endpoint, one record per request with its own ``client_request_id``.
 
-    def __init__(self, w: Any, endpoint: str, catalog: Any) -> None:
-        self.w, self.endpoint, self.catalog = w, endpoint, catalog
+    Batch k is ``make_trips(n, seed=(seed, k))``: independent of every other batch and of the
+    background callers' trips, and, with a new ``seed`` per run, a new sample each run. A fixed
+    seed would judge the same windows in every run, so one unusual draw would fail the demo
+    whenever the baseline the monitor froze (which depends on timing) was large enough to show it.
+    """
+
+    def __init__(self, w: Any, endpoint: str, catalog: Any, seed: int) -> None:
+        self.w, self.endpoint, self.catalog, self.seed = w, endpoint, catalog, seed
         self.batch = 0
 
     def send(self, *, drifted: bool, n: int = ROWS_PER_WINDOW) -> list[tuple[str, float]]:
@@ -95,7 +101,7 @@ class Clients:
         from local.taxi import REQUEST_COLUMNS, TARGET, make_trips
 
         self.batch += 1
-        trips = make_trips(n, seed=1000 + self.batch, drifted=drifted)
+        trips = make_trips(n, seed=(self.seed, self.batch), drifted=drifted)
         rows = [(f"trip-{uuid.uuid4().hex[:12]}", {k: _plain(r[k]) for k in REQUEST_COLUMNS}, float(r[TARGET]))
                 for r in trips.to_dict("records")]
 
@@ -159,9 +165,10 @@ def _iso(epoch: float) -> str:
 def run_loop(tl: Any, expect: Callable[[str, bool], None], *, ws: Any, w: Any, tables: Any, queues: Any,
              host_url: str, endpoint: str,
              model: str, champion: Callable[[], str | None], serving_version: Callable[[], str | None],
-             ended: Callable[[str], bool]) -> None:
-    """Drift → retraining → the new version serves → its next window is ok."""
-    clients = Clients(w, endpoint, ws.catalog)
+             ended: Callable[[str], bool], seed: int) -> None:
+    """Drift → retraining → the new version serves → its next window is ok. ``seed``: the clients'
+    trips (``Clients``)."""
+    clients = Clients(w, endpoint, ws.catalog, seed)
     base = serving_version() or "?"
 
     def latest(version: str, cond: Callable[[dict[str, Any]], bool] = lambda d: True) -> dict[str, Any] | None:
