@@ -32,7 +32,6 @@ import contextlib
 import io
 import logging
 import os
-import secrets
 import shutil
 import sys
 import time
@@ -125,11 +124,11 @@ def _quietly(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
         return fn(*args, **kwargs)
 
 
-def run(data_dir: Path, storage: str = "sqlite", seed: int | None = None) -> int:
+def run(data_dir: Path, storage: str = "sqlite", seed: int = 0) -> int:
     """The demo on SQLite, or on Azure Storage (Azurite, kept up until the summary is printed)."""
     with contextlib.ExitStack() as stack:
         azure = stack.enter_context(Azurite()).connection_string if storage == "azurite" else None
-        return _run(data_dir, azure, secrets.randbits(32) if seed is None else seed)
+        return _run(data_dir, azure, seed)
 
 
 def _run(data_dir: Path, azure: str | None, seed: int) -> int:
@@ -283,7 +282,7 @@ def _run(data_dir: Path, azure: str | None, seed: int) -> int:
                        and champion() == v2)
             expect("v2 still answers queries", predicts())
             tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
-            tl.say("demo", f"the clients' trips are drawn with seed {seed} (--seed {seed} draws them again)")
+            tl.say("demo", f"the clients' trips are drawn with seed {seed} (--seed draws others)")
             run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, host_url=host.url,
                      endpoint=ENDPOINT, model=MODEL, champion=champion, serving_version=serving_version,
                      ended=lambda v: _ended(tables, v), seed=seed)
@@ -329,8 +328,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=APP_ROOT / ".local" / "demo")
     parser.add_argument("--storage", choices=("sqlite", "azurite"), default="sqlite",
                         help="where state and queues live: an SQLite file (default) or Azure Storage on Azurite")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the monitoring half's client trips (default: a new one each run, printed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the monitoring half's client trips")
     args = parser.parse_args()
     sys.exit(run(args.data_dir.resolve(), args.storage, args.seed))
 
