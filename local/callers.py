@@ -23,20 +23,17 @@ class Callers:
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def _run(self, index: int) -> None:
-        import json
-
         from databricks.sdk.errors import DatabricksError
 
-        from local.taxi import REQUEST_COLUMNS, make_trips
+        from local.taxi import trip_stream
 
-        # Varied trips, so that each version's predictions have a distribution to compare.
-        frame = make_trips(n=500, seed=self.seed + index, drifted=self.drifted)[REQUEST_COLUMNS]
-        trips = json.loads(frame.to_json(orient="records"))
-        i = 0
+        # Varied trips, never repeated, so that each version's predictions have a distribution to
+        # compare and a window of this traffic is a sample of independent trips (a monitor may
+        # freeze one as a version's drift baseline).
+        trips = trip_stream((self.seed, index), drifted=self.drifted)
         while not self._stop.is_set():
-            i += 1
             try:
-                got = self.w.serving_endpoints.query(self.endpoint, dataframe_records=[trips[i % len(trips)]])
+                got = self.w.serving_endpoints.query(self.endpoint, dataframe_records=[next(trips)])
             except DatabricksError as exc:
                 with self._lock:
                     self.failed[type(exc).__name__] += 1

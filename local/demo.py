@@ -126,19 +126,19 @@ def _quietly(fn: Callable[..., str], *args: Any, **kwargs: Any) -> str:
         return fn(*args, **kwargs)
 
 
-def run(data_dir: Path, storage: str = "sqlite", keep: bool = False, stack_only: bool = False) -> int:
+def run(data_dir: Path, storage: str = "sqlite", keep: bool = False, stack_only: bool = False, seed: int = 0) -> int:
     """The demo on SQLite, or on Azure Storage (Azurite, kept up until the summary is printed).
 
     With ``keep`` the stack stays up after the summary until Ctrl-C (``./dev up``); with
     ``stack_only`` the stack is set up (settings, policy, webhook, retraining job) but no version
-    is registered.
+    is registered. ``seed`` draws the monitoring half's client trips (local.demo_loop).
     """
     with contextlib.ExitStack() as stack:
         azure = stack.enter_context(Azurite()).connection_string if storage == "azurite" else None
-        return _run(data_dir, azure, keep, stack_only)
+        return _run(data_dir, azure, keep, stack_only, seed)
 
 
-def _run(data_dir: Path, azure: str | None, keep: bool, stack_only: bool) -> int:
+def _run(data_dir: Path, azure: str | None, keep: bool, stack_only: bool, seed: int) -> int:
     from mlflow import MlflowClient
 
     if data_dir.exists():
@@ -178,7 +178,7 @@ def _run(data_dir: Path, azure: str | None, keep: bool, stack_only: bool) -> int
                                   secret=WEBHOOK_SECRET)
             tl.say("demo", "webhook registered for model_version.created and model_version_alias.created")
             if not stack_only:
-                _closed_loop(tl, expect, plat, host, tables, queues, client, job_id)
+                _closed_loop(tl, expect, plat, host, tables, queues, client, job_id, seed)
             code = _summary(tables, checks, time.monotonic() - started, data_dir)
             if keep:
                 until_interrupted(sys.stdout, try_it(
@@ -189,7 +189,7 @@ def _run(data_dir: Path, azure: str | None, keep: bool, stack_only: bool) -> int
 
 
 def _closed_loop(tl: Timeline, expect: Callable[[str, bool], None], plat: Any, host: Any, tables: Any, queues: Any,
-                 client: Any, job_id: int) -> None:
+                 client: Any, job_id: int, seed: int) -> None:
     """Steps 1 to 5 of the module's docstring, each expectation reported through ``expect``."""
     from local.taxi import (
         make_zone_feature_tables,
@@ -303,9 +303,10 @@ def _closed_loop(tl: Timeline, expect: Callable[[str, bool], None], plat: Any, h
                and champion() == v2)
     expect("v2 still answers queries", predicts())
     tl.say("demo", f"retraining job {job_id} created; labels land in main.taxi.fare_labels")
+    tl.say("demo", f"the clients' trips are drawn with seed {seed} (--seed draws others)")
     run_loop(tl, expect, ws=plat.workspace, w=w, tables=tables, queues=queues, host_url=host.url,
              endpoint=ENDPOINT, model=MODEL, champion=champion, serving_version=serving_version,
-             ended=lambda v: _ended(tables, v))
+             ended=lambda v: _ended(tables, v), seed=seed)
     # Let the echo events (our own alias changes, a watcher tick) settle, then check the ledger.
     host.wait_idle(10)
     tl.poll()
@@ -355,9 +356,10 @@ def main() -> None:
                              "reactor commands to try, until Ctrl-C (what ./dev up does)")
     parser.add_argument("--stack-only", action="store_true",
                         help="set the stack up and register no model version (skips the demo's scenario)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the monitoring half's client trips")
     args = parser.parse_args()
     try:
-        code = run(args.data_dir.resolve(), args.storage, keep=args.keep, stack_only=args.stack_only)
+        code = run(args.data_dir.resolve(), args.storage, keep=args.keep, stack_only=args.stack_only, seed=args.seed)
     except KeyboardInterrupt:  # Ctrl-C before the summary: the with blocks above have stopped the stack
         print("\ninterrupted; the stack is stopped", file=sys.stderr)
         code = 130

@@ -61,7 +61,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -92,7 +92,7 @@ FEATURE_SPEC_FILE = "feature_spec.json"
 last_timings: dict[str, float] = {}
 
 
-def make_trips(n: int = 2000, seed: int = 0, *, drifted: bool = False) -> pd.DataFrame:
+def make_trips(n: int = 2000, seed: int | Sequence[int] = 0, *, drifted: bool = False) -> pd.DataFrame:
     """Synthetic taxi trips with a plausible fare.
 
     ``drifted``: the city changed (say, a new suburb line opened): trips are about 2.5 times as
@@ -102,7 +102,8 @@ def make_trips(n: int = 2000, seed: int = 0, *, drifted: bool = False) -> pd.Dat
     + 0.50 per passenger beyond the first + 1.00 night surcharge (20:00-05:59)
     + 5.00 airport surcharge when the pickup or dropoff zone is an airport zone,
     times lognormal noise (sigma 0.08) plus normal noise (sd 0.50), never below 3.00.
-    Deterministic for a given (n, seed).
+    Deterministic for a given (n, seed); ``seed`` is an int or a sequence of ints (the entropy
+    of a ``numpy.random.SeedSequence``, so (s, 0), (s, 1), … give independent streams).
     """
     rng = np.random.default_rng(seed)
     distance = np.round(np.clip(rng.lognormal(mean=2.2 if drifted else 1.3, sigma=0.7, size=n), 0.3, 60.0), 2)
@@ -128,6 +129,20 @@ def make_trips(n: int = 2000, seed: int = 0, *, drifted: bool = False) -> pd.Dat
             TARGET: fare.astype("float64"),
         }
     )
+
+
+def trip_stream(seed: int | Sequence[int], *, drifted: bool = False, chunk: int = 500) -> Iterator[dict[str, Any]]:
+    """Request records (``REQUEST_COLUMNS``) of independent trips without end: chunk k is
+    ``make_trips(chunk, seed=(*seed, k))``. No chunk is sent twice: a window of callers'
+    traffic is then a sample of independent trips, which the drift tests assume (repeating the
+    same trips would make a large window look like more evidence than it holds).
+    """
+    prefix = (seed,) if isinstance(seed, int) else tuple(seed)
+    k = 0
+    while True:
+        frame = make_trips(n=chunk, seed=(*prefix, k), drifted=drifted)[REQUEST_COLUMNS]
+        yield from json.loads(frame.to_json(orient="records"))
+        k += 1
 
 
 def sample_records(n: int = 3, seed: int = 1) -> list[dict[str, Any]]:

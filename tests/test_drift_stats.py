@@ -196,6 +196,43 @@ def test_reference_vectors_of_monitoring_md_section_6() -> None:
     assert math.isclose(pvalue, stats.chi2_contingency([[10, 20], [20, 10]]).pvalue, rel_tol=1e-12)
 
 
+# ---------------------------------------------------------------------------------- calibration
+ZONES = 30  # local.taxi.N_ZONES: make_trips draws each trip's dropoff zone uniformly from 30
+
+
+def _zone_counts(zones: np.ndarray) -> list[int]:
+    return np.bincount(zones, minlength=ZONES).tolist()
+
+
+def _false_alarms(ref_rows: Sequence[int], alpha: float, *, repeat: int = 1, runs: int = 3000) -> float:
+    """Share of p < alpha for chi2(zone) of a baseline window against an independent 200-row
+    window, both of the same uniform law (no drift); the baseline is ``ref_rows`` trips, each
+    ``repeat`` times (seeded: the same number every run)."""
+    rng = np.random.default_rng(20261208)
+    alarms = 0
+    for i in range(runs):
+        ref = np.repeat(rng.integers(0, ZONES, ref_rows[i % len(ref_rows)]), repeat)
+        cur = rng.integers(0, ZONES, 200)
+        alarms += chi2_contingency(_zone_counts(ref), _zone_counts(cur))[1] < alpha
+    return alarms / runs
+
+
+def test_chi2_false_alarm_rate_of_independent_windows_stays_near_alpha() -> None:
+    # The demo's windows: 30 zones, 200 rows judged against baselines of 150 to 1500 rows, so
+    # many cells hold about 5 expected counts. The asymptotic test stays at (or a little under)
+    # alpha there: 3000 runs put about 3 standard deviations inside each band.
+    sizes = (150, 200, 400, 800, 1500)
+    assert 0.035 <= _false_alarms(sizes, 0.05) <= 0.062
+    assert 0.004 <= _false_alarms(sizes, 0.01) <= 0.016
+
+
+def test_chi2_alarms_far_above_alpha_when_the_baseline_repeats_its_trips() -> None:
+    # Why the demo's background callers never send a trip twice (local.taxi.trip_stream): a
+    # window of 500 trips sent three times is no sample of 1500 trips, and the test, which
+    # assumes independent rows, takes its chance deviations for evidence.
+    assert _false_alarms((500,), 0.05, repeat=3, runs=1000) > 0.15
+
+
 def test_psi_zero_rule_zero_in_reference_and_zero_in_current() -> None:
     ref, cur = np.array([50, 50, 0, 0]), np.array([40, 0, 60, 0])  # bin 2 empty in ref, bin 1 in cur, bin 3 in both
     assert math.isclose(psi(ref, cur), psi_numpy(ref, cur), rel_tol=1e-12)

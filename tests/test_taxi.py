@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,11 +19,14 @@ from mlflow import MlflowClient
 from local.taxi import (
     BROKEN_MESSAGE,
     FEATURES,
+    N_ZONES,
+    REQUEST_COLUMNS,
     TARGET,
     make_trips,
     register_broken_version,
     sample_records,
     train_and_register,
+    trip_stream,
     using_mlflow_uri,
 )
 
@@ -39,6 +43,18 @@ def test_make_trips_is_deterministic_for_a_seed():
         assert a[column].dtype == np.int64, column
     assert a["pickup_hour"].between(0, 23).all()
     assert a["passenger_count"].between(1, 6).all()
+
+
+def test_trip_stream_never_repeats_a_trip_and_is_deterministic_for_a_seed():
+    trips = list(itertools.islice(trip_stream((3, 0), drifted=True), 1600))  # past three chunks of 500
+    # Not the same chunk again (as callers cycling one frame would send), and no more equal trips
+    # than independent draws give (the odd coincidence: distances are clipped at 0.3 km).
+    assert all(trips[i] != trips[i + 500] for i in range(len(trips) - 500))
+    assert len({tuple(sorted(t.items())) for t in trips}) >= len(trips) - 5
+    assert trips == list(itertools.islice(trip_stream((3, 0), drifted=True), 1600))
+    assert trips[:10] != list(itertools.islice(trip_stream((3, 1), drifted=True), 10))
+    assert set(trips[0]) == set(REQUEST_COLUMNS)
+    assert {t["pickup_zone"] for t in trips} == set(range(N_ZONES - 4, N_ZONES + 1))  # the drifted city
 
 
 def test_fares_are_positive_and_grow_with_distance_on_average():
