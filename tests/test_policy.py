@@ -46,24 +46,38 @@ def test_a_valid_policy_loads_with_defaults():
 @pytest.mark.parametrize(
     "mutation, expected",
     [
-        (("endpoint: taxi-fare-prod", "endpoint: taxi fare prod"), "prod.endpoint: String should match"),
-        (("workload_size: Small", "workload_size: Huge"), "models[0].environments.prod.served_entity.workload_size"),
-        (("track: latest", "track: newest"), "models[0].environments.prod.track: Value error, must be 'latest' or '@'"),
-        (("max_latency_ms: 1500", "max_latency_ms: -1"), "expect.max_latency_ms: Input should be greater"),
-        (("job_id: 42", "job_id: forty-two"), "retraining.job_id: Input should be a valid integer"),
-        (("aliases: [Champion]", "aliases: [Champ ion]"), "aliases.champion[0]: String should match pattern"),
+        (("endpoint: taxi-fare-prod", "endpoint: taxi fare prod"),
+         "policy.yaml:8:19: models[0].environments.prod.endpoint: 'taxi fare prod' is not an endpoint name: 1 to 63 "
+         "letters, digits, '-' or '_'"),
+        (("workload_size: Small", "workload_size: Smal"),
+         "policy.yaml:10:40: models[0].environments.prod.served_entity.workload_size: 'Smal' is not allowed: expected "
+         "one of Small, Medium, Large; did you mean 'Small'?"),
+        (("track: latest", "track: newest"),
+         "policy.yaml:9:16: models[0].environments.prod.track: must be 'latest' or '@' followed by an alias name"),
+        (("max_latency_ms: 1500", "max_latency_ms: -1"),
+         "policy.yaml:15:71: models[0].environments.prod.smoke[0].expect.max_latency_ms: -1 is too small: expected a "
+         "number greater than 0"),
+        (("job_id: 42", "job_id: forty-two"),
+         "policy.yaml:16:30: models[0].environments.prod.retraining.job_id: expected a whole number, got 'forty-two'"),
+        (("aliases: [Champion]", "aliases: [Champ ion]"),
+         "policy.yaml:11:19: models[0].environments.prod.aliases.champion[0]: 'Champ ion' is not an alias name"),
         (("        track: latest\n", "        track: latest\n        trak: latest\n"),
-         "prod.trak: Extra inputs are not permitted"),
-        (("endpoint: taxi-fare-staging", "endpoint: taxi-fare-prod"), "endpoint used by more than one"),
+         "policy.yaml:10:9: models[0].environments.prod.trak: unknown key 'trak'; did you mean 'track'?"),
+        (("        endpoint: taxi-fare-staging\n", ""),
+         "policy.yaml:18:9: models[0].environments.staging.endpoint: missing required key 'endpoint'"),
+        (("endpoint: taxi-fare-staging", "endpoint: taxi-fare-prod"),
+         "policy.yaml:2:1: (top level): endpoint used by more than one model or environment: ['taxi-fare-prod']"),
     ],
 )
-def test_errors_name_the_file_the_key_and_what_is_wrong(mutation, expected):
+def test_errors_name_the_key_its_line_and_column_and_what_was_expected(mutation, expected):
     old, new = mutation
     assert old in GOOD
     with pytest.raises(PolicyError) as err:
         parse_policy(GOOD.replace(old, new, 1), "policy.yaml")
-    assert str(err.value).startswith("policy.yaml: ")
-    assert expected in str(err.value)
+    assert str(err.value).startswith(expected)
+    problem = err.value.problems[0]
+    assert problem.text("policy.yaml") == str(err.value).splitlines()[0]
+    assert "Extra inputs" not in str(err.value) and "String should match" not in str(err.value)
 
 
 def test_yaml_syntax_errors_give_the_line():
