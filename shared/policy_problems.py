@@ -187,6 +187,8 @@ def problems(exc: ValidationError, root: type[BaseModel], node: yaml.Node | None
     out = []
     for error in exc.errors():
         loc = tuple(error["loc"])
+        if error["type"] == "union_tag_invalid":  # the tag's own line, not its mapping's
+            loc += (str((error.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
         line, column = locate(node, loc, at_key=error["type"] == "extra_forbidden")
         out.append(Problem(key_path(loc), line, column, message(error, root)))
     return out

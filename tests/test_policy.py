@@ -135,3 +135,72 @@ def test_the_workspace_registry_refuses_a_policy_that_needs_aliases(tmp_path, re
     assert load_policy(bare, registry).model("taxi_fare") is not None
     for other in (None, "databricks-uc", "http://127.0.0.1:5000", "sqlite:///m.db"):
         assert load_policy(path, other).model("taxi_fare") is not None
+
+
+MONITORED = """models:
+  - name: m
+    features:
+      store: {kind: rdbms, connection_setting: X}
+      tables: [{source: a.b.c, primary_keys: [id]}]
+    environments:
+      prod:
+        endpoint: e
+        inference_table: {catalog: c, schema: s}
+        monitoring:
+          window: 1h
+          checks:
+            - {metric: psi, of: features, threshold: 0.2}
+            - {metric: custom, name: expected_loss, threshold: 3}
+          custom: {expected_loss: "avg(1)"}
+          decision: {action: alert}
+"""
+
+
+@pytest.mark.parametrize(
+    "mutation, expected",
+    [
+        (("window: 1h", "window: 90 minutes"),
+         "p.yaml:11:19: models[0].environments.prod.monitoring.window: '90 minutes' is not a duration such as 30m, 2h "
+         "or 1d"),
+        (("metric: psi,", "metric: psii,"),
+         "p.yaml:13:24: models[0].environments.prod.monitoring.checks[0].metric: 'psii' is not allowed: expected one "
+         "of psi, js, ks, wasserstein, chi2, rmse, mae, f1, accuracy, precision, recall, error_rate, p95_latency_ms, "
+         "request_count, custom; did you mean 'psi'?"),
+        (("name: expected_loss", "name: expected_los"),
+         "p.yaml:11:11: models[0].environments.prod.monitoring: custom metric(s) ['expected_los'] have no SQL in "
+         "custom; did you mean 'expected_loss'?"),
+        (("kind: rdbms", "kind: rdbs"),
+         "p.yaml:4:21: models[0].features.store.kind: 'rdbs' is not allowed: expected one of online_feature_store, "
+         "synced_table, rdbms; did you mean 'rdbms'?"),
+        (("connection_setting: X", "connection_setting: 9X"),
+         "p.yaml:4:48: models[0].features.store.rdbms.connection_setting: '9X' is not an app setting name"),
+        (("window: 1h", "window: 1h\n          treshold: 3"),
+         "p.yaml:12:11: models[0].environments.prod.monitoring.treshold: unknown key 'treshold'; allowed keys: "
+         "preset, window, problem"),
+    ],
+)
+def test_monitoring_errors_say_durations_metrics_and_tags_in_words(mutation, expected):
+    old, new = mutation
+    assert old in MONITORED
+    parse_policy(MONITORED, "p.yaml")
+    with pytest.raises(PolicyError) as err:
+        parse_policy(MONITORED.replace(old, new, 1), "p.yaml")
+    assert str(err.value).startswith(expected)
+
+
+def test_every_problem_is_listed_with_its_own_place():
+    bad = MONITORED.replace("window: 1h", "window: soon").replace("threshold: 0.2", "threshold: high")
+    with pytest.raises(PolicyError) as err:
+        parse_policy(bad, "p.yaml")
+    assert [(p.path, p.line, p.column) for p in err.value.problems] == [
+        ("models[0].environments.prod.monitoring.window", 11, 19),
+        ("models[0].environments.prod.monitoring.checks[0].threshold", 13, 54)]
+    assert "expected a number, got 'high'" in str(err.value)
+    assert len(str(err.value).splitlines()) == 2
+
+
+def test_a_yaml_syntax_error_is_a_problem_with_its_place():
+    with pytest.raises(PolicyError) as err:
+        parse_policy("models:\n  - name: x\n  environments: [\n", "policy.yaml")
+    (problem,) = err.value.problems
+    assert (problem.line, problem.message.startswith("not valid YAML")) == (3, True)
