@@ -58,7 +58,7 @@ class Problem:
 
     def text(self, source: str) -> str:
         where = f"{source}:{self.line}:{self.column}" if self.line else source
-        return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {'warning: ' if self.severity == 'warning' else ''}{self.path}: {self.message}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
