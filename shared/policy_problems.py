@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared.delivery.policy import ALIAS_NAME
 from shared.monitoring.policy import _COLUMN, _DELAY, _DURATION, _UC_PART, _UC_TABLE
+from shared.redaction import contains_secret
 
 _IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 # What each pattern of the policy means, said in words instead of the regular expression.
@@ -42,6 +43,8 @@ _TYPE_WORDS = {
     "int": "a whole number", "float": "a number", "bool": "true or false", "string": "text",
     "dict": "a mapping (key: value lines)", "model": "a mapping (key: value lines)", "list": "a list",
 }
+# Settings the policy passes on as given (served-entity environment, job parameters).
+_FREE_FORM = {"environment_vars", "parameters"}
 _BOUNDS = {"greater_than": ("gt", "greater than"), "greater_than_equal": ("ge", "at least"),
            "less_than": ("lt", "less than"), "less_than_equal": ("le", "at most")}
 
@@ -141,8 +144,15 @@ def did_you_mean(word: Any, choices: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _shown(value: Any) -> str:
-    return repr(value) if isinstance(value, str | int | float | bool) or value is None else f"a {type(value).__name__}"
+def _shown(value: Any, loc: tuple[Any, ...] = ()) -> str:
+    """The value as given, unless it may be a secret: a policy message reaches logs, records and
+    ``GET /api/status``, so a value under a free-form mapping of settings, or one that looks like
+    credentials, is described by its type only."""
+    if not (isinstance(value, str | int | float | bool) or value is None):
+        return f"a {type(value).__name__}"
+    if _FREE_FORM & set(map(str, loc)) or contains_secret(str(value)):
+        return f"the {type(value).__name__} given"
+    return repr(value)
 
 
 def message(error: Any, root: type[BaseModel]) -> str:
@@ -156,7 +166,7 @@ def message(error: Any, root: type[BaseModel]) -> str:
         return f"missing required key {loc[-1]!r}"
     if kind == "literal_error":
         allowed = [str(v) for m in _members(type_at(root, loc)) for v in typing.get_args(m)]
-        return (f"{_shown(got)} is not allowed: expected one of {', '.join(allowed)}"
+        return (f"{_shown(got, loc)} is not allowed: expected one of {', '.join(allowed)}"
                 + did_you_mean(got, allowed))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
@@ -166,10 +176,10 @@ def message(error: Any, root: type[BaseModel]) -> str:
                                                                                                       tags)
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
-        return f"{_shown(got)} is not {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}"
+        return f"{_shown(got, loc)} is not {PATTERN_WORDS.get(pattern, f'text matching {pattern}')}"
     if kind in _BOUNDS:
         key, words = _BOUNDS[kind]
-        return f"{_shown(got)} is too {'small' if key in ('gt', 'ge') else 'large'}: expected a number {words} " \
+        return f"{_shown(got, loc)} is too {'small' if key in ('gt', 'ge') else 'large'}: expected a number {words} " \
                f"{ctx.get(key)}"
     if kind in ("too_short", "too_long"):
         what = "character(s)" if isinstance(got, str) else "item(s)"
@@ -177,7 +187,7 @@ def message(error: Any, root: type[BaseModel]) -> str:
         return f"expected {'at least' if kind == 'too_short' else 'at most'} {bound} {what}"
     for prefix, words in _TYPE_WORDS.items():
         if kind.startswith(prefix + "_") and kind != "string_too_short":
-            return f"expected {words}, got {_shown(got)}"
+            return f"expected {words}, got {_shown(got, loc)}"
     if kind in ("value_error", "assertion_error"):
         return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     return str(error["msg"])
