@@ -139,9 +139,14 @@ def keys_of(tp: Any) -> list[str]:
     return [f.alias or n for m in _members(tp) if _is_model(m) for n, f in m.model_fields.items()]
 
 
-def did_you_mean(word: Any, choices: list[str]) -> str:
+def closest(word: Any, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(word: Any, choices: list[str]) -> str:
+    close = closest(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def _shown(value: Any, loc: tuple[Any, ...] = ()) -> str:
@@ -194,9 +199,16 @@ def message(error: Any, root: type[BaseModel]) -> str:
 
 
 def problems(exc: ValidationError, root: type[BaseModel], node: yaml.Node | None) -> list[Problem]:
+    """Each error with its place; a required key reported missing beside the unknown key that
+    was meant to be it is said once, as the misspelling."""
+    errors = exc.errors()
+    meant = {(tuple(e["loc"][:-1]), closest(e["loc"][-1], keys_of(type_at(root, e["loc"][:-1]))))
+             for e in errors if e["type"] == "extra_forbidden"}
     out = []
-    for error in exc.errors():
+    for error in errors:
         loc = tuple(error["loc"])
+        if error["type"] == "missing" and (loc[:-1], loc[-1]) in meant:
+            continue
         if error["type"] == "union_tag_invalid":  # the tag's own line, not its mapping's
             loc += (str((error.get("ctx") or {}).get("discriminator", "kind")).strip("'"),)
         line, column = locate(node, loc, at_key=error["type"] == "extra_forbidden")

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,22 @@ def test_a_yaml_syntax_error_is_a_problem_with_its_place():
         parse_policy("models:\n  - name: x\n  environments: [\n", "policy.yaml")
     (problem,) = err.value.problems
     assert (problem.line, problem.message.startswith("not valid YAML")) == (3, True)
+
+
+_KEY_LINES = [(n, line) for n, line in enumerate(GOOD.splitlines(), 1)
+              if re.match(r"\s*(- )?[a-z_]+:", line) and not re.match(r"\s*(prod|staging):", line)]
+
+
+@pytest.mark.parametrize("number, line", _KEY_LINES, ids=[line.strip() for _, line in _KEY_LINES])
+def test_a_misspelt_key_anywhere_is_found_at_its_own_line_and_column(number, line):
+    """Every block key of the policy, misspelt, is an unknown key reported where it is written,
+    with the key it was meant to be."""
+    key = re.match(r"\s*(?:- )?([a-z_]+):", line)
+    assert key is not None
+    lines = GOOD.splitlines()
+    lines[number - 1] = line[:key.start(1)] + key.group(1) + "x" + line[key.end(1):]
+    with pytest.raises(PolicyError) as err:
+        parse_policy("\n".join(lines), "policy.yaml")
+    (problem,) = err.value.problems  # a required key misspelt is not also reported missing
+    assert (problem.line, problem.column) == (number, key.start(1) + 1)
+    assert problem.message.startswith(f"unknown key '{key.group(1)}x'; did you mean '{key.group(1)}'?")
