@@ -119,27 +119,17 @@ def _signature_columns(deps: Deps, model: str, categorical: set[str]) -> Any:
     categories)."""
 
     def columns(version: str) -> list[Watched]:
-        from mlflow.artifacts import download_artifacts
-        from mlflow.models import Model
+        from shared.model_signature import signature_inputs
 
-        client = deps.registry()
         try:
-            uri = client.get_model_version_download_uri(model, version)
-            path = download_artifacts(artifact_uri=f"{uri.rstrip('/')}/MLmodel",
-                                      tracking_uri=deps.settings.registry_uri)
-            sig = Model.load(path).signature
+            specs = signature_inputs(deps.registry(), deps.settings.registry_uri, model, version)
         except Exception as exc:
             raise checks.CheckFailed(f"cannot read the signature of {model} version {version} ({exc}): "
                                      "list the watched columns in monitoring.columns") from exc
-        if sig is None or sig.inputs is None:
+        if specs is None:
             raise checks.CheckFailed(f"{model} version {version} has no signature: set monitoring.columns")
-        out = []
-        for spec in sig.inputs.to_dict():
-            name, typ = spec.get("name"), str(spec.get("type"))
-            if name:
-                out.append(Watched(name, "categorical" if typ in ("string", "boolean") or name in categorical
-                                   else "numeric"))
-        return out
+        return [Watched(spec["name"], "categorical" if str(spec.get("type")) in ("string", "boolean")
+                        or spec["name"] in categorical else "numeric") for spec in specs]
 
     return columns
 

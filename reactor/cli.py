@@ -230,7 +230,9 @@ def parser() -> argparse.ArgumentParser:
   reactor policy check policy.yaml --registry-uri databricks-uc -o json""", [_common(json_only=True)])
     pc.add_argument("file", type=Path)
     pc.add_argument("--registry-uri", help="the app's model registry, which decides whether aliases exist "
-                    "(default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI, as the app reads it)")
+                    "(default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI, as the app reads it); given here, "
+                    "the registry is also asked for the tracked versions' signatures, and a column the monitoring "
+                    "names that a signature lacks is a warning (exit 0)")
 
     p = add(sub, "doctor", "read-only preflight of the workspace and storage the policy needs "
             "(exit 1 if a rollout would fail, 4 if the workspace is unusable)", """
@@ -443,6 +445,8 @@ def cmd_monitor(backend: Backend, args: argparse.Namespace, out: TextIO, err: Te
 
 
 def cmd_policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Each problem on a line of its own, ``FILE:LINE:COLUMN: key.path: message`` as compilers
+    print them; with ``--json``, the same as items (shared.policy_problems.Problem)."""
     from shared.policy import PolicyError, load_policy
 
     if not args.file.is_file():
@@ -453,14 +457,36 @@ def cmd_policy(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         registry = args.registry_uri or os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")
         policy = load_policy(args.file, registry or None)
     except PolicyError as exc:
+        problems = [p.as_dict() for p in exc.problems] or [
+            {"path": "(top level)", "line": None, "column": None, "message": str(exc), "severity": "error"}]
         if args.json:
-            print(as_json({"file": str(args.file), "valid": False, "error": str(exc)}), file=out)
-        print(f"reactor: invalid policy: {exc}", file=err)
+            print(as_json({"file": str(args.file), "valid": False, "error": str(exc), "problems": problems,
+                           "warnings": []}), file=out)
+        print(f"reactor: invalid policy ({len(problems)} problem(s)):\n{exc}", file=err)
         return ATTENTION
+    warnings = _signature_warnings(args.file, policy, args.registry_uri) if args.registry_uri else []
     envs = [f"{m.name}/{name}" for m in policy.models for name in m.environments]
-    _print(out, args, {"file": str(args.file), "valid": True, "environments": envs},
+    _print(out, args, {"file": str(args.file), "valid": True, "environments": envs,
+                       "warnings": [w.as_dict() for w in warnings]},
            lambda: f"{args.file}: ok, {len(policy.models)} model(s), {len(envs)} environment(s): {', '.join(envs)}")
+    if not args.json:
+        for w in warnings:
+            print(w.text(str(args.file)), file=err)
     return OK
+
+
+def _signature_warnings(file: Path, policy: Any, registry_uri: str) -> list[Any]:
+    """Columns the monitoring names that the tracked version's signature lacks (shared.policy_columns)."""
+    from shared.policy_columns import column_warnings, registry_inputs
+    from shared.policy_problems import Problem
+    from shared.workspace import registry_client
+
+    try:
+        client = registry_client(registry_uri)
+    except Exception as exc:  # no registry, no column check: said, never a traceback
+        return [Problem("(top level)", None, None, f"cannot reach the registry {registry_uri} "
+                        f"({type(exc).__name__}): the columns the monitoring names are not checked", "warning")]
+    return column_warnings(policy, file.read_text(encoding="utf-8"), registry_inputs(client, registry_uri))
 
 
 def command_of(args: argparse.Namespace) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.delivery.policy import ALIAS_NAME, Aliases, Strategy
 from shared.monitoring.policy import InferenceTable, Monitoring
+from shared.policy_problems import Problem, compose, problems
 from shared.redaction import SECRET_REFERENCE, contains_secret
 
 # Names as Databricks allows them: endpoints and served entities use alphanumerics, '-' and '_'
@@ -28,7 +29,12 @@ _ENDPOINT_NAME = r"^[A-Za-z0-9_-]{1,63}$"
 
 
 class PolicyError(ValueError):
-    """The policy file is missing, unreadable or invalid. The message names file and key."""
+    """The policy file is missing, unreadable or invalid. The message names file and key;
+    ``problems`` holds each problem with its key path, line and column (shared.policy_problems)."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class _Strict(BaseModel):
@@ -262,27 +268,23 @@ class Policy(_Strict):
         return next((m for m in self.models if m.name == name), None)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise PolicyError(f"{source}: {where}not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        found = Problem("(top level)", mark.line + 1 if mark else None, mark.column + 1 if mark else None,
+                        f"not valid YAML: {getattr(exc, 'problem', exc)}")
+        raise PolicyError(f"{source}: {where}{found.message}", [found]) from exc
     if not isinstance(data, dict):
-        raise PolicyError(f"{source}: the top level must be a mapping with 'models'")
+        found = Problem("(top level)", 1, 1, "the top level must be a mapping with 'models'")
+        raise PolicyError(f"{source}: {found.message}", [found])
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise PolicyError(f"{source}: {problems}") from exc
+        found = problems(exc, Policy, compose(text))
+        raise PolicyError("\n".join(p.text(source) for p in found), found) from exc
 
 
 def is_workspace_registry(registry_uri: str | None) -> bool:
@@ -302,7 +304,7 @@ def check_registry(policy: Policy, registry_uri: str | None, source: str = "<pol
     rollout would half-run and fail at promotion."""
     if not is_workspace_registry(registry_uri):
         return policy
-    problems = []
+    uses = []
     for m in policy.models:
         for name, env in m.environments.items():
             used = [f"track {env.track}"] if env.track_alias else []
@@ -310,11 +312,11 @@ def check_registry(policy: Policy, registry_uri: str | None, source: str = "<pol
             used += [f"aliases.{role} {v}" for role, v in (("challenger", a.challenger), ("production", a.production))
                      if v] + ([f"aliases.champion {a.champion}"] if a.champion else [])
             if used:
-                problems.append(f"models[{m.name}].environments.{name}: {', '.join(used)}")
-    if problems:
+                uses.append(f"models[{m.name}].environments.{name}: {', '.join(used)}")
+    if uses:
         raise PolicyError(f"{source}: the workspace model registry (MLFLOW_REGISTRY_URI={registry_uri}) has no "
                           f"aliases; set 'aliases: []' and 'track: latest', or use Unity Catalog (databricks-uc): "
-                          + "; ".join(problems))
+                          + "; ".join(uses))
     return policy
 
 

@@ -8,6 +8,7 @@ tests/test_status_page.py (the banner)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -149,3 +150,19 @@ def test_refusals_are_told_apart_from_other_failures_and_found_behind_a_wrapper(
     assert refusal(NotFound("gone", error_code="RESOURCE_DOES_NOT_EXIST")) is None
     assert refusal(RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "x"})) is None
     assert refusal(ValueError("x")) is None
+
+
+def test_an_invalid_policy_is_shown_with_each_problems_place_not_answered_as_an_outage(tmp_path):
+    d = Driver(tmp_path)
+    assert app_of(d)["policy"] == {"valid": True, "problems": []}
+    path = d.deps.settings.policy_file
+    path.write_text("models:\n  - name: m\n    environments:\n      prod: {endpoint: e, trak: latest}\n")
+    os.utime(path, (1, 1))  # the policy is cached by modification time
+    resp = operators.status(d.deps, Request("GET", b"", {}, {}))
+    body = json.loads(resp.body)
+    assert resp.status == 200 and body["status"] == []
+    (problem,) = body["app"]["policy"]["problems"]
+    assert problem == {"path": "models[0].environments.prod.trak", "line": 4, "column": 27, "severity": "error",
+                       "message": "unknown key 'trak'; did you mean 'track'?"}
+    assert body["app"]["attention"][0] == (f"the policy file is invalid: {path}:4:27: models[0].environments.prod."
+                                           "trak: unknown key 'trak'; did you mean 'track'?")

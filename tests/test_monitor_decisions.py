@@ -135,8 +135,9 @@ custom: {expected_loss: "avg(CASE WHEN {{prediction_col}} != {{label_col}} THEN 
 
 
 @pytest.mark.parametrize(("monitoring", "message"), [
-    ("checks: [{metric: psi, threshold: 0.2}]", "monitoring.checks[0]: Value error, a psi check needs 'of'"),
-    ("window: 5 minutes\nchecks: [{metric: psi, of: features, threshold: 0.2}]", "monitoring.window: String should"),
+    ("checks: [{metric: psi, threshold: 0.2}]", "monitoring.checks[0]: a psi check needs 'of'"),
+    ("window: 5 minutes\nchecks: [{metric: psi, of: features, threshold: 0.2}]",
+     "monitoring.window: '5 minutes' is not a duration such as 30m, 2h or 1d"),
     ("checks: [{metric: rmse, threshold: 3}]", "rmse need labels"),
     ("preset: databricks\nproblem: classification\nlabels: {table: a.b.c, key: id, column: y}",
      "the databricks preset needs custom.expected_loss"),

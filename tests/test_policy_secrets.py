@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -34,7 +35,8 @@ def test_a_plain_secret_is_refused_naming_the_variable_and_the_fix(name: str, va
     with pytest.raises(PolicyError) as err:
         parse_policy(_policy({"LOG_LEVEL": "info", name: value}), "policy.yaml")
     message = str(err.value)
-    assert message.startswith("policy.yaml: models[0].environments.prod.served_entity.environment_vars: ")
+    assert re.match(r"policy\.yaml:1:\d+: models\[0\]\.environments\.prod\.served_entity\.environment_vars: ",
+                    message)
     assert f"{name} looks like a secret but holds a plain value" in message
     assert "use a secret reference '{{secrets/<scope>/<key>}}'" in message
     assert "LOG_LEVEL" not in message
@@ -46,3 +48,16 @@ def test_secret_references_and_plain_settings_are_accepted() -> None:
            "LOCAL_FEATURES_URL": "mysql://root@127.0.0.1:3306/test", "MLFLOW_TRACKING_URI": "databricks"}
     policy = parse_policy(_policy(env), "policy.yaml")
     assert policy.models[0].environments["prod"].served_entity.environment_vars == env
+
+
+@pytest.mark.parametrize("value", ["12345", "[hunter2]", "{x: hunter2}"])
+def test_a_value_of_the_wrong_type_is_refused_without_quoting_it(value: str) -> None:
+    """An error message reaches logs and GET /api/status: a password given as a number is described,
+    never quoted."""
+    text = _policy({"DB_PASSWORD": "{{secrets/s/k}}"}).replace('"{{secrets/s/k}}"', value)
+    assert value in text
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, "policy.yaml")
+    message = str(err.value)
+    assert "environment_vars.DB_PASSWORD: expected text, got" in message
+    assert "12345" not in message and "hunter2" not in message

@@ -225,8 +225,11 @@ class Monitoring(_Strict):
             raise ValueError(f"{', '.join(needs_labels)} need labels: add labels (table, key, column)")
         missing = sorted({c.name for c in checks if c.metric == "custom" and c.name not in self.custom})
         if missing:
+            from shared.policy_problems import did_you_mean  # it imports this module
+
             raise ValueError(f"custom metric(s) {missing} have no SQL in custom"
-                             + (" (the databricks preset needs custom.expected_loss)" if self.preset else ""))
+                             + (" (the databricks preset needs custom.expected_loss)" if self.preset else "")
+                             + did_you_mean(missing[0], sorted(self.custom)))
         kinds = {"regression": {"rmse", "mae"}, "classification": {"f1", "accuracy", "precision", "recall"}}
         wrong = [c.metric for c in checks if c.metric in PERFORMANCE_METRICS and c.metric not in kinds[self.problem]]
         if wrong:
