@@ -61,6 +61,9 @@ def demo_policy(source: Path, target: Path, job_id: int) -> Path:
     strategy = env["strategy"]
     strategy["steps"] = [{"weight": 10, "bake": "6s"}, {"weight": 50, "bake": "3s"}]
     strategy["bake"] = strategy["abort_delay"] = "1s"
+    # The demo's rollouts follow each other within seconds: none keeps the previous champion for
+    # an undo (./dev up's stack undoes by redeploying it through the smoke).
+    strategy["rollback_window"] = "0s"
     strategy["analysis"].update(delivery_delay="1s", min_requests=25, error_rate={"margin": 0.1},
                                 latency={"max_ratio": 5.0}, prediction_shift={"metric": "ks", "threshold": 0.6})
     target.write_text("# policy.yaml as the demo runs it (short windows, the job it created)\n"

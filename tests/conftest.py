@@ -25,6 +25,7 @@ from shared.queues import QueueService
 from shared.signatures import mlflow_signature
 from shared.storage import open_queues, open_tables
 from shared.tables import TableService
+from tests.engine import without_rollback_window
 
 NEVER = "0 0 0 1 1 *"  # a schedule that does not fire during a test
 
@@ -75,7 +76,7 @@ def policy_yaml(model: str, endpoint: str, model_fields: dict[str, Any] | None =
         "strategy": {"kind": "direct", "bake": "0s"},
         **env_overrides,
     }
-    model_policy = {"name": model, **(model_fields or {}), "environments": {"prod": env}}
+    model_policy = {"name": model, **(model_fields or {}), "environments": {"prod": without_rollback_window(env)}}
     return json.dumps({"version": 1, "models": [model_policy]})
 
 

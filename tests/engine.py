@@ -342,6 +342,14 @@ POLICY = {"version": 1, "models": [{"name": MODEL, "environments": {"prod": {
 }}}]}
 
 
+def without_rollback_window(env: dict[str, Any]) -> dict[str, Any]:
+    """``env`` with its strategy's ``rollback_window`` 0s unless the test sets one: most tests follow
+    one rollout to an endpoint that serves its version alone; tests/test_undo_hold.py sets the
+    window (the policy's default keeps the previous champion at 0% for hours)."""
+    strategy = env.get("strategy") or {}
+    return {**env, "strategy": {**strategy, "rollback_window": strategy.get("rollback_window", "0s")}}
+
+
 class Driver:
     """Plays the Functions host for the commands and rollout queues."""
 
@@ -353,7 +361,7 @@ class Driver:
         policy = tmp / "policy.json"
         model = POLICY["models"][0]
         policy.write_text(json.dumps({**POLICY, "models": [{**model, "environments": {
-            "prod": {**model["environments"]["prod"], **(env or {})}}}]}))
+            "prod": without_rollback_window({**model["environments"]["prod"], **(env or {})})}}]}))
         settings = Settings.from_env({
             "REACTOR_STORAGE": f"sqlite:///{tmp / 'state.db'}", "REACTOR_POLICY_FILE": str(policy),
             "MLFLOW_WEBHOOK_SECRET": SECRET, "ROLLOUT_BACKOFF_BASE_SECONDS": "2", "ROLLOUT_BACKOFF_CAP_SECONDS": "30",

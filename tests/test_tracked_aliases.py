@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from shared import rollouts
-from tests.engine import MODEL, POLICY, Driver
+from tests.engine import MODEL, POLICY, Driver, without_rollback_window
 
 STAGING_EP = "fare-stg"
 PROD_EP = "fare-ep"
@@ -22,11 +22,11 @@ PROD_EP = "fare-ep"
 def _two_environments(d: Driver, tmp: Path) -> None:
     base = POLICY["models"][0]["environments"]["prod"]
     envs = {
-        "staging": {**base, "endpoint": STAGING_EP, "track": "latest",
+        "staging": without_rollback_window({**base, "endpoint": STAGING_EP, "track": "latest",
                     "aliases": {"champion": ["Staging"]},
                     "strategy": {"kind": "canary", "bake": "10m",
-                                 "steps": [{"weight": 50, "bake": "1m", "analysis": False}]}},
-        "prod": {**base, "endpoint": PROD_EP, "track": "@Staging", "aliases": ["Champion"]},
+                                 "steps": [{"weight": 50, "bake": "1m", "analysis": False}]}}),
+        "prod": without_rollback_window({**base, "endpoint": PROD_EP, "track": "@Staging", "aliases": ["Champion"]}),
     }
     (tmp / "policy.json").write_text(json.dumps({**POLICY, "models": [{"name": MODEL, "environments": envs}]}))
 

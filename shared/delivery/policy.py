@@ -120,7 +120,7 @@ class Strategy(_Strict):
     bake: Delay = Field("30s", description="at 100%: how long the old entities stay (at 0%) before removal")
     abort_delay: Delay = Field("30s", description="how long an aborted candidate stays (at 0%) before removal")
     rollback_window: Delay = Field(
-        "0s", description="after a rollout ends done: how long the previous champion's served entity stays on the "
+        "3h", description="after a rollout ends done: how long the previous champion's served entity stays on the "
         "endpoint at 0%, so an undo is a route change; it stays provisioned (and billed) that long. 0s: removed "
         "at once")
     analysis: Analysis = Field(default_factory=Analysis)
