@@ -233,20 +233,29 @@ class Doctor:
         yield Check(name, OK, f"exists; {self.who.principal} holds {', '.join(needed)}")
 
     def job(self, job_id: int, where: str) -> Iterator[Check]:
+        yield from self._permissioned(
+            f"retraining job {job_id} ({where})", lambda: self.w.jobs.get(job_id),
+            lambda: self.w.jobs.get_permissions(str(job_id)), ("CAN_MANAGE_RUN", JOB_LEVELS, "run_now", "the job"),
+            "create the job, or fix retraining.job_id in the policy", "can run it")
+
+    def _permissioned(self, name: str, get: Callable[[], Any], acl: Callable[[], Any],
+                      needs: tuple[str, tuple[str, ...], str, str], missing: str, ok: str) -> Iterator[Check]:
+        """An object that must exist and on which the identity must hold a permission level
+        (``needs``: the level, the levels in order, what needs it, the object in words)."""
         from databricks.sdk.errors import NotFound
 
-        name = f"retraining job {job_id} ({where})"
+        level, order, user, what = needs
         try:
-            self.w.jobs.get(job_id)
+            get()
         except NotFound:
-            yield Check(name, FAIL, "not found", "create the job, or fix retraining.job_id in the policy")
+            yield Check(name, FAIL, "not found", missing)
             return
-        held = _levels(self.w.jobs.get_permissions(str(job_id)), self.who)
-        if not _has_level(held, "CAN_MANAGE_RUN", JOB_LEVELS):
+        held = _levels(acl(), self.who)
+        if not _has_level(held, level, order):
             yield Check(name, FAIL, f"{self.who.principal} holds {', '.join(sorted(held)) or 'nothing'}, "
-                        "run_now needs CAN_MANAGE_RUN", f"give {self.who.principal} CAN_MANAGE_RUN on the job")
+                        f"{user} needs {level}", f"give {self.who.principal} {level} on {what}")
             return
-        yield Check(name, OK, f"exists; {self.who.principal} can run it")
+        yield Check(name, OK, f"exists; {self.who.principal} {ok}")
 
     # ------------------------------------------------------------------ features
     def features(self, m: Any) -> Iterator[Check]:
@@ -320,8 +329,6 @@ class Doctor:
 
     # ------------------------------------------------------------------ warehouse and storage
     def warehouse(self) -> Iterator[Check]:
-        from databricks.sdk.errors import NotFound
-
         wid = self.env.get("DATABRICKS_WAREHOUSE_ID", "")
         envs = [e for m in self.policy.models for e in m.environments.values()]
         if not wid:
@@ -330,18 +337,10 @@ class Doctor:
             yield Check("SQL warehouse", FAIL if needed else OK, "DATABRICKS_WAREHOUSE_ID is not set",
                         "set it to the id of a SQL warehouse the identity can use" if needed else "")
             return
-        name = f"SQL warehouse {wid}"
-        try:
-            self.w.warehouses.get(wid)
-        except NotFound:
-            yield Check(name, FAIL, "not found", "set DATABRICKS_WAREHOUSE_ID to an existing warehouse's id")
-            return
-        held = _levels(self.w.warehouses.get_permissions(wid), self.who)
-        if not _has_level(held, "CAN_USE", WAREHOUSE_LEVELS):
-            yield Check(name, FAIL, f"{self.who.principal} holds {', '.join(sorted(held)) or 'nothing'}, "
-                        "statements need CAN_USE", f"give {self.who.principal} CAN_USE on the warehouse")
-            return
-        yield Check(name, OK, f"exists; {self.who.principal} can use it")
+        yield from self._permissioned(
+            f"SQL warehouse {wid}", lambda: self.w.warehouses.get(wid), lambda: self.w.warehouses.get_permissions(wid),
+            ("CAN_USE", WAREHOUSE_LEVELS, "statements", "the warehouse"),
+            "set DATABRICKS_WAREHOUSE_ID to an existing warehouse's id", "can use it")
 
     def storage_account(self) -> Iterator[Check]:
         from shared.redaction import redact
