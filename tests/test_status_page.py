@@ -197,7 +197,7 @@ def test_a_paused_canary_says_so_and_why(browser, tmp_path: Path) -> None:
         shot(page, "paused-overview")
 
 
-def test_a_failed_rollout_shows_the_reason_and_the_champion_kept(browser, tmp_path: Path) -> None:
+def test_a_failed_rollout_shows_the_reason_the_champion_kept_and_the_next_step(browser, tmp_path: Path) -> None:
     d = Driver(tmp_path, env=CANARY)
     v1, v2 = first_version(d)
     d.serving_api.bad_answers.add(v2)
@@ -210,6 +210,10 @@ def test_a_failed_rollout_shows_the_reason_and_the_champion_kept(browser, tmp_pa
         text = page.inner_text("body")
         assert f"the last rollout (version {v2}) ended failed" in text
         assert f"v{v1} 100%" in text and f"@Champion → v{v1}" in text
+        # The next step: deploy again, after a look at the rollout.
+        commands = page.locator("div.hint code").all_inner_texts()
+        assert f"reactor deploy {MODEL} prod --version {v2} --wait" in commands
+        assert any(c.startswith("reactor rollout ") for c in commands)
         shot(page, "failed-overview")
         follow(page, 'a[href*="status/rollout"]')
         text = page.inner_text("body")
@@ -394,19 +398,6 @@ def test_a_paused_or_failed_rollout_says_the_command_to_run_next_and_counts_step
         follow(page, 'a[href*="status/rollout"]')
         assert page.locator("div.hint code").first.inner_text() == f"reactor resume {MODEL} prod --wait"
         shot(page, "paused-hint")
-
-
-def test_a_failed_rollout_hints_a_new_deploy(browser, tmp_path: Path) -> None:
-    d = Driver(tmp_path, env=CANARY)
-    _, v2 = first_version(d)
-    d.serving_api.bad_answers.add(v2)
-    deploy(d, v2)
-    d.run()
-    with serve(d, tmp_path) as base:
-        page = open_page(browser, f"{base}/page?code={HOST_KEY}")
-        commands = page.locator("div.hint code").all_inner_texts()
-        assert f"reactor deploy {MODEL} prod --version {v2} --wait" in commands
-        assert any(c.startswith("reactor rollout ") for c in commands)
 
 
 def test_the_page_refreshes_itself_only_when_asked(browser, tmp_path: Path) -> None:
