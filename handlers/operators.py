@@ -16,12 +16,11 @@ import logging
 from handlers.deps import Deps
 from handlers.http_types import Request, Response
 from shared import commands, journal, overview, rejections, rollouts
-from shared.app_state import app_status
+from shared.app_state import policy_and_app
 from shared.commands import CommandRejected, Redrive
 from shared.delivery import store as analyses
 from shared.log import correlated, step
 from shared.monitoring import store as monitor_store
-from shared.policy import Policy, PolicyError
 from shared.queues import COMMANDS_QUEUE, POISON_SUFFIX
 from shared.tables import MAX_PAGE
 
@@ -89,22 +88,10 @@ def status(deps: Deps, req: Request) -> Response:
     """Per model and environment of the policy: what serves, the last rollout, the last verdict;
     and the app's own state (shared.app_state.app_status): each webhook secret's state (set,
     missing, unresolved), the settings that cannot work, and in ``attention`` what each stops,
-    by setting name, never a value. An invalid policy file is the app's state too, not an outage:
-    ``app.policy`` lists its problems (key path, line, column, message: shared.policy_problems),
-    each also in ``attention``, and no model's status can be told."""
-    try:
-        policy = deps.policy()
-    except PolicyError as exc:
-        app = app_status(deps.settings, Policy(), deps.tables, deps.clock())
-        problems = [p.as_dict() for p in exc.problems] or [
-            {"path": "(top level)", "line": None, "column": None, "message": str(exc), "severity": "error"}]
-        app["policy"] = {"valid": False, "problems": problems}
-        lines = [p.text(str(deps.settings.policy_file)) for p in exc.problems] or [str(exc)]
-        app["attention"] = [f"the policy file is invalid: {line}" for line in lines] + app["attention"]
-        return Response(200, {"status": [], "app": app})
-    app = app_status(deps.settings, policy, deps.tables, deps.clock())
-    app["policy"] = {"valid": True, "problems": []}
-    return Response(200, {"status": overview.status(deps.tables, policy), "app": app})
+    by setting name, never a value. An invalid policy file is the app's state too, not an outage
+    (shared.app_state.policy_and_app), and no model's status can be told."""
+    policy, app = policy_and_app(deps.settings, deps.policy, deps.tables, deps.clock())
+    return Response(200, {"status": overview.status(deps.tables, policy) if policy else [], "app": app})
 
 
 def list_decisions(deps: Deps, req: Request) -> Response:

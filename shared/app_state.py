@@ -170,3 +170,25 @@ def app_status(settings: Settings, policy: Any, tables: TableService, now: float
                          "lacks a role or grant there")
     return {"webhook_secrets": secrets, "settings": [asdict(p) for p in problems], "authorization": denied,
             "attention": attention}
+
+
+def policy_and_app(settings: Settings, load: Any, tables: TableService, now: float) -> tuple[Any, dict[str, Any]]:
+    """The policy ``load()`` gives, or None when it is invalid, and ``GET /api/status``'s ``app``
+    with ``policy``: ``valid`` and its ``problems`` (key path, line, column, message:
+    shared.policy_problems). An invalid policy file is the app's state, not an outage: each problem
+    is also in ``attention``, which the API and the status page's banner show."""
+    from shared.policy import Policy, PolicyError
+
+    try:
+        policy = load()
+    except PolicyError as exc:
+        app = app_status(settings, Policy(), tables, now)
+        problems = [p.as_dict() for p in exc.problems] or [
+            {"path": "(top level)", "line": None, "column": None, "message": str(exc), "severity": "error"}]
+        app["policy"] = {"valid": False, "problems": problems}
+        lines = [p.text(str(settings.policy_file)) for p in exc.problems] or [str(exc)]
+        app["attention"] = [f"the policy file is invalid: {line}" for line in lines] + app["attention"]
+        return None, app
+    app = app_status(settings, policy, tables, now)
+    app["policy"] = {"valid": True, "problems": []}
+    return policy, app

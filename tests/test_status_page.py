@@ -197,6 +197,25 @@ def test_a_paused_canary_says_so_and_why(browser, tmp_path: Path) -> None:
         shot(page, "paused-overview")
 
 
+def test_an_invalid_policy_file_is_told_in_the_banner_with_each_problems_place(browser, tmp_path: Path) -> None:
+    """Every view needs the policy: with an invalid file each shows the overview, whose banner
+    lists the file's problems (line, column, did-you-mean), not an error page."""
+    d = Driver(tmp_path)
+    deploy(d, d.registry.register())
+    d.run()
+    (tmp_path / "policy.json").write_text('{"version": 1, "models": [{"name": "m", "environments": '
+                                          '{"prod": {"endpoint": "e", "trak": "latest"}}}]}')
+    with serve(d, tmp_path) as base:
+        for url in (f"{base}/page?code={HOST_KEY}",
+                    f"{base}/model?model={MODEL}&environment=prod&code={HOST_KEY}"):
+            page = open_page(browser, url)
+            said = page.locator("#app-problems").inner_text()
+            assert "the policy file is invalid: " in said and ":1:" in said, said
+            assert "unknown key 'trak'; did you mean 'track'?" in said
+            assert "The policy declares no model." in page.inner_text("body")
+        shot(page, "invalid-policy")
+
+
 def test_a_failed_rollout_shows_the_reason_the_champion_kept_and_the_next_step(browser, tmp_path: Path) -> None:
     d = Driver(tmp_path, env=CANARY)
     v1, v2 = first_version(d)

@@ -1,6 +1,7 @@
 """The status pages by name, each from the request's query parameters to a page
 (handlers/pages/__init__.py): a malformed parameter or continuation token is a 400 page, an
-unknown model, environment or rollout a 404 page."""
+unknown model, environment or rollout a 404 page; with an invalid policy file, every view is the
+overview, whose banner lists the file's problems."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from handlers.deps import Deps
 from handlers.pages import model, overview, rejections, rollout
 from handlers.pages.layout import BadRequest, Html, NotFound, error, limit, name, refresh
 from shared import overview as summary
-from shared.app_state import app_status
+from shared.app_state import policy_and_app
+from shared.policy import PolicyError
 
 
 def _overview(deps: Deps, params: dict[str, str]) -> Html:
-    policy = deps.policy()
-    return overview.render(deps.tables, summary.status(deps.tables, policy),
-                           app_status(deps.settings, policy, deps.tables, deps.clock()))
+    # An invalid policy file is shown in the banner, problem by problem, not as an outage.
+    policy, app = policy_and_app(deps.settings, deps.policy, deps.tables, deps.clock())
+    return overview.render(deps.tables, summary.status(deps.tables, policy) if policy else [], app)
 
 
 def _model(deps: Deps, params: dict[str, str]) -> Html:
@@ -41,6 +43,9 @@ def serve(view: str, deps: Deps, params: dict[str, str]) -> Html:
     try:
         refresh(params)  # checked here once for every view; the page's script acts on it
         return VIEWS[view](deps, params)
+    except PolicyError:
+        # Every view needs the policy; the overview's banner says what is wrong with it.
+        return _overview(deps, params)
     except NotFound as exc:
         return error(404, str(exc))
     except (BadRequest, ValueError) as exc:
