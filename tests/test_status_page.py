@@ -287,12 +287,13 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
     now = time.time()
     _thousand_rollouts(d, now)
     hourly_decisions(d, 365 * 24, start=now - 365 * 24 * HOUR - HOUR, violating_from=365 * 24 - 5)
-    # Bounded queries, not a clock: what rendering the page reads from storage is a page of
-    # rollouts, the newest 48 decisions and a few point reads, however long the history is.
+    # Bounded queries, not a clock: what rendering the page reads from storage is a page of the
+    # rollouts' time index and a point read per rollout on it, the newest 48 decisions and a few
+    # point reads, however long the history is.
     reads = Counted(d.raw_tables)
     model_page.render(reads, d.deps.policy(), MODEL, "prod", limit=50, continuation=None,  # type: ignore[arg-type]
                       older=None)
-    assert reads.entities <= 50 + 48 + 10 and reads.pages <= 10, (reads.entities, reads.pages)
+    assert reads.entities <= 2 * 50 + 48 + 10 and reads.pages <= 10, (reads.entities, reads.pages)
     with serve(d, tmp_path) as base:
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=50&code={HOST_KEY}")
         assert page.locator("h2:has-text('Rollouts') + table tbody tr").count() == 50
@@ -315,17 +316,21 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         overview = open_page(browser, f"{base}/page?code={HOST_KEY}")
         assert "monitor: version 1 violation" in overview.inner_text("body")
         # To the last page: every page holds rollouts (never the lease or index entries alone),
-        # each once, and the last has no "Next".
+        # each once, newest first across the pages, and the last has no "Next".
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=200&code={HOST_KEY}")
         seen: list[str] = []
+        versions: list[int] = []
         while True:
             ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
             assert ids, "an empty page of rollouts"
             seen += ids
+            versions += [int(v) for v in
+                         page.locator("h2:has-text('Rollouts') + table tbody tr td:nth-child(2)").all_inner_texts()]
             if page.locator("a.next").count() == 0:
                 break
             follow(page, "a.next")
         assert len(seen) == len(set(seen)) == 1000
+        assert versions == list(range(1000, 0, -1))  # rollout i+1 was created after rollout i
 
 
 def _canary_decisions(d: Driver, n: int, *, start: float) -> None:
