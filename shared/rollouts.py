@@ -306,7 +306,8 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                         return Claim(other.data, slot == "active", False)
         row = {"id": rid, "endpoint": endpoint, "step": "resolve", "seq": 0, "status": "pending", "attempt": 0,
                "created_at": now, "updated_at": now, "history": [], **data}
-        ops = [Op.insert(rid, row), Op.insert(_new_key(now, rid), {"key": rid})]
+        # Upserted: a dangling entry (L9) left at these keys must not stop the claim.
+        ops = [Op.insert(rid, row), Op("upsert", _new_key(now, rid), {"key": rid})]
         displaced = None
         version = data.get("version")
         if not ls.get("active"):
