@@ -62,6 +62,8 @@ _MIGRATIONS = ("rollouts", "analyses", "monitor")
 # Its cursor's row key. Named anew when an index is added (the rollouts' new index, shared.rollouts
 # L9), so a deployment that finished the previous migration runs them once more: each is idempotent.
 HISTORY_INDEXES = "history-indexes-2"
+# The journal's migration cursor, named anew when the rejected index (shared.journal J6) was added.
+RECORD_INDEXES = "indexes-2"
 
 
 def tick(deps: Deps) -> dict[str, int]:
@@ -164,16 +166,16 @@ def _retention(deps: Deps, now: float) -> int:
 
 
 def _index_old_records(deps: Deps) -> None:
-    """The one-off migration of records written before the journal's indexes (J5): a page of a
+    """The one-off migration of records written before the journal's indexes (J5, J6): a page of a
     kind per tick, from a cursor kept in the state table, until every kind is done; then one
     point read per tick."""
-    mark = deps.tables.get(STATE, "repair", "indexes")
+    mark = deps.tables.get(STATE, "repair", RECORD_INDEXES)
     at = mark.data if mark else {"kind": 0, "continuation": None}
     if at.get("done"):
         return
     token = journal.backfill(deps.tables, journal.KINDS[at["kind"]], at["continuation"])
     following = at["kind"] + (token is None)
-    deps.tables.upsert(STATE, "repair", "indexes", {"done": True} if following == len(journal.KINDS)
+    deps.tables.upsert(STATE, "repair", RECORD_INDEXES, {"done": True} if following == len(journal.KINDS)
                        else {"kind": following, "continuation": token})
 
 

@@ -29,6 +29,7 @@ from shared.delivery.measure import Arm, Figures
 from shared.monitoring import store as monitor_store
 from shared.monitoring.decide import Figure
 from shared.settings import APP_ROOT
+from shared.tables import Entity
 from tests.conftest import NEVER
 from tests.engine import ENDPOINT, MODEL, Driver
 from tests.test_progressive_engine import CANARY, deploy, first_version, live, run_until, steer
@@ -441,18 +442,24 @@ def test_without_the_key_a_page_of_its_own_says_how_to_pass_it(browser, tmp_path
 
 def test_rejections_page_on_without_empty_pages_newest_first(browser, tmp_path: Path) -> None:
     d = Driver(tmp_path)
-    # In key order: 30 rejected commands, then 150 that were done; the rejected in time order too.
+    # 30 rejected records received in turn, their keys in the reverse order (key order is the
+    # wrong order), of two kinds, among 150 that were done.
     for i in range(30):
-        journal.record(d.raw_tables, "command", journal.key("id", f"a{i:03d}"), "rejected", reason=f"bad {i}")
+        kind, key = ("command", "event")[i % 2], journal.key("id", f"a{29 - i:03d}")
+        journal.record(d.raw_tables, kind, key, "accepted")
+        stored = d.raw_tables.get(journal.TABLE, kind, key)
+        assert stored is not None  # received a second apart, whatever the clock's resolution
+        d.raw_tables.update(journal.TABLE, Entity(kind, key, {**stored.data, "received_at": 1e9 + i}, stored.etag))
+        journal.update(d.raw_tables, kind, key, "rejected", reason=f"bad {i}")
     for i in range(150):
         journal.record(d.raw_tables, "command", journal.key("id", f"b{i:03d}"), "done")
     with serve(d, tmp_path) as base:
         page = open_page(browser, f"{base}/rejections?limit=20&code={HOST_KEY}")
         section = "h2:has-text('Rejected events') + table tbody tr"
         first = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
-        assert first == [journal.key("id", f"a{i:03d}") for i in range(19, -1, -1)]  # newest first
+        assert first == [journal.key("id", f"a{i:03d}") for i in range(20)]  # newest first
         follow(page, "a.next")
         rest = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
-        assert rest == [journal.key("id", f"a{i:03d}") for i in range(29, 19, -1)]
-        assert page.locator("a.next").count() == 0  # the scan met the journal's end
+        assert rest == [journal.key("id", f"a{i:03d}") for i in range(20, 30)]  # and across pages
+        assert page.locator("a.next").count() == 0  # none older
         shot(page, "rejections-paging")
