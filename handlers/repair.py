@@ -59,6 +59,11 @@ _RETENTION_EVERY = 3600.0
 _HISTORY_BATCH = 100
 _RECORD_BATCHES = 20
 _MIGRATIONS = ("rollouts", "analyses", "monitor")
+# Its cursor's row key. Named anew when an index is added (the rollouts' new index, shared.rollouts
+# L9), so a deployment that finished the previous migration runs them once more: each is idempotent.
+HISTORY_INDEXES = "history-indexes-2"
+# The journal's migration cursor, named anew when the rejected index (shared.journal J6) was added.
+RECORD_INDEXES = "indexes-2"
 
 
 def tick(deps: Deps) -> dict[str, int]:
@@ -161,16 +166,16 @@ def _retention(deps: Deps, now: float) -> int:
 
 
 def _index_old_records(deps: Deps) -> None:
-    """The one-off migration of records written before the journal's indexes (J5): a page of a
+    """The one-off migration of records written before the journal's indexes (J5, J6): a page of a
     kind per tick, from a cursor kept in the state table, until every kind is done; then one
     point read per tick."""
-    mark = deps.tables.get(STATE, "repair", "indexes")
+    mark = deps.tables.get(STATE, "repair", RECORD_INDEXES)
     at = mark.data if mark else {"kind": 0, "continuation": None}
     if at.get("done"):
         return
     token = journal.backfill(deps.tables, journal.KINDS[at["kind"]], at["continuation"])
     following = at["kind"] + (token is None)
-    deps.tables.upsert(STATE, "repair", "indexes", {"done": True} if following == len(journal.KINDS)
+    deps.tables.upsert(STATE, "repair", RECORD_INDEXES, {"done": True} if following == len(journal.KINDS)
                        else {"kind": following, "continuation": token})
 
 
@@ -189,17 +194,17 @@ def _expire_records(deps: Deps, now: float) -> int:
 
 def _index_old_history(deps: Deps) -> None:
     """The one-off migration of the rollouts and judged windows written before their indexes
-    (shared.rollouts L6, shared.monitoring.store) and of the analysis runs the previous retention
+    (shared.rollouts L6 and L9, shared.monitoring.store) and of the analysis runs the previous retention
     left without their rollout: one page per tick, endpoint by endpoint in name order, from a
     cursor in the state table; then one point read per tick. (An endpoint added to the policy
     later has nothing written before the indexes.)"""
-    mark = deps.tables.get(STATE, "repair", "history-indexes")
+    mark = deps.tables.get(STATE, "repair", HISTORY_INDEXES)
     at = mark.data if mark else {}
     if at.get("done"):
         return
     endpoints = sorted(e for e in set(_endpoints(deps)) if e >= at.get("endpoint", ""))
     if not endpoints:
-        deps.tables.upsert(STATE, "repair", "history-indexes", {"done": True})
+        deps.tables.upsert(STATE, "repair", HISTORY_INDEXES, {"done": True})
         return
     endpoint = endpoints[0]
     kind, token = (at["kind"], at["continuation"]) if endpoint == at.get("endpoint") else (0, None)
@@ -212,10 +217,10 @@ def _index_old_history(deps: Deps) -> None:
         token = monitor_store.index_page(deps.tables, endpoint, token)
     if token is None and kind + 1 == len(_MIGRATIONS):
         following = endpoints[1:]
-        deps.tables.upsert(STATE, "repair", "history-indexes",
+        deps.tables.upsert(STATE, "repair", HISTORY_INDEXES,
                            {"endpoint": following[0], "kind": 0, "continuation": None} if following else {"done": True})
     else:
-        deps.tables.upsert(STATE, "repair", "history-indexes",
+        deps.tables.upsert(STATE, "repair", HISTORY_INDEXES,
                            {"endpoint": endpoint, "kind": kind + (token is None), "continuation": token})
 
 

@@ -36,7 +36,7 @@ class Backend(ABC):
 
     @abstractmethod
     def rollouts(self, endpoint: str | None, *, limit: int, continuation: str | None) -> Page:
-        """A page of rollouts (of one endpoint), in key order."""
+        """A page of rollouts: of one endpoint newest first across pages, of all in key order."""
 
     @abstractmethod
     def rollout(self, endpoint: str, rid: str) -> dict[str, Any]:

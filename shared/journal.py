@@ -10,8 +10,14 @@ entity-group transaction as the record it names (Azure's batch is all or nothing
 partition): ``~open:<key>`` while a record is open, written with it and deleted as it closes,
 and ``~done:<finish time, ms>:<key>`` from the moment it is terminal. The sweep reads the open
 index, so its reads follow the open work, not the history; retention reads the done index from
-its oldest end up to the horizon, so it reads only what it deletes. ``~`` sorts after every
-record key (keys start with a namespace, a word), so the indexes are the partition's last rows.
+its oldest end up to the horizon, so it reads only what it deletes. And
+``~rejected:<inverted receipt time, ms>:<key>`` names each record that ended ``rejected``, written
+with its done entry (which names it, so retention deletes all three at once): the "Log tail
+pattern" of "Table design patterns" (Microsoft Learn,
+https://learn.microsoft.com/en-us/azure/storage/tables/table-storage-design-patterns#log-tail-pattern),
+so an ascending scan of a kind's partition reads its rejected records newest first and the
+rejections page (:func:`rejected_page`) merges the kinds' scans. ``~`` sorts after every record
+key (keys start with a namespace, a word), so the indexes are the partition's last rows.
 
 Keys are namespaced by who chose the identifier (:func:`key`), so a sender-chosen id can never
 collide with another sender's or with ours. A record is also the inbox entry of the work it
@@ -30,6 +36,10 @@ Invariants (tests/test_journal.py, tests/test_rollout_engine.py):
   the migration (:func:`backfill`) wrote for a record that closed meanwhile, is removed by
   :func:`open_records`), so the sweep and retention read O(open work) and O(records due) entities,
   whatever the finished history (tests/test_history.py).
+- J6: a record is ``rejected`` exactly while its ``~rejected:`` entry exists (the transaction
+  that ends it writes both, retention deletes both with the done entry; records rejected before
+  the index get theirs from :func:`backfill`); an entry whose record is gone (the migration
+  raced retention) is skipped and deleted by :func:`rejected_page`.
 """
 
 from __future__ import annotations
@@ -52,6 +62,8 @@ from shared.tables import (
     Op,
     RowRange,
     TableService,
+    continuation_keys,
+    continuation_token,
     delete_indexed,
 )
 
@@ -62,7 +74,8 @@ _MAX_EXCERPT = 2048
 _SAFE_ID = re.compile(r"[A-Za-z0-9._@=+-]{1,200}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._@=+:~-]{1,250}")  # what key makes
-_OPEN, _DONE = "~open:", "~done:"
+_OPEN, _DONE, _REJECTED = "~open:", "~done:", "~rejected:"
+_NEWEST = 10**15 - 1  # the inverted times stay 15 digits until the year 33658
 
 
 def _open_key(record_key: str) -> str:
@@ -71,6 +84,31 @@ def _open_key(record_key: str) -> str:
 
 def _done_key(at: float, record_key: str) -> str:
     return f"{_DONE}{max(0, int(at * 1000)):015d}:{record_key}"
+
+
+def _rejected_key(received_at: float, record_key: str) -> str:
+    return f"{_REJECTED}{_NEWEST - max(0, int(received_at * 1000)):015d}:{record_key}"
+
+
+def _closing_ops(at: float, data: dict[str, Any]) -> list[Op]:
+    """The index entries of a record that ends (J5, J6): its done entry and, if rejected, its
+    rejected entry, which the done entry names so retention deletes it unread."""
+    rk = data["key"]
+    if data.get("status") != "rejected":
+        return [Op("upsert", _done_key(at, rk), {"key": rk})]
+    rejected = _rejected_key(data.get("received_at") or 0, rk)
+    return [Op("upsert", _done_key(at, rk), {"key": rk, "rejected": rejected}), Op("upsert", rejected, {"key": rk})]
+
+
+def _batches(groups: list[list[Op]]) -> list[list[Op]]:
+    """The groups packed into transactions of at most MAX_TRANSACTION_OPS, none split: what one
+    record's entries are, they are together."""
+    out: list[list[Op]] = [[]]
+    for group in groups:
+        if len(out[-1]) + len(group) > MAX_TRANSACTION_OPS:
+            out.append([])
+        out[-1].extend(group)
+    return [b for b in out if b]
 
 
 def _is_record(entity: Entity) -> bool:
@@ -103,9 +141,10 @@ def record(tables: TableService, kind: str, record_key: str, status: str, **fiel
     # What operators read never carries a credential (shared.redaction), whatever a sender put in.
     data = {"kind": kind, "id": record_key, "status": status, "received_at": now, "updated_at": now,
             **redact_value(fields), "key": record_key}
-    entry = _done_key(now, record_key) if status in TERMINAL else _open_key(record_key)
+    entries = _closing_ops(now, data) if status in TERMINAL else [Op("upsert", _open_key(record_key),
+                                                                         {"key": record_key})]
     try:
-        tables.transact(TABLE, kind, [Op.insert(record_key, data), Op("upsert", entry, {"key": record_key})])
+        tables.transact(TABLE, kind, [Op.insert(record_key, data), *entries])
         return data, True
     except EntityExists:
         existing = tables.get(TABLE, kind, record_key)
@@ -183,7 +222,7 @@ def update(tables: TableService, kind: str, record_key: str, status: str, **fiel
                 # A record written before the indexes existed has no open entry to delete.
                 opened = tables.get(TABLE, kind, _open_key(record_key))
                 tables.transact(TABLE, kind, [Op.update(entity), *([Op.delete(opened)] if opened else []),
-                                              Op("upsert", _done_key(now, record_key), {"key": record_key})])
+                                              *_closing_ops(now, {**entity.data, "key": record_key})])
             else:
                 tables.update(TABLE, entity)
             return entity.data
@@ -214,6 +253,36 @@ def page(tables: TableService, kind: str | None, status: str | None, *, limit: i
     return rows, got.continuation
 
 
+def rejected_page(tables: TableService, *, limit: int, continuation: str | None
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` rejected records of every kind, newest received first across pages (J6):
+    per kind, ``limit`` entries of its rejected index after the token's entry, merged by row key
+    (the inverted time; then the kind), and a point read per record shown; the token names the
+    last entry shown (None: no more). ValueError for a token this service did not issue."""
+    after = continuation_keys(continuation) if continuation else ("", "")
+    stop = RowRange.prefix(_REJECTED).stop
+    found: list[tuple[str, str, Entity]] = []
+    more = False
+    for kind in KINDS:
+        # Order is (row key, kind): a kind after the token's may repeat its row key. A space sorts
+        # before every character a key may hold (KEY_PATTERN), so key + " " starts just past key.
+        start = max(_REJECTED, after[1] + ("" if kind > after[0] else " "))
+        got = tables.query_page(TABLE, kind, limit=limit, rows=RowRange(start, stop))
+        found += [(e.row_key, kind, e) for e in got.entities]
+        more = more or got.continuation is not None
+    found.sort(key=lambda f: (f[0], f[1]))
+    shown, rows = found[:limit], []
+    for _, kind, entry in shown:
+        rec = get(tables, kind, entry.data["key"])
+        if rec is None:  # dangling (J6): the migration raced retention
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(TABLE, entry)
+        else:
+            rows.append(rec)
+    more = more or len(found) > limit
+    return rows, continuation_token(shown[-1][1], shown[-1][0]) if more and shown else None
+
+
 def open_records(tables: TableService, kind: str) -> list[dict[str, Any]]:
     """Every open record of ``kind``, through the open index and the records it names: O(open
     work), not O(history) (J5). An entry :func:`backfill` left for a record that closed meanwhile
@@ -241,27 +310,37 @@ def backfill(tables: TableService, kind: str, continuation: str | None) -> str |
     a page done twice is harmless; an open entry written for a record that closed meanwhile is
     removed by :func:`open_records`."""
     got = tables.query_page(TABLE, kind, continuation=continuation, rows=RowRange("", "~"))  # records only
-    ops = [Op("upsert", _done_key(e.data.get("updated_at") or 0, e.row_key) if e.data.get("status") in TERMINAL
-              else _open_key(e.row_key), {"key": e.row_key}) for e in got.entities]
-    for i in range(0, len(ops), MAX_TRANSACTION_OPS):
-        tables.transact(TABLE, kind, ops[i:i + MAX_TRANSACTION_OPS])
+    groups = [_closing_ops(e.data.get("updated_at") or 0, {**e.data, "key": e.row_key})
+              if e.data.get("status") in TERMINAL else [Op("upsert", _open_key(e.row_key), {"key": e.row_key})]
+              for e in got.entities]
+    for ops in _batches(groups):
+        tables.transact(TABLE, kind, ops)
     return got.continuation
 
 
-BATCH = MAX_TRANSACTION_OPS // 2  # a record and its done entry per pair, one transaction per batch
+BATCH = MAX_TRANSACTION_OPS // 2  # records per batch: a record and its done entry (and rejected entry) each
 
 
 def delete_finished(tables: TableService, kind: str, *, older_than: float) -> int:
     """Retention: delete the oldest (at most :data:`BATCH`) terminal records that ended before
-    ``older_than``, each with its done entry, in one transaction; returns how many. Reads the
-    done index from its oldest end, so it reads only what it deletes (J5)."""
+    ``older_than``, each with its index entries in the same transaction; returns how many. Reads
+    the done index from its oldest end, so it reads only what it deletes (J5, J6)."""
     due = tables.query_page(TABLE, kind, limit=BATCH, rows=RowRange(_DONE, _done_key(older_than, ""))).entities
-    if not due:
-        return 0
-    try:
-        tables.transact(TABLE, kind, [op for e in due for op in (Op("delete", e.data["key"]), Op.delete(e))])
-        return len(due)
-    except ConcurrencyConflict:  # a record already gone (deleted by hand): each pair on its own
-        return sum(delete_indexed(tables, TABLE, e) for e in due)
+    deleted = 0
+    # Up to three deletes per record (J6), so a third of a transaction's operations per part.
+    for i in range(0, len(due), MAX_TRANSACTION_OPS // 3):
+        part = due[i:i + MAX_TRANSACTION_OPS // 3]
+        try:
+            tables.transact(TABLE, kind, [op for e in part for op in
+                                          (Op("delete", e.data["key"]), Op.delete(e),
+                                           *(Op("delete", k) for k in _rejected_of(e)))])
+            deleted += len(part)
+        except ConcurrencyConflict:  # a record already gone (deleted by hand): each on its own
+            deleted += sum(delete_indexed(tables, TABLE, e, _rejected_of(e)) for e in part)
+    return deleted
+
+
+def _rejected_of(done_entry: Entity) -> tuple[str, ...]:
+    return (done_entry.data["rejected"],) if "rejected" in done_entry.data else ()
 
 

@@ -12,8 +12,14 @@ knows since when a version serves and which served before it without reading it 
 
 Beside them, ``~done:<finish time, ms>:<rollout>`` names each terminal rollout, written in the
 transaction that ends it (as shared.journal's done index), so retention reads the index from its
-oldest end up to the horizon: only what it deletes, whatever the endpoint's history. ``~`` sorts
-after every rollout id (hex) and ``lease``, so the index is the partition's last rows.
+oldest end up to the horizon: only what it deletes, whatever the endpoint's history. And
+``~new:<inverted creation time, ms>:<rollout>`` names every rollout, written in the transaction
+that creates it: the "Log tail pattern" of "Table design patterns" (Microsoft Learn,
+https://learn.microsoft.com/en-us/azure/storage/tables/table-storage-design-patterns#log-tail-pattern),
+a row key that sorts in reverse time order, so an ascending scan, the only one Azure Tables
+serves, reads the newest rollouts first and a page of rollouts is one page of this index and a
+point read per entry. ``~`` sorts after every rollout id (hex) and ``lease``, so the indexes are
+the partition's last rows.
 
 Because a rollout and its lease share a partition, every change that touches both is one
 entity-group transaction (all or nothing, shared.tables), and every other write is
@@ -47,10 +53,16 @@ after failures injected at every write:
 - L6: a rollout is terminal exactly while its ``~done:`` entry exists (the transaction that
   ends it writes the entry; retention deletes both in one), except rollouts ended before the
   index existed, which the migration (:func:`index_page`) gives theirs.
+- L9: every rollout has exactly one ``~new:`` entry, at its ``created_at`` (which never changes):
+  the transaction that creates it writes it, retention deletes it in the transaction that
+  deletes the rollout (its done entry names it), and rollouts created before the index existed
+  get theirs from the migration (:func:`index_page`). An entry whose rollout is gone (the
+  migration raced retention) is skipped by :func:`page` and deleted there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +98,8 @@ _TEXT = frozenset({"reason", "failure", "smoke"})
 # of a rollout stay far inside Azure's 1 MiB entity (docs/reliability.md, "Storage limits").
 _MAX_TEXT = 2000
 _DONE = "~done:"
+_NEW = "~new:"
+_NEWEST = 10**15 - 1  # the inverted times stay 15 digits until the year 33658
 _ROWS = RowRange("", "~")  # the rollouts and the lease, not the index
 
 
@@ -102,8 +116,13 @@ def _done_key(at: float, rid: str) -> str:
     return f"{_DONE}{max(0, int(at * 1000)):015d}:{rid}"
 
 
-def _done_op(at: float, rid: str) -> Op:
-    return Op("upsert", _done_key(at, rid), {"key": rid})
+def _new_key(created_at: float, rid: str) -> str:
+    return f"{_NEW}{_NEWEST - max(0, int(created_at * 1000)):015d}:{rid}"
+
+
+def _done_op(at: float, row: dict[str, Any]) -> Op:
+    # The done entry names the rollout's other index entry, so retention deletes both unread.
+    return Op("upsert", _done_key(at, row["id"]), {"key": row["id"], "new": _new_key(row["created_at"], row["id"])})
 
 
 def get(tables: TableService, endpoint: str, rid: str) -> Entity | None:
@@ -137,13 +156,22 @@ def _served_rows(tables: TableService, endpoint: str) -> list[dict[str, Any]]:
 
 def page(tables: TableService, endpoint: str | None, *, limit: int, continuation: str | None,
          ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
-    """One page of rollouts and the leases met on it, in key order (operators' view). Of one
-    endpoint: only its rollouts (ids are hex, so they sort before ``lease`` and the ``~`` index),
-    so no page holds only the lease or index entries, and its lease by a point read."""
+    """One page of rollouts and the leases met on it (operators' view). Of one endpoint: newest
+    first across pages, one page of its ``~new:`` index and a point read per entry (L9), and its
+    lease by a point read. Of every endpoint: in key order, without the lease and index rows."""
     if endpoint is not None:
         got: Page = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation,
-                                      rows=RowRange("", LEASE))
-        return [e.data for e in got.entities], {endpoint: lease(tables, endpoint)}, got.continuation
+                                      rows=RowRange.prefix(_NEW))
+        rows = []
+        for entry in got.entities:
+            row = get(tables, endpoint, entry.data["key"])
+            if row is not None:
+                rows.append(row.data)
+                continue
+            # Dangling (L9): the migration wrote it as retention deleted the rollout.
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(ROLLOUTS, entry)
+        return rows, {endpoint: lease(tables, endpoint)}, got.continuation
     got = tables.query_page(ROLLOUTS, endpoint, limit=limit, continuation=continuation)
     rows = [e.data for e in got.entities if e.row_key != LEASE and not e.row_key.startswith("~")]
     leases = {e.partition_key: e.data for e in got.entities if e.row_key == LEASE}
@@ -278,7 +306,8 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                         return Claim(other.data, slot == "active", False)
         row = {"id": rid, "endpoint": endpoint, "step": "resolve", "seq": 0, "status": "pending", "attempt": 0,
                "created_at": now, "updated_at": now, "history": [], **data}
-        ops = [Op.insert(rid, row)]
+        # Upserted: a dangling entry (L9) left at these keys must not stop the claim.
+        ops = [Op.insert(rid, row), Op("upsert", _new_key(now, rid), {"key": rid})]
         displaced = None
         version = data.get("version")
         if not ls.get("active"):
@@ -290,7 +319,7 @@ def claim(tables: TableService, endpoint: str, rid: str, data: dict[str, Any], *
                 ops.append(Op.update(displaced, _transition(
                     displaced.data, reason, {"status": "superseded", "reason": reason, "step": "end",
                                              "finished_at": now}, now)))
-                ops.append(_done_op(now, displaced.row_key))
+                ops.append(_done_op(now, displaced.data))
             ls.update(queued=rid, queued_version=version)
         ops.append(_lease_op(lease_entity, ls))
         try:
@@ -353,7 +382,7 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
                                                 "finished_at": now, **changes}, now)
         try:
             written = tables.transact(ROLLOUTS, endpoint, [Op.update(entity, new), _lease_op(lease_entity, ls),
-                                                           _done_op(now, rid)])
+                                                           _done_op(now, row)])
         except (ConcurrencyConflict, EntityExists):
             current = tables.get(ROLLOUTS, endpoint, rid)
             if current is None or current.etag != entity.etag:
@@ -368,26 +397,29 @@ def finish(tables: TableService, entity: Entity, note: str, *, now: float, statu
 def delete_finished(tables: TableService, endpoint: str, *, older_than: float, limit: int,
                     before: Callable[[str], object] = lambda rid: None) -> int:
     """Retention: delete the oldest (at most ``limit``) rollouts that ended before ``older_than``,
-    each with its done entry in one transaction (L6), after ``before(rollout id)`` (what belongs
-    to the rollout goes first, so nothing outlives it); returns how many. Reads the done index
-    from its oldest end, so it reads only what it deletes. A rollout already gone (deleted by
-    hand) leaves only its entry to go."""
+    each with its done and new entries in one transaction (L6, L9), after ``before(rollout id)``
+    (what belongs to the rollout goes first, so nothing outlives it); returns how many. Reads the
+    done index from its oldest end, so it reads only what it deletes. A rollout already gone
+    (deleted by hand) leaves only its entries to go."""
     due = tables.query_page(ROLLOUTS, endpoint, limit=limit, rows=RowRange(_DONE, _done_key(older_than, ""))).entities
     for entry in due:
         rid = entry.data["key"]
         before(rid)
-        delete_indexed(tables, ROLLOUTS, entry)
+        delete_indexed(tables, ROLLOUTS, entry, (entry.data["new"],) if "new" in entry.data else ())
     return len(due)
 
 
 def index_page(tables: TableService, endpoint: str, continuation: str | None) -> str | None:
-    """One page of the migration to the done index: an entry for each terminal rollout on the
-    page at ``continuation`` (rollouts that ended before the index existed have none); returns
-    where the next page starts, None after the last. Upserts at the row's ``finished_at``, which
-    never changes (L3), so a page done twice writes the same entries."""
+    """One page of the migration to the done and new indexes: for each rollout on the page at
+    ``continuation``, its new entry and, if terminal, its done entry (rollouts written before
+    either index existed lack them); returns where the next page starts, None after the last.
+    Upserts at the row's ``created_at`` and ``finished_at``, which never change (L3), so a page
+    done twice writes the same entries."""
     got = tables.query_page(ROLLOUTS, endpoint, continuation=continuation, rows=_ROWS)
-    ops = [_done_op(e.data.get("finished_at") or e.data.get("updated_at") or 0, e.row_key) for e in got.entities
-           if e.row_key != LEASE and e.data.get("status") in TERMINAL]
+    rows = [{**e.data, "id": e.row_key, "created_at": e.data.get("created_at") or 0} for e in got.entities
+            if e.row_key != LEASE]
+    ops = [Op("upsert", _new_key(r["created_at"], r["id"]), {"key": r["id"]}) for r in rows]
+    ops += [_done_op(r.get("finished_at") or r.get("updated_at") or 0, r) for r in rows if r.get("status") in TERMINAL]
     for i in range(0, len(ops), MAX_TRANSACTION_OPS):
         tables.transact(ROLLOUTS, endpoint, ops[i:i + MAX_TRANSACTION_OPS])
     return got.continuation

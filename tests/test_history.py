@@ -21,7 +21,7 @@ from handlers import operators, repair
 from handlers.http_types import Request
 from shared import journal, rollouts
 from shared.delivery import store as analyses
-from shared.tables import TableService
+from shared.tables import Entity, RowRange, TableService
 from shared.tables.sqlite import SqliteTableService
 from tests.engine import ENDPOINT, MODEL, Driver, Faults, FaultyTables, StorageFault
 
@@ -154,7 +154,8 @@ def test_retention_keeps_up_with_a_write_rate_past_the_old_hourly_cap(tmp_path: 
     assert len(left) >= n - first - per_tick  # what is inside the horizon stays
 
 
-_STEPS = st.lists(st.tuples(st.sampled_from(["begin", "claim", "hand_on", "running", "done", "failed"]),
+_STEPS = st.lists(st.tuples(st.sampled_from(["begin", "claim", "hand_on", "running", "done", "failed", "rejected",
+                                             "retain"]),
                             st.integers(0, 2), st.one_of(st.none(), st.integers(1, 3)), st.booleans()),
                   max_size=25)
 
@@ -162,9 +163,10 @@ _STEPS = st.lists(st.tuples(st.sampled_from(["begin", "claim", "hand_on", "runni
 @settings(max_examples=60, deadline=None)
 @given(steps=_STEPS)
 def test_index_entries_follow_the_records_whatever_fails(steps) -> None:
-    """J5 as a property: after any sequence of the journal's writes on three records, any of
-    them failing before or after it takes effect, each record has exactly the index entry of its
-    state, and no entry names a record that is not there."""
+    """J5 and J6 as properties: after any sequence of the journal's writes and retention runs on
+    three records, any of them failing before or after it takes effect, each record has exactly
+    the index entries of its state, no entry names a record that is not there, and the rejected
+    ones are listed once each."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,6 +180,8 @@ def test_index_entries_follow_the_records_whatever_fails(steps) -> None:
                     journal.claim(faulty, "command", key, now=CLAIM + 1, claim_seconds=CLAIM)
                 elif action == "hand_on":
                     journal.hand_on(faulty, "command", key, "running", until=1.0)
+                elif action == "retain":
+                    journal.delete_finished(faulty, "command", older_than=1e12)
                 else:
                     journal.update(faulty, "command", key, action)
             rows = {e.row_key: e for e in tables.query(journal.TABLE, "command")}
@@ -186,6 +190,49 @@ def test_index_entries_follow_the_records_whatever_fails(steps) -> None:
             done = [e.data["key"] for k, e in rows.items() if k.startswith("~done:")]
             assert opened == {k for k, r in records.items() if r["status"] not in journal.TERMINAL}, rows
             assert sorted(done) == sorted(k for k, r in records.items() if r["status"] in journal.TERMINAL), rows
+            rejected = sorted(k for k, r in records.items() if r["status"] == "rejected")
+            assert sorted(e.data["key"] for k, e in rows.items() if k.startswith("~rejected:")) == rejected, rows
+            assert sorted(r["key"] for r in journal.rejected_page(tables, limit=5, continuation=None)[0]) == rejected
+
+
+def test_rejected_records_of_every_kind_page_newest_first_old_ones_once_migrated(tables: TableService) -> None:
+    """J6 on both backends: records rejected at distinct times, of every kind (the index is per
+    kind's partition), one of them written before the index, paged two at a time: after the
+    migration each appears once, newest received first across pages; an entry whose record is
+    gone is skipped and deleted; a token this service did not issue is a ValueError."""
+    keys = [journal.key(f"rej{uuid.uuid4().hex[:6]}", str(i)) for i in range(6)]
+    for i, key in enumerate(keys):
+        kind = journal.KINDS[i % 3]
+        journal.record(tables, kind, key, "accepted")
+        stored = tables.get(journal.TABLE, kind, key)
+        assert stored is not None
+        # The receipt times are distinct and ascending whatever the clock's resolution.
+        tables.update(journal.TABLE, Entity(kind, key, {**stored.data, "received_at": 1e9 + i}, stored.etag))
+        journal.update(tables, kind, key, "rejected", reason=f"bad {i}")
+    legacy = journal.key(f"rej{uuid.uuid4().hex[:6]}", "legacy")
+    tables.insert(journal.TABLE, "poison", legacy, {"kind": "poison", "id": legacy, "key": legacy, "status": "rejected",
+                                                   "received_at": 1e9 + 2.5, "updated_at": 1e9 + 2.5})
+    gone = tables.get(journal.TABLE, "event", keys[3])
+    assert gone is not None
+
+    def walk() -> list[str]:
+        shown, token = [], None
+        while True:
+            got, token = journal.rejected_page(tables, limit=2, continuation=token)
+            shown += [r["key"] for r in got if r["key"] in [*keys, legacy]]
+            if token is None:
+                return shown
+
+    for kind in journal.KINDS:
+        token = None
+        while (token := journal.backfill(tables, kind, token)) is not None:
+            pass
+    tables.delete(journal.TABLE, gone)  # its entries stay: what a migration racing retention leaves
+    assert walk() == [keys[5], keys[4], legacy, keys[2], keys[1], keys[0]]
+    assert not [e for e in tables.query(journal.TABLE, "event", rows=RowRange.prefix("~rejected:"))
+                if e.data["key"] == keys[3]]
+    with pytest.raises(ValueError):
+        journal.rejected_page(tables, limit=2, continuation="not-a-token")
 
 
 def test_records_from_before_the_indexes_are_indexed_then_repaired_and_retained(tmp_path: Path) -> None:
@@ -201,4 +248,4 @@ def test_records_from_before_the_indexes_are_indexed_then_repaired_and_retained(
     assert sum(t["commands"] for t in done) == 1 and sum(t["deleted"] for t in done) == 1, done
     (left,) = journal.list_records(d.raw_tables, "command")
     assert left["key"] == journal.key("legacy", "accepted") and left["attempts"] == 1
-    assert d.raw_tables.get(repair.STATE, "repair", "indexes").data == {"done": True}  # type: ignore[union-attr]
+    assert d.raw_tables.get(repair.STATE, "repair", repair.RECORD_INDEXES).data == {"done": True}  # type: ignore[union-attr]

@@ -108,29 +108,42 @@ def test_a_versions_windows_are_read_by_their_range_only(tables: TableService) -
     assert counted.entities == 3, counted.entities
 
 
-_STEPS = st.lists(st.tuples(st.sampled_from(["claim", "done", "failed", "aborted"]), st.integers(0, 2),
+_STEPS = st.lists(st.tuples(st.sampled_from(["claim", "done", "failed", "aborted", "retain"]), st.integers(0, 2),
                             st.one_of(st.none(), st.integers(1, 3)), st.booleans()), max_size=20)
 
 
 @settings(max_examples=60, deadline=None)
 @given(steps=_STEPS)
 def test_done_entries_follow_the_rollouts_whatever_fails(steps) -> None:
-    """L6 as a property: after any sequence of claims (which supersede a queued rollout) and ends
-    of three rollouts, any write failing before or after it takes effect, each terminal rollout
-    has exactly one done entry and no other rollout has one; L1 holds meanwhile."""
+    """L6 and L9 as properties: after any sequence of claims (which supersede a queued rollout),
+    ends and retention runs of three rollouts (created at distinct times), any write failing
+    before or after it takes effect, each terminal rollout has exactly one done entry and no other
+    rollout has one, every rollout has exactly one new entry and no entry outlives its rollout,
+    and the endpoint's pages list every rollout once, newest first; L1 holds meanwhile."""
     with tempfile.TemporaryDirectory() as tmp:
         tables = SqliteTableService(f"{tmp}/s.db")
-        for action, which, fault, after in steps:
+        for now, (action, which, fault, after) in enumerate(steps):
             rid, faulty = f"r{which}", FaultyTables(tables, Faults(at=fault, after=after))
             with contextlib.suppress(StorageFault):
                 if action == "claim":
-                    rollouts.claim(faulty, "ep", rid, {"model": "m", "version": rid, "target": {}}, now=1.0)
+                    rollouts.claim(faulty, "ep", rid, {"model": "m", "version": rid, "target": {}}, now=float(now))
+                elif action == "retain":
+                    rollouts.delete_finished(faulty, "ep", older_than=float(now), limit=2)
                 elif (entity := rollouts.get(tables, "ep", rid)) and entity.data["status"] not in rollouts.TERMINAL:
-                    rollouts.finish(faulty, entity, "", now=2.0, status=action, reason="test")
+                    rollouts.finish(faulty, entity, "", now=float(now), status=action, reason="test")
             rows = {e.row_key: e.data for e in tables.query(rollouts.ROLLOUTS, "ep")}
-            terminal = sorted(k for k, r in rows.items()
-                              if not k.startswith("~") and r.get("status") in rollouts.TERMINAL)
+            kept = {k: r for k, r in rows.items() if not k.startswith("~") and k != rollouts.LEASE}
+            terminal = sorted(k for k, r in kept.items() if r.get("status") in rollouts.TERMINAL)
             assert sorted(r["key"] for k, r in rows.items() if k.startswith("~done:")) == terminal, rows
+            assert sorted(r["key"] for k, r in rows.items() if k.startswith("~new:")) == sorted(kept), rows
+            shown, token = [], None
+            while True:
+                got, _, token = rollouts.page(tables, "ep", limit=1, continuation=token)
+                shown += got
+                if token is None:
+                    break
+            newest_first = sorted(kept.values(), key=lambda r: r["created_at"], reverse=True)
+            assert [r["id"] for r in shown] == [r["id"] for r in newest_first], shown
             lease = rows.get(rollouts.LEASE, {})
             assert all(rows[lease[s]]["status"] not in rollouts.TERMINAL for s in ("active", "queued") if lease.get(s))
 
@@ -179,9 +192,11 @@ def test_history_from_before_the_indexes_is_migrated_then_retained(tmp_path: Pat
     t.upsert(analyses.ANALYSES, ENDPOINT, analyses.key(rid, 1, 1), {"id": analyses.key(rid, 1, 1), "rollout": rid})
     t.upsert(analyses.ANALYSES, ENDPOINT, analyses.key("f" * 24, 1, 1), {"id": analyses.key("f" * 24, 1, 1)})
     t.upsert(monitor_store.MONITOR, ENDPOINT, "window~1~000000000000", {"start": 0.0, "end": d.clock.now})
+    assert rollouts.page(t, ENDPOINT, limit=10, continuation=None)[0] == []  # not indexed yet
     for _ in range(len(journal.KINDS) + 4):
         d.sweep()
-    assert t.get(repair.STATE, "repair", "history-indexes").data == {"done": True}  # type: ignore[union-attr]
+    assert t.get(repair.STATE, "repair", repair.HISTORY_INDEXES).data == {"done": True}  # type: ignore[union-attr]
+    assert [r["id"] for r in rollouts.page(t, ENDPOINT, limit=10, continuation=None)[0]] == [rid]
     assert [e.row_key for e in t.query(analyses.ANALYSES, ENDPOINT)] == [analyses.key(rid, 1, 1)]
     d.clock.now += d.deps.settings.rollout_retention_days * 86400 + 1
     assert d.sweep()["deleted"] == 2  # the rollout, and the window (older than the records' horizon)
@@ -190,6 +205,35 @@ def test_history_from_before_the_indexes_is_migrated_then_retained(tmp_path: Pat
     counted = Counted(d.deps.tables)
     repair._index_old_history(dataclasses.replace(d.deps, tables=counted))  # type: ignore[arg-type]
     assert counted.entities == 1
+
+
+def test_the_migration_indexes_old_rollouts_newest_first_and_the_page_drops_a_dangling_entry(
+        tables: TableService) -> None:
+    """L9 on both backends: rollouts written before the new index (one still running), migrated a
+    page at a time twice over, are listed once each, newest first across pages, beside one
+    created since; an entry whose rollout is gone (the migration raced retention) is skipped by
+    the page and deleted."""
+    endpoint = f"ep-{uuid.uuid4().hex[:8]}"
+    old = [f"{i:024x}" for i in range(5)]
+    for i, rid in enumerate(old):  # ids ascending, times descending: key order is the wrong order
+        tables.insert(rollouts.ROLLOUTS, endpoint, rid, {"id": rid, "status": "running" if i == 0 else "done",
+                                                          "created_at": OLD - i, "finished_at": OLD})
+    for _ in range(2):
+        token = rollouts.index_page(tables, endpoint, None)
+        assert token is None
+    new = rollouts.rollout_id("new", "0", "prod")
+    rollouts.claim(tables, endpoint, new, {"model": "m", "version": "9", "target": {}}, now=NEW)
+    doomed = next(e for e in tables.query(rollouts.ROLLOUTS, endpoint) if e.data.get("key") == old[2]
+                  and e.row_key.startswith("~new:"))
+    tables.delete(rollouts.ROLLOUTS, tables.get(rollouts.ROLLOUTS, endpoint, old[2]))  # type: ignore[arg-type]
+    shown, token = [], None
+    while True:
+        got, _, token = rollouts.page(tables, endpoint, limit=2, continuation=token)
+        shown += [r["id"] for r in got]
+        if token is None:
+            break
+    assert shown == [new, old[0], old[1], old[3], old[4]], shown
+    assert tables.get(rollouts.ROLLOUTS, endpoint, doomed.row_key) is None
 
 
 def test_a_poisoned_command_without_an_id_is_found_among_the_open_commands(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from shared.delivery.measure import Arm, Figures
 from shared.monitoring import store as monitor_store
 from shared.monitoring.decide import Figure
 from shared.settings import APP_ROOT
+from shared.tables import Entity
 from tests.conftest import NEVER
 from tests.engine import ENDPOINT, MODEL, Driver
 from tests.test_progressive_engine import CANARY, deploy, first_version, live, run_until, steer
@@ -306,12 +307,13 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
     now = time.time()
     _thousand_rollouts(d, now)
     hourly_decisions(d, 365 * 24, start=now - 365 * 24 * HOUR - HOUR, violating_from=365 * 24 - 5)
-    # Bounded queries, not a clock: what rendering the page reads from storage is a page of
-    # rollouts, the newest 48 decisions and a few point reads, however long the history is.
+    # Bounded queries, not a clock: what rendering the page reads from storage is a page of the
+    # rollouts' time index and a point read per rollout on it, the newest 48 decisions and a few
+    # point reads, however long the history is.
     reads = Counted(d.raw_tables)
     model_page.render(reads, d.deps.policy(), MODEL, "prod", limit=50, continuation=None,  # type: ignore[arg-type]
                       older=None)
-    assert reads.entities <= 50 + 48 + 10 and reads.pages <= 10, (reads.entities, reads.pages)
+    assert reads.entities <= 2 * 50 + 48 + 10 and reads.pages <= 10, (reads.entities, reads.pages)
     with serve(d, tmp_path) as base:
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=50&code={HOST_KEY}")
         assert page.locator("h2:has-text('Rollouts') + table tbody tr").count() == 50
@@ -334,17 +336,21 @@ def test_a_thousand_rollouts_and_a_year_of_hourly_windows_are_shown_a_page_at_a_
         overview = open_page(browser, f"{base}/page?code={HOST_KEY}")
         assert "monitor: version 1 violation" in overview.inner_text("body")
         # To the last page: every page holds rollouts (never the lease or index entries alone),
-        # each once, and the last has no "Next".
+        # each once, newest first across the pages, and the last has no "Next".
         page = open_page(browser, f"{base}/model?model={MODEL}&environment=prod&limit=200&code={HOST_KEY}")
         seen: list[str] = []
+        versions: list[int] = []
         while True:
             ids = page.locator("h2:has-text('Rollouts') + table tbody tr td:first-child").all_inner_texts()
             assert ids, "an empty page of rollouts"
             seen += ids
+            versions += [int(v) for v in
+                         page.locator("h2:has-text('Rollouts') + table tbody tr td:nth-child(2)").all_inner_texts()]
             if page.locator("a.next").count() == 0:
                 break
             follow(page, "a.next")
         assert len(seen) == len(set(seen)) == 1000
+        assert versions == list(range(1000, 0, -1))  # rollout i+1 was created after rollout i
 
 
 def _canary_decisions(d: Driver, n: int, *, start: float) -> None:
@@ -455,18 +461,24 @@ def test_without_the_key_a_page_of_its_own_says_how_to_pass_it(browser, tmp_path
 
 def test_rejections_page_on_without_empty_pages_newest_first(browser, tmp_path: Path) -> None:
     d = Driver(tmp_path)
-    # In key order: 30 rejected commands, then 150 that were done; the rejected in time order too.
+    # 30 rejected records received in turn, their keys in the reverse order (key order is the
+    # wrong order), of two kinds, among 150 that were done.
     for i in range(30):
-        journal.record(d.raw_tables, "command", journal.key("id", f"a{i:03d}"), "rejected", reason=f"bad {i}")
+        kind, key = ("command", "event")[i % 2], journal.key("id", f"a{29 - i:03d}")
+        journal.record(d.raw_tables, kind, key, "accepted")
+        stored = d.raw_tables.get(journal.TABLE, kind, key)
+        assert stored is not None  # received a second apart, whatever the clock's resolution
+        d.raw_tables.update(journal.TABLE, Entity(kind, key, {**stored.data, "received_at": 1e9 + i}, stored.etag))
+        journal.update(d.raw_tables, kind, key, "rejected", reason=f"bad {i}")
     for i in range(150):
         journal.record(d.raw_tables, "command", journal.key("id", f"b{i:03d}"), "done")
     with serve(d, tmp_path) as base:
         page = open_page(browser, f"{base}/rejections?limit=20&code={HOST_KEY}")
         section = "h2:has-text('Rejected events') + table tbody tr"
         first = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
-        assert first == [journal.key("id", f"a{i:03d}") for i in range(19, -1, -1)]  # newest first
+        assert first == [journal.key("id", f"a{i:03d}") for i in range(20)]  # newest first
         follow(page, "a.next")
         rest = page.locator(f"{section} td:nth-child(3)").all_inner_texts()
-        assert rest == [journal.key("id", f"a{i:03d}") for i in range(29, 19, -1)]
-        assert page.locator("a.next").count() == 0  # the scan met the journal's end
+        assert rest == [journal.key("id", f"a{i:03d}") for i in range(20, 30)]  # and across pages
+        assert page.locator("a.next").count() == 0  # none older
         shot(page, "rejections-paging")

@@ -47,9 +47,9 @@ TOLERANCE = 300
 NOW = 1_795_000_000.0  # the in-process clock is frozen (a float, as time.time): every run is the same
 MODEL = "fuzz_model"
 # What storage may hold after the fuzz: a row per valid delivery (its record), a row per
-# distinct event (its identity claim), a row per signed but malformed delivery (its
-# rejection record); everything anonymous shares a fixed budget (counters and recent samples
-# per status, not a row per request).
+# distinct event (its identity claim), two rows per signed but malformed delivery (its
+# rejection record and the rejected index's entry, shared.journal J6); everything anonymous
+# shares a fixed budget (counters and recent samples per status, not a row per request).
 FIXED_ROWS = 300
 
 
@@ -386,7 +386,7 @@ def storage_bound(cases: list[Case]) -> int:
     valid = {c.signed_id for c in cases if c.signed_id is not None and c.event is not None}
     events = {c.event.identity for c in cases if c.event is not None}
     malformed = {c.signed_id for c in cases if c.signed_id is not None and c.event is None}
-    return len(valid) + len(events) + len(malformed) + FIXED_ROWS
+    return len(valid) + len(events) + 2 * len(malformed) + FIXED_ROWS
 
 
 def _no_platform_call() -> Any:

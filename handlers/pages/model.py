@@ -2,10 +2,10 @@
 page at a time, and drift per figure (each column's check, the prediction's, the performance
 checks) over the newest monitor decisions, as plots against the threshold.
 
-Bounded whatever the history: the rollouts are one ``query_page`` of at most ``limit`` rows (in
-key order, as ``GET /api/rollouts`` pages them; ``continuation`` goes on), newest first within
-the page (rollout ids are digests, not times: a global time order needs an index by time), and the
-plots one page of ``PLOT_WINDOWS`` decisions (the ``decisions`` partition is newest first), with a link to
+Bounded whatever the history: the rollouts are one page of at most ``limit`` rows, newest first
+across pages (``continuation`` goes on), as ``GET /api/rollouts?endpoint=`` pages them: one page of
+the endpoint's time index and a point read per rollout (shared.rollouts L9), and the plots one
+page of ``PLOT_WINDOWS`` decisions (the ``decisions`` partition is newest first), with a link to
 the older ones (``older``, that page's continuation token)."""
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ def render(tables: TableService, policy: Policy, model: str, environment: str, *
 def rollout_list(tables: TableService, model: str, environment: str, endpoint: str, limit: int,
                  continuation: str | None) -> str:
     rows, _, token = rollouts.page(tables, endpoint, limit=limit, continuation=continuation)
-    rows.sort(key=lambda r: r.get("created_at") or 0, reverse=True)
     cells = [[f'<a href="{href("rollout", endpoint=endpoint, id=r["id"])}">{esc(r["id"])}</a>',
               esc(r.get("version")),
               f'<span class="{state_class(r.get("status"), r.get("paused"))}">'
@@ -53,8 +52,6 @@ def rollout_list(tables: TableService, model: str, environment: str, endpoint: s
               esc(r.get("reason"))] for r in rows]
     out = table(["rollout", "version", "state", "step", "created", "finished", "reason"], cells,
                 "No rollout on this page.")
-    if token or continuation:
-        out += '<p class="muted">Newest first within a page; the pages follow the storage\'s key order.</p>'
     if token:
         nxt = href("model", model=model, environment=environment, limit=limit, continuation=token)
         out += f'<p><a class="next" href="{nxt}">Next {limit} rollouts</a></p>'

@@ -140,16 +140,27 @@ class TableService(ABC):
                 return out
 
 
-def delete_indexed(tables: TableService, table: str, entry: Entity) -> bool:
+def delete_indexed(tables: TableService, table: str, entry: Entity, also: tuple[str, ...] = ()) -> bool:
     """Delete the row an index entry names (``entry.data["key"]``, in the entry's partition)
-    together with the entry, in one transaction; True when the row went. A row already gone
-    (deleted by hand, or by another sweep) fails the transaction, and the entry goes alone."""
+    together with the entry and the row's other index entries ``also`` (row keys), in one
+    transaction; True when the row went. An entry of ``also`` not written (yet) is left out. A
+    row already gone (deleted by hand, or by another sweep) fails the transaction, and the
+    entries go alone."""
+    pk = entry.partition_key
+    ops = [Op("delete", entry.data["key"]), Op.delete(entry)]
+    others = [Op("delete", key) for key in also]
+    if others:
+        with contextlib.suppress(ConcurrencyConflict):
+            tables.transact(table, pk, ops + others)
+            return True
+        others = [op for op in others if tables.get(table, pk, op.row_key) is not None]
     try:
-        tables.transact(table, entry.partition_key, [Op("delete", entry.data["key"]), Op.delete(entry)])
+        tables.transact(table, pk, ops + others)
         return True
     except ConcurrencyConflict:
-        with contextlib.suppress(ConcurrencyConflict):
-            tables.delete(table, entry)
+        for op in [Op.delete(entry), *others]:
+            with contextlib.suppress(ConcurrencyConflict):
+                tables.delete(table, Entity(pk, op.row_key, etag=op.etag))
         return False
 
 
