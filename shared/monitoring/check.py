@@ -263,7 +263,7 @@ def _drift(ctx: Context, tag: str, reference: str, current: str, columns: list[W
     if mode.mode == "exact":
         rows = ctx.run(f"{tag}:drift", drift.drift_sql(reference, current, cols, frozen))
         return None if rows is None else drift.drift_metrics(rows, cols, frozen)
-    rows = ctx.run(f"{tag}:binned", binned.binned_sql(reference, current, cols, frozen))
+    rows = ctx.run(f"{tag}:binned", binned.binned_sql(reference, current, cols, frozen, mode.cells))
     if rows is None:
         return None
     got = binned.binned_metrics(rows, cols, frozen)

@@ -197,6 +197,8 @@ class Drift(_Strict):
     mode: Literal["exact", "binned", "auto"] = "auto"
     exact_below: int = Field(200_000, ge=0, description="auto: rows (reference + window) under which the "
                              "figures are computed exactly")
+    cells: int = Field(1000, ge=4, le=1000, description="binned: fine cells per numeric column; fewer give a "
+                       "smaller result and wider bounds, so more verdicts recomputed exactly")
 
 
 class Monitoring(_Strict):
