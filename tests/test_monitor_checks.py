@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -327,3 +328,87 @@ def test_property_a_decided_binned_verdict_is_the_verdict_of_every_value_within_
         binned = decide.judge(check, value, 1000, 1, was_violating=was_violating)
         truth = decide.judge(check, exact, 1000, 1, was_violating=was_violating)
         assert binned.verdict == truth.verdict
+
+
+# ---------------------------------------------------------------------------------- payload windows
+def _payload_rows(rng: np.random.Generator, entity: str, start: float, n: int, poison: bool = False) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        when = datetime.fromtimestamp(start + float(rng.integers(0, 60)), UTC)
+        x = "\"not a number\"" if poison else repr(round(float(rng.normal(10, 2)), 3))
+        rows.append({"databricks_request_id": f"req-{uuid.uuid4().hex}", "request_date": when.date(),
+                     "client_request_id": f"c-{uuid.uuid4().hex[:8]}", "request_time": when, "status_code": 200,
+                     "sampling_fraction": 1.0, "execution_duration_ms": 5,
+                     "request": f'{{"dataframe_records": [{{"x": {x}}}]}}',
+                     "response": f'{{"predictions": [{round(float(rng.normal(20, 4)), 3)}]}}',
+                     "logging_error_codes": [], "served_entity_id": entity, "requester": "test@example.com"})
+    return rows
+
+
+def test_a_payload_window_statement_reads_only_the_window_rows(plat, tables, monkeypatch):
+    """Every scan of the payload table in a window's statements (drift, aggregates, health) has
+    the window's time bounds (or the baseline window's) in the WHERE that reads the table, below
+    the records' LATERAL explode, where the warehouse can skip the rest (as the canary analysis,
+    ``shared.delivery.measure``); and rows outside those windows whose request cannot be read
+    as a number are never evaluated (a statement that did would fail CAST_INVALID_INPUT)."""
+    import pyarrow as pa
+
+    from shared import statements
+    from shared.monitoring.relations import timestamp
+    from shared.statements import quote
+
+    sent: list[tuple[str, str]] = []
+    real_run = statements.run
+
+    def recording_run(w, warehouse_id, statement, cursor, key, deadline):
+        sent.append((key, statement))
+        return real_run(w, warehouse_id, statement, cursor, key, deadline)
+
+    monkeypatch.setattr(statements, "run", recording_run)
+
+    from local.workspace.inference_table import AI_GATEWAY, schema
+
+    rng = np.random.default_rng(5)
+    tag = uuid.uuid4().hex[:8]
+    endpoint, entity = f"ep-{tag}", f"e-{tag}"
+    plat.workspace.inference.record_served_entities([{
+        "served_entity_id": entity, "endpoint_name": endpoint, "endpoint_id": f"id-{tag}",
+        "served_entity_name": f"m-1-{tag}", "entity_type": "CUSTOM_MODEL", "entity_name": "m", "entity_version": "1",
+        "endpoint_config_version": 1, "change_time": datetime.fromtimestamp(T0 - 9 * H, UTC)}])
+    plat.workspace.inference.flush()
+    rows = (_payload_rows(rng, entity, T0 - 5 * H, 50, poison=True) + _payload_rows(rng, entity, T0, 150)
+            + _payload_rows(rng, entity, T0 + H, 150) + _payload_rows(rng, entity, T0 + 2 * H, 50, poison=True))
+    plat.workspace.catalog.create_table(f"main.pay{tag}.{endpoint}_payload",
+                                        pa.Table.from_pylist(rows, schema=schema(AI_GATEWAY)))
+    for mode in ("exact", "binned", "auto"):
+        env = parse_policy(f"""
+models:
+  - name: m
+    environments:
+      prod:
+        endpoint: {endpoint}
+        retraining: {{job_id: 1}}
+        inference_table: {{catalog: main, schema: pay{tag}}}
+        monitoring:
+          window: 1h
+          columns: [x]
+          baseline: {{}}
+          decision: {{min_rows: 100}}
+          drift: {{mode: {mode}}}
+          checks:
+            - {{metric: ks, of: prediction, threshold: 0.5}}
+            - {{metric: psi, of: features, threshold: 0.5}}
+            - {{metric: p95_latency_ms, threshold: 1000}}
+""").models[0].environments["prod"]
+        got = _pass(plat, tables, env, now=T0 + 2 * H + 120, version="1", explicit=(T0 + H, T0 + 2 * H))
+        assert got is not None and got["verdict"] == decide.OK, (mode, got)
+        assert {f["check"]: f["rows"] for f in got["figures"]} == {
+            "ks(prediction)": 150, "psi(x)": 150, "p95_latency_ms": 150}, got
+        scans = quote(f"main.pay{tag}.{endpoint}_payload") + " AS p "
+        bounded = [f"p.request_time >= {timestamp(a)} AND p.request_time < {timestamp(b)}"
+                   for a, b in ((T0, T0 + H), (T0 + H, T0 + 2 * H))]
+        window_statements = [text for key, text in sent if key.startswith(f"1:{T0 + H}:")]
+        assert len(window_statements) >= 2, sent
+        for text in window_statements:
+            assert text.count(scans) == sum(text.count(b) for b in bounded) > 0, text
+        sent.clear()
