@@ -43,6 +43,7 @@ from shared.drift import (
     freeze,
 )
 from shared.drift.baseline import TOP_CATEGORIES
+from shared.drift.binned import BinnedDrift, binned_metrics, binned_sql
 from shared.drift.distances import PSI_EPSILON, chi2_contingency, js_distance, psi
 from shared.drift.pvalues import chi2_sf, ks_pvalue
 
@@ -81,6 +82,7 @@ class Check:
     def __init__(self, ws: LocalWorkspace, w: WorkspaceClient, columns: Sequence[Column],
                  ref: dict[str, Sequence[Any]], cur: dict[str, Sequence[Any]], top: int = TOP_CATEGORIES):
         self.columns = list(columns)
+        self.w = w
         self.ref, self.cur = ref, cur
         table = f"main.drift.t{next(_ids)}"
         data: dict[str, Any] = {"side": pa.array([0] * _rows(ref) + [1] * _rows(cur), pa.int32())}
@@ -402,3 +404,57 @@ def test_the_package_needs_no_numpy_scipy_or_pandas() -> None:
     code = ("import sys, shared.drift; heavy = {'numpy', 'scipy', 'pandas', 'pyarrow'} & "
             "{m.split('.')[0] for m in sys.modules}; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ---------------------------------------------------------------------------------- binned mode
+def binned(check: Check, cells: int) -> dict[str, ColumnDrift]:
+    return binned_metrics(query(check.w, binned_sql(check.reference, check.current, check.columns, check.baseline,
+                                                    cells)), check.columns, check.baseline)
+
+
+def assert_within_bounds(check: Check, got: dict[str, ColumnDrift]) -> None:
+    """Binned figures: KS D and W1 within their stated bounds of scipy's exact values; PSI, JS,
+    counts and the categorical figures exactly the exact mode's."""
+    for c in check.columns:
+        m, e = got[c.name], check[c.name]
+        if c.kind == "categorical" or e.ks_d is None:
+            assert m == e
+            continue
+        assert isinstance(m, BinnedDrift)
+        a, b = finite(check.ref[c.name]), finite(check.cur[c.name])
+        d, w1 = float(stats.ks_2samp(a, b).statistic), float(stats.wasserstein_distance(a, b))
+        assert m.ks_bound is not None and abs(m.ks_d - d) <= m.ks_bound + 1e-12, (m.ks_d, m.ks_bound, d)
+        assert m.wasserstein_bound is not None
+        assert abs(m.wasserstein - w1) <= m.wasserstein_bound + 1e-9 * (1 + w1), (m.wasserstein, w1)
+        assert (m.psi, m.js, m.n_ref, m.n_cur, m.nulls_ref, m.nulls_cur) == (e.psi, e.js, e.n_ref, e.n_cur,
+                                                                             e.nulls_ref, e.nulls_cur)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50), st.floats(-1e6, 1e6)), min_size=1,
+                max_size=80),
+       st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50), st.floats(-1e6, 1e6)), min_size=1,
+                max_size=80),
+       st.sampled_from([4, 16, 1000]))
+def test_property_binned_ks_and_w1_lie_within_their_bounds_of_scipy(ws: LocalWorkspace, w: WorkspaceClient,
+                                                                     a: list[float], b: list[float],
+                                                                     cells: int) -> None:
+    check = Check(ws, w, [Column("x", "numeric")], {"x": a}, {"x": b})
+    assert_within_bounds(check, binned(check, cells))
+
+
+def test_binned_on_drifted_ties_nulls_and_categories_within_bounds_in_one_grouped_scan(
+        ws: LocalWorkspace, w: WorkspaceClient) -> None:
+    rng = np.random.default_rng(4)
+    cols = [Column("x", "numeric"), Column("t", "numeric"), Column("z", "categorical")]
+    ref = {"x": [float(v) for v in rng.lognormal(1, 0.6, 3000)], "t": [float(v) for v in rng.integers(0, 5, 3000)],
+           "z": [str(v) for v in rng.choice(["a", "b", "c"], 3000)]}
+    cur = {"x": [float(v) for v in rng.lognormal(1.1, 0.7, 2500)] + [None, math.nan, math.inf] * 5,
+           "t": [float(v) for v in rng.integers(1, 7, 2515)], "z": [str(v) for v in rng.choice(["a", "d"], 2515)]}
+    check = Check(ws, w, cols, ref, cur)
+    for cells in (8, 1000):
+        got = binned(check, cells)
+        assert_within_bounds(check, got)
+    assert got["t"].ks_bound == 0 and got["t"].wasserstein_bound < 1e-9  # one value per group: exact
+    statement = binned_sql(check.reference, check.current, cols, check.baseline)
+    assert "ORDER BY" not in statement.upper() and " OVER " not in statement.upper()  # no sort, no window
