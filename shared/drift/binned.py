@@ -1,5 +1,9 @@
 """The one-scan drift mode: numeric columns judged on fine bins by one grouped scan (a hash
-aggregate, no sort), with the error bound each binned figure carries.
+aggregate, no sort), with the error bound each binned figure carries around the exact figure
+(scipy's ``ks_2samp`` statistic and ``wasserstein_distance``,
+https://docs.scipy.org/doc/scipy/reference/stats.html). The SQL uses only ``asinh``, ``floor``,
+``least``, ``greatest``, ``CASE`` and plain aggregates (Databricks SQL language reference,
+https://docs.databricks.com/aws/en/sql/language-manual/; the local workspace runs the same text on DuckDB).
 
 Why not the exact statement (``shared.drift.comparison``): exact KS D and Wasserstein-1 need
 the CDFs at every observed value, so the warehouse sorts every numeric column's values, and the

@@ -192,7 +192,7 @@ class Drift(_Strict):
     takes the binned scan and recomputes exactly when the window and its reference hold fewer
     than ``exact_below`` values of a column. In the binned modes a verdict whose threshold (or
     clear threshold) lies within a figure's bound is recomputed exactly, so no verdict differs
-    from the exact mode's."""
+    from the exact mode's. Label drift is always exact."""
 
     mode: Literal["exact", "binned", "auto"] = "auto"
     exact_below: int = Field(200_000, ge=0, description="auto: rows (reference + window) under which the "
