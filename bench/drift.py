@@ -250,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                     "current": f"(SELECT * FROM main.bench.cur_{n})", "mode": mode, "verdict_w1": W1_THRESHOLD,
                     "verdict_p": P_THRESHOLD})
                 product[n, mode]["warehouse_peak_mib"] = wh.peak_mib()
+            except subprocess.CalledProcessError as exc:
+                if n == args.rows:
+                    raise
+                # A big run that fails (e.g. out of memory) is recorded as not measured, not guessed.
+                last = (exc.stderr or "").strip().splitlines()[-1:]
+                product[n, mode] = {"failed": last or [f"exit {exc.returncode}"]}
             finally:
                 wh.stop()
         frames = {"reference": str(root / "ref.parquet"), "current": str(root / "cur.parquet"),
@@ -338,6 +344,10 @@ def tables(rows: int, product: dict[tuple[int, str], dict[str, Any]], ev: dict[s
                 "RSS MiB | warehouse peak RSS MiB | result rows |", "|---:|---|---:|---:|---:|---:|---:|"]
         for n_rows, mode in sizes:
             r = product[n_rows, mode]
+            if "failed" in r:
+                out.append(f"| {spaced(n_rows)} | {mode} | not measured: the check failed ({r['failed'][0]}) "
+                           "| | | | |")
+                continue
             out.append(f"| {spaced(n_rows)} | {mode} | {r['check_s']:.2f} | "
                        f"{r['check_s'] / product[rows, mode]['check_s']:.1f}x | {r['rss_peak_mib']:.0f} | "
                        f"{r['warehouse_peak_mib']:.0f} | {r['rows']} |")
