@@ -1,12 +1,14 @@
-"""Benchmark: one drift check of a current window against its reference, three ways, side by side
+"""Benchmark: one drift check of a current window against its reference, four ways, side by side
 in one run (``shared.drift``; Evidently, https://github.com/evidentlyai/evidently; scipy):
 
-- this product: ``shared.drift`` by SQL pushdown. The warehouse is the local workspace
-  (``python -m local.workspace``, DuckDB over Delta tables) in its own process; the checking
-  process is the app's part (databricks-sdk, ``shared.statements``, ``shared.drift``), which
-  only ever receives the aggregate rows. Timed: the ``drift_sql`` statement and
-  ``drift_metrics``; the baseline freeze (``baseline_sql``, once per model version) is shown
-  apart;
+- this product, binned and exact: ``shared.drift`` by SQL pushdown. The warehouse is the local
+  workspace (``python -m local.workspace``, DuckDB over Delta tables) in its own process, started
+  afresh for each run; the checking process is the app's part (databricks-sdk,
+  ``shared.statements``, ``shared.drift``), which only ever receives the aggregate rows. Timed:
+  binned, the ``binned_sql`` statement (one grouped scan), ``binned_metrics`` and the exact
+  statement for any numeric column whose verdict the bound leaves open; exact, the ``drift_sql``
+  statement and ``drift_metrics``. The baseline freeze (``baseline_sql``, once per model
+  version) is shown apart;
 - Evidently 0.7.23 ``Report([DataDriftPreset()])`` on pandas frames (its default per-column
   tests), installed into its own virtual environment ``.local/bench-evidently-venv`` from
   ``bench/requirements-evidently.txt`` (pip from the configured index, as infra/check.sh
@@ -21,7 +23,7 @@ first (time shown as "load"); the product reads nothing: the warehouse scans its
 
 Data: ``--rows`` reference and ``--rows`` current rows (default 1 000 000 each), 6 numeric
 and 4 categorical columns, drift in some (``COLUMNS``), NULLs, NaNs and ties included. Then this
-product alone at ``--big`` rows per side (default 10 000 000).
+product alone at ``--big`` rows per side (default 10 000 000), in the ``--big-modes``.
 
 Verdicts, made the same way for every method so they can agree:
 
@@ -43,13 +45,11 @@ import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.drift_methods import peak_rss_mib
-from bench.report import emit
+from bench.report import emit, machine
 from local.workspace.catalog import UnityCatalog
 from shared.settings import APP_ROOT
 
@@ -211,10 +211,14 @@ def fmt(v: float | None, digits: int = 4) -> str:
 
 
 # ---------------------------------------------------------------------------------- run
+MODES = ("binned", "exact")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side, all three methods")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows per side, all methods")
     parser.add_argument("--big", type=int, default=10_000_000, help="rows per side, this product alone (0: skip)")
+    parser.add_argument("--big-modes", default=",".join(MODES), help="this product's modes at --big rows")
     parser.add_argument("--write", action="store_true", help="append the tables to docs/benchmarks.md")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -222,12 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     evidently_python = ensure_evidently()
     numeric = [c.name for c in COLUMNS if c.kind == "numeric"]
     categorical = [c.name for c in COLUMNS if c.kind == "categorical"]
+    runs = [(args.rows, mode) for mode in MODES] + (
+        [(args.big, mode) for mode in args.big_modes.split(",") if mode] if args.big else [])
 
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
         root = Path(tmp)
         catalog = UnityCatalog(root / "ws" / "uc")
-        sizes = [args.rows] + ([args.big] if args.big else [])
-        for n in sizes:
+        for n in sorted({n for n, _ in runs}):
             for side, current, seed in (("ref", False, 1), ("cur", True, 2)):
                 table = window(n, current, seed)
                 catalog.create_table(f"main.bench.{side}_{n}", table)
@@ -235,15 +240,22 @@ def main(argv: list[str] | None = None) -> int:
                     pq.write_table(table, root / f"{side}.parquet")
                 del table
 
-        product: dict[int, dict[str, Any]] = {}
-        for n in sizes:
+        product: dict[tuple[int, str], dict[str, Any]] = {}
+        for n, mode in runs:
             wh = Warehouse(root / "ws")
             try:
-                product[n] = child(sys.executable, "app", {
+                product[n, mode] = child(sys.executable, "app", {
                     "host": wh.url, "token": TOKEN, "warehouse": WAREHOUSE, "numeric": numeric,
                     "categorical": categorical, "reference": f"(SELECT * FROM main.bench.ref_{n})",
-                    "current": f"(SELECT * FROM main.bench.cur_{n})"})
-                product[n]["warehouse_peak_mib"] = wh.peak_mib()
+                    "current": f"(SELECT * FROM main.bench.cur_{n})", "mode": mode, "verdict_w1": W1_THRESHOLD,
+                    "verdict_p": P_THRESHOLD})
+                product[n, mode]["warehouse_peak_mib"] = wh.peak_mib()
+            except subprocess.CalledProcessError as exc:
+                if n == args.rows:
+                    raise
+                # A big run that fails (e.g. out of memory) is recorded as not measured, not guessed.
+                last = (exc.stderr or "").strip().splitlines()[-1:]
+                product[n, mode] = {"failed": last or [f"exit {exc.returncode}"]}
             finally:
                 wh.stop()
         frames = {"reference": str(root / "ref.parquet"), "current": str(root / "cur.parquet"),
@@ -251,76 +263,93 @@ def main(argv: list[str] | None = None) -> int:
         ev = child(evidently_python, "evidently", frames)
         sp = child(sys.executable, "scipy", frames)
 
-    ours = product[args.rows]
-    emit(tables(args.rows, ours, ev, sp, product, load, time.perf_counter() - started), args.write)
+    emit(tables(args.rows, product, ev, sp, load, time.perf_counter() - started), args.write)
     return 0
 
 
-def tables(rows: int, ours: dict[str, Any], ev: dict[str, Any], sp: dict[str, Any],
-           product: dict[int, dict[str, Any]], load: float, total_s: float) -> str:
-    day = datetime.now(UTC).date().isoformat()
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
-    agree = {"ours": 0, "evidently": 0}
+def tables(rows: int, product: dict[tuple[int, str], dict[str, Any]], ev: dict[str, Any], sp: dict[str, Any],
+           load: float, total_s: float) -> str:
+    binned, exact = product[rows, "binned"], product[rows, "exact"]
+    agree = {"binned": 0, "exact": 0, "evidently": 0}
+    p_agree = {"binned": 0, "exact": 0}
     per_column = []
-    p_agree = 0
     for c in COLUMNS:
-        o, e, s = ours["columns"][c.name], ev["columns"][c.name], sp["columns"][c.name]
-        ours_value = o["wasserstein_norm"] if c.kind == "numeric" else o["js"]
-        exact_value = s["wasserstein_norm"] if c.kind == "numeric" else s["js"]
+        b, x, e, s = (binned["columns"][c.name], exact["columns"][c.name], ev["columns"][c.name],
+                      sp["columns"][c.name])
+        key = "wasserstein_norm" if c.kind == "numeric" else "js"
+        truth = drifted(c.kind, s[key])
+        verdicts = {"binned": drifted(c.kind, b[key]), "exact": drifted(c.kind, x[key]),
+                    "evidently": evidently_drifted(e)}
+        for name, v in verdicts.items():
+            agree[name] += v == truth
         ev_value = e["value"] if c.kind == "numeric" else e["value"] / math.sqrt(math.log(2))  # to base 2
-        truth = drifted(c.kind, exact_value)
-        verdicts = (drifted(c.kind, ours_value), evidently_drifted(e))
-        agree["ours"] += verdicts[0] == truth
-        agree["evidently"] += verdicts[1] == truth
-        p_ours, p_exact = (o["ks_p"], s["ks_p"]) if c.kind == "numeric" else (o["chi2_p"], s["chi2_p"])
+        p_key = "ks_p" if c.kind == "numeric" else "chi2_p"
         p_drift = (lambda p: p <= P_THRESHOLD) if c.kind == "numeric" else (lambda p: p < P_THRESHOLD)
-        p_agree += p_drift(p_ours) == p_drift(p_exact)
+        for name, r in (("binned", b), ("exact", x)):
+            p_agree[name] += p_drift(r[p_key]) == p_drift(s[p_key])
+        bound = b.get("wasserstein_norm_bound")
+        shown = fmt(b[key]) + (f" ± {fmt(bound, 5)}" if bound is not None else "") + (
+            " (recomputed exactly)" if c.name in binned["recomputed"] else "")
+        ks = (f"{fmt(s['ks_d'])} / {fmt(b['ks_d'])} ± {fmt(b['ks_bound'], 5)}"
+              if c.kind == "numeric" and b.get("ks_bound") is not None else
+              f"{fmt(s['ks_d'])} / {fmt(b['ks_d'])}" if c.kind == "numeric" else "")
         test = "W1/std >= 0.1" if c.kind == "numeric" else "JS >= 0.1 nat (0.1201 base 2)"
         per_column.append(
-            f"| {c.name} | {c.drift} | {test} | {fmt(exact_value)} | {fmt(ours_value)} | {fmt(ev_value)} | "
-            f"{yes(truth)} / {yes(verdicts[0])} / {yes(verdicts[1])} | {'KS' if c.kind == 'numeric' else 'chi2'} "
-            f"{fmt(p_exact, 3)} / {fmt(p_ours, 3)} | {yes(p_drift(p_exact))} / {yes(p_drift(p_ours))} |")
+            f"| {c.name} | {c.drift} | {test} | {fmt(s[key])} | {shown} | {fmt(x[key])} | {fmt(ev_value)} | "
+            f"{yes(truth)} / {yes(verdicts['binned'])} / {yes(verdicts['exact'])} / {yes(verdicts['evidently'])} | "
+            f"{ks} |")
     n = len(COLUMNS)
 
     def row(name: str, r: dict[str, Any], agreeing: str, load_s: str) -> str:
-        return (f"| {name} | {r['check_s']:.2f} | {r['check_s'] / ours['check_s']:.1f}x | {load_s} | "
-                f"{r['rss_imports_mib']:.0f} | {r['rss_peak_mib']:.0f} | {agreeing} |")
+        return (f"| {name} | {r['check_s']:.2f} | {r['check_s'] / binned['check_s']:.1f}x | {load_s} | "
+                f"{r['rss_imports_mib']:.0f} | {r['rss_peak_mib']:.0f} | "
+                f"{round(r['warehouse_peak_mib']) if 'warehouse_peak_mib' in r else 'n/a'} | {agreeing} |")
 
     out = [
-        f"### Drift check, SQL pushdown vs Evidently vs exact scipy ({day}, {machine}, {spaced(rows)} reference + "
-        f"{spaced(rows)} current rows x 10 columns (6 numeric, 4 categorical), each method in a fresh process, "
-        f"load average {load:.1f} at the start)",
+        f"### Drift check: binned vs exact SQL pushdown vs Evidently vs exact scipy ({machine()}; "
+        f"{spaced(rows)} reference + {spaced(rows)} current rows x 10 columns (6 numeric, 4 categorical), each method "
+        f"in a fresh process, load average {load:.1f} at the start)",
         "",
-        "| method | check s | vs this product | load s | RSS after imports MiB | peak RSS MiB | verdicts as exact |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        row("this product: `drift_sql` on the warehouse + `drift_metrics`", ours, f"{agree['ours']}/{n}", "none"),
+        "| method | check s | vs binned | load s | RSS after imports MiB | peak RSS MiB | warehouse peak RSS MiB | "
+        "verdicts as exact |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        row("this product, binned: `binned_sql` (one grouped scan) + `binned_metrics`, open verdicts recomputed",
+            binned, f"{agree['binned']}/{n}", "none"),
+        row("this product, exact: `drift_sql` (sorts each numeric column) + `drift_metrics`", exact,
+            f"{agree['exact']}/{n}", "none"),
         row("Evidently 0.7.23 `DataDriftPreset` (default tests)", ev, f"{agree['evidently']}/{n}",
             f"{ev['load_s']:.2f}"),
         row("exact scipy (W1, KS, JS, chi2 on raw values)", sp, f"{n}/{n}", f"{sp['load_s']:.2f}"),
         "",
-        f"This product, besides: the warehouse process (DuckDB, {ours['rows']} result rows) peaked at "
-        f"{ours['warehouse_peak_mib']:.0f} MiB; freezing the baseline (`baseline_sql`, once per model version) "
-        f"took {ours['baseline_s']:.2f} s and stores {spaced(ours['baseline_bytes'])} bytes of JSON; the checking "
-        f"process used {ours['cpu_s']:.2f} s of CPU in all (imports included) and `drift_metrics` "
-        f"{ours['metrics_s'] * 1000:.1f} ms. Evidently's load + check: {ev['load_s'] + ev['check_s']:.2f} s "
-        f"({(ev['load_s'] + ev['check_s']) / ours['check_s']:.1f}x this product's check).",
+        f"Binned: {binned['rows']} result rows, recomputed exactly: {', '.join(binned['recomputed']) or 'none'}; "
+        f"exact: {exact['rows']} result rows. Freezing the baseline (`baseline_sql`, once per model version) took "
+        f"{binned['baseline_s']:.2f} s and stores {spaced(binned['baseline_bytes'])} bytes of JSON (the binned cells "
+        f"follow from it). Evidently's load + check: {ev['load_s'] + ev['check_s']:.2f} s "
+        f"({(ev['load_s'] + ev['check_s']) / binned['check_s']:.1f}x the binned check).",
         "",
-        "| column | drift in the current window | verdict test | exact | this product | Evidently | "
-        "verdict exact / ours / Evidently | p-value exact / ours | p-value verdict exact / ours |",
-        "|---|---|---|---:|---:|---:|---|---|---|",
+        "| column | drift in the current window | verdict test | exact (scipy) | binned ± bound | exact SQL | "
+        "Evidently | verdict scipy / binned / exact SQL / Evidently | KS D scipy / binned ± bound |",
+        "|---|---|---|---:|---:|---:|---:|---|---|",
         *per_column,
         "",
         f"Values: W1/std for numeric columns, JS distance in base 2 for categorical ones (Evidently's natural-log "
-        f"JS divided by sqrt(ln 2)). p-value tests (KS p <= 0.05, chi-square p < 0.05): {p_agree}/{n} verdicts "
-        f"alike. This product's JS is on the frozen reference categories with unseen values pooled in one "
-        f"\"other\" bucket; Evidently and scipy use one bin per value.",
+        f"JS divided by sqrt(ln 2)). p-value tests (KS p <= 0.05, chi-square p < 0.05) alike with scipy's: binned "
+        f"{p_agree['binned']}/{n}, exact {p_agree['exact']}/{n}. This product's JS is on the frozen reference "
+        f"categories with unseen values pooled in one \"other\" bucket; Evidently and scipy use one bin per value.",
         "",
     ]
-    if len(product) > 1:
-        out += ["| rows per side | check s | baseline s | checking process peak RSS MiB | warehouse peak RSS MiB | "
-                "result rows |", "|---:|---:|---:|---:|---:|---:|"]
-        for n_rows, r in sorted(product.items()):
-            out.append(f"| {spaced(n_rows)} | {r['check_s']:.2f} | {r['baseline_s']:.2f} | {r['rss_peak_mib']:.0f} | "
+    sizes = sorted({k for k in product})
+    if any(k[0] != rows for k in sizes):
+        out += ["| rows per side | mode | check s | vs the same mode at " + spaced(rows) + " | checking process peak "
+                "RSS MiB | warehouse peak RSS MiB | result rows |", "|---:|---|---:|---:|---:|---:|---:|"]
+        for n_rows, mode in sizes:
+            r = product[n_rows, mode]
+            if "failed" in r:
+                out.append(f"| {spaced(n_rows)} | {mode} | not measured: the check failed ({r['failed'][0]}) "
+                           "| | | | |")
+                continue
+            out.append(f"| {spaced(n_rows)} | {mode} | {r['check_s']:.2f} | "
+                       f"{r['check_s'] / product[rows, mode]['check_s']:.1f}x | {r['rss_peak_mib']:.0f} | "
                        f"{r['warehouse_peak_mib']:.0f} | {r['rows']} |")
         out += ["", f"Whole run: {total_s / 60:.1f} min."]
     return "\n".join(out) + "\n"

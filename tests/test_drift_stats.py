@@ -43,6 +43,7 @@ from shared.drift import (
     freeze,
 )
 from shared.drift.baseline import TOP_CATEGORIES
+from shared.drift.binned import BinnedDrift, binned_metrics, binned_sql, grid
 from shared.drift.distances import PSI_EPSILON, chi2_contingency, js_distance, psi
 from shared.drift.pvalues import chi2_sf, ks_pvalue
 
@@ -81,6 +82,7 @@ class Check:
     def __init__(self, ws: LocalWorkspace, w: WorkspaceClient, columns: Sequence[Column],
                  ref: dict[str, Sequence[Any]], cur: dict[str, Sequence[Any]], top: int = TOP_CATEGORIES):
         self.columns = list(columns)
+        self.w = w
         self.ref, self.cur = ref, cur
         table = f"main.drift.t{next(_ids)}"
         data: dict[str, Any] = {"side": pa.array([0] * _rows(ref) + [1] * _rows(cur), pa.int32())}
@@ -439,3 +441,106 @@ def test_the_package_needs_no_numpy_scipy_or_pandas() -> None:
     code = ("import sys, shared.drift; heavy = {'numpy', 'scipy', 'pandas', 'pyarrow'} & "
             "{m.split('.')[0] for m in sys.modules}; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+# ---------------------------------------------------------------------------------- binned mode
+def binned(check: Check, cells: int) -> dict[str, ColumnDrift]:
+    return binned_metrics(query(check.w, binned_sql(check.reference, check.current, check.columns, check.baseline,
+                                                    cells)), check.columns, check.baseline)
+
+
+def assert_within_bounds(check: Check, got: dict[str, ColumnDrift]) -> None:
+    """Binned figures: KS D and W1 within their stated bounds of scipy's exact values; PSI, JS,
+    counts and the categorical figures exactly the exact mode's."""
+    for c in check.columns:
+        m, e = got[c.name], check[c.name]
+        if c.kind == "categorical" or e.ks_d is None:
+            assert m == e
+            continue
+        assert isinstance(m, BinnedDrift)
+        a, b = finite(check.ref[c.name]), finite(check.cur[c.name])
+        d, w1 = float(stats.ks_2samp(a, b).statistic), float(stats.wasserstein_distance(a, b))
+        assert m.ks_bound is not None and abs(m.ks_d - d) <= m.ks_bound + 1e-12, (m.ks_d, m.ks_bound, d)
+        assert m.wasserstein_bound is not None
+        assert abs(m.wasserstein - w1) <= m.wasserstein_bound + 1e-9 * (1 + w1), (m.wasserstein, w1)
+        assert (m.psi, m.js, m.n_ref, m.n_cur, m.nulls_ref, m.nulls_cur) == (e.psi, e.js, e.n_ref, e.n_cur,
+                                                                             e.nulls_ref, e.nulls_cur)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50), st.floats(-1e6, 1e6)), min_size=1,
+                max_size=80),
+       st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50), st.floats(-1e6, 1e6)), min_size=1,
+                max_size=80),
+       st.sampled_from([4, 16, 1000]))
+def test_property_binned_ks_and_w1_lie_within_their_bounds_of_scipy(ws: LocalWorkspace, w: WorkspaceClient,
+                                                                     a: list[float], b: list[float],
+                                                                     cells: int) -> None:
+    check = Check(ws, w, [Column("x", "numeric")], {"x": a}, {"x": b})
+    assert_within_bounds(check, binned(check, cells))
+
+
+def test_binned_on_drifted_ties_nulls_and_categories_within_bounds_in_one_grouped_scan(
+        ws: LocalWorkspace, w: WorkspaceClient) -> None:
+    rng = np.random.default_rng(4)
+    cols = [Column("x", "numeric"), Column("t", "numeric"), Column("z", "categorical")]
+    ref = {"x": [float(v) for v in rng.lognormal(1, 0.6, 3000)], "t": [float(v) for v in rng.integers(0, 5, 3000)],
+           "z": [str(v) for v in rng.choice(["a", "b", "c"], 3000)]}
+    cur = {"x": [float(v) for v in rng.lognormal(1.1, 0.7, 2500)] + [None, math.nan, math.inf] * 5,
+           "t": [float(v) for v in rng.integers(1, 7, 2515)], "z": [str(v) for v in rng.choice(["a", "d"], 2515)]}
+    check = Check(ws, w, cols, ref, cur)
+    for cells in (8, 1000):
+        got = binned(check, cells)
+        assert_within_bounds(check, got)
+    assert got["t"].ks_bound == 0 and got["t"].wasserstein_bound < 1e-9  # one value per group: exact
+    statement = binned_sql(check.reference, check.current, cols, check.baseline)
+    assert "ORDER BY" not in statement.upper() and " OVER " not in statement.upper()  # no sort, no window
+
+
+def _groups_in_python(a: list[float], b: list[float], base: NumericBaseline, cells: int) -> list[dict[str, Any]]:
+    """``binned_sql``'s rows for one column, grouped here instead of in the warehouse (the cell
+    by the grid's formula, the decile by the right-closed edges)."""
+    g = grid(base, cells)
+    groups: dict[tuple[int, int], dict[str, Any]] = {}
+    for side, values in ((1, a), (0, b)):
+        for x in values:
+            if g is None:
+                cell = 0
+            elif x < g.lo:
+                cell = -1
+            elif x > g.hi:
+                cell = cells
+            elif g.per_t == 0:
+                cell = 0
+            else:
+                cell = min(cells - 1, max(0, math.floor((math.asinh((x - g.centre) * g.scale) - g.t_lo) * g.per_t)))
+            decile = int(np.searchsorted(np.array(base.edges), x, side="left"))
+            row = groups.setdefault((cell, decile), {"column_name": "x", "part": "bin", "key": None, "ref_value": 0,
+                                                      "cur_value": 0, "cell": cell, "decile": decile,
+                                                      "ref_sum": 0.0, "cur_sum": 0.0, "lo": x, "hi": x})
+            row["ref_value" if side else "cur_value"] += 1
+            row["ref_sum" if side else "cur_sum"] += x
+            row["lo"], row["hi"] = min(row["lo"], x), max(row["hi"], x)
+    return list(groups.values())
+
+
+_values = st.lists(st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50), st.floats(-1e6, 1e6),
+                             st.floats(0, 1e-3)), min_size=1, max_size=300)
+
+
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
+@settings(max_examples=300, deadline=None)
+@given(_values, _values, st.sampled_from([4, 16, 1000]))
+def test_property_binned_bounds_hold_on_many_samples(a: list[float], b: list[float], cells: int) -> None:
+    """The bounds alone, on many more samples than the warehouse test: the groups are made in
+    Python the way the statement makes them, the baseline from numpy's deciles."""
+    qs = np.quantile(np.array(a), np.arange(1, 10) / 10)
+    base = NumericBaseline(tuple(sorted({float(q) for q in qs})), float(np.std(a)), len(a), 0, min(a), max(a))
+    m = binned_metrics(_groups_in_python(a, b, base, cells), [Column("x", "numeric")], Baseline({"x": base}))["x"]
+    assert isinstance(m, BinnedDrift) and m.ks_bound is not None and m.wasserstein_bound is not None
+    d, w1 = float(stats.ks_2samp(a, b).statistic), float(stats.wasserstein_distance(a, b))
+    assert abs(m.ks_d - d) <= m.ks_bound + 1e-12
+    assert abs(m.wasserstein - w1) <= m.wasserstein_bound + 1e-9 * (1 + w1)
+    # KS D's bound: at most half the largest group's mass (the smaller of its two sides').
+    assert m.ks_bound <= 0.5 * max(min(r["ref_value"] / len(a), r["cur_value"] / len(b))
+                                   for r in _groups_in_python(a, b, base, cells)) + 1e-12

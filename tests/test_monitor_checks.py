@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from databricks.sdk import WorkspaceClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from local.stack import WORKSPACE_TOKEN
 from shared.monitoring import check, decide, store
+from shared.monitoring.policy import Check
 from shared.monitoring.relations import Watched
 from shared.policy import parse_policy
 from shared.storage import open_tables
@@ -250,3 +254,157 @@ def test_default_columns_are_the_model_signatures_inputs(plat, tmp_path):
                    Watched("dropoff_zone", "numeric")]
     with pytest.raises(check.CheckFailed, match=r"monitoring\.columns"):
         monitor._signature_columns(deps, model, set())("99")
+
+
+# ---------------------------------------------------------------------------------- binned drift
+def _drift_figures(plat, data, tables, mode: str, ks: float, w1: float, exact_below: int = 0) -> dict[str, Any]:
+    env = parse_policy(_ks_w1_policy(data["schema"], mode, ks, w1, exact_below)).models[0].environments["prod"]
+    got = _pass(plat, tables, env, now=T0 + 3 * H + 10, explicit=(T0 + 2 * H, T0 + 3 * H))
+    assert got is not None
+    return {name: _figure(got, name) for name in ("ks(prediction)", "wasserstein(x)")}
+
+
+def _ks_w1_policy(schema: str, mode: str, ks: float, w1: float, exact_below: int) -> str:
+    return f"""
+models:
+  - name: m
+    environments:
+      prod:
+        endpoint: ep-{uuid.uuid4().hex[:8]}
+        retraining: {{job_id: 1}}
+        monitoring:
+          window: 1h
+          columns: [x, zone]
+          categorical: [zone]
+          source: {{table: {schema}.inference, timestamp_column: ts, version_column: model_version,
+                    prediction_column: prediction, request_id_column: request_id}}
+          decision: {{windows: 1, violations: 1, min_rows: 100, cooldown: 1h}}
+          drift: {{mode: {mode}, exact_below: {exact_below}, cells: 16}}
+          checks:
+            - {{metric: ks, of: prediction, threshold: {ks!r}}}
+            - {{metric: wasserstein, of: x, threshold: {w1!r}}}
+"""
+
+
+def test_binned_figures_state_their_bound_and_every_verdict_is_the_exact_one(plat, data, tables):
+    """Thresholds far from the figures, within their binned bound and at the exact value itself:
+    binned and auto give the exact mode's verdict every time; a figure the bound leaves open is
+    the exact one (no bound), a clear one keeps the binned value and states its bound."""
+    exact = _drift_figures(plat, data, tables, "exact", 0.5, 0.5)
+    binned = _drift_figures(plat, data, tables, "binned", 10.0, 10.0)
+    for name, f in binned.items():
+        assert f["bound"] is not None and f["bound"] > 0, f
+        assert abs(f["value"] - exact[name]["value"]) <= f["bound"]
+        assert exact[name]["bound"] is None
+    ks, w1 = exact["ks(prediction)"]["value"], exact["wasserstein(x)"]["value"]
+    kb, wb = binned["ks(prediction)"]["bound"], binned["wasserstein(x)"]["bound"]
+    cases = [(ks * 0.5, w1 * 0.5), (ks, w1), (ks + kb / 2, w1 - wb / 2), (ks - kb / 3, w1 + wb / 3),
+             (ks + 3 * kb, w1 + 3 * wb), (ks * (1 + 1e-12), w1 * (1 - 1e-12))]
+    for ks_t, w1_t in cases:
+        truth = _drift_figures(plat, data, tables, "exact", ks_t, w1_t)
+        for mode in ("binned", "auto"):
+            got = _drift_figures(plat, data, tables, mode, ks_t, w1_t)
+            for name in got:
+                assert got[name]["verdict"] == truth[name]["verdict"], (mode, ks_t, w1_t, name, got, truth)
+                if got[name]["bound"] is None:  # recomputed exactly
+                    assert got[name]["value"] == truth[name]["value"]
+                else:
+                    assert not decide.undecided(Check(metric="ks", of="x", threshold=got[name]["threshold"]),
+                                                got[name]["value"], got[name]["bound"])
+    # auto below exact_below: every figure is exact.
+    small = _drift_figures(plat, data, tables, "auto", 10.0, 10.0, exact_below=10**6)
+    assert all(f["bound"] is None and f["value"] == exact[n]["value"] for n, f in small.items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 2), st.floats(0, 0.5), st.floats(0.01, 2), st.floats(0, 1), st.booleans(), st.booleans(),
+       st.floats(-1, 1))
+def test_property_a_decided_binned_verdict_is_the_verdict_of_every_value_within_its_bound(
+        value, bound, threshold, clear_share, above, was_violating, where):
+    check = Check(metric="ks", of="x", threshold=threshold, direction="above" if above else "below",
+                  clear=threshold * clear_share if above else threshold + (2 - threshold) * clear_share)
+    exact = value + where * bound
+    if not decide.undecided(check, value, bound):
+        binned = decide.judge(check, value, 1000, 1, was_violating=was_violating)
+        truth = decide.judge(check, exact, 1000, 1, was_violating=was_violating)
+        assert binned.verdict == truth.verdict
+
+
+# ---------------------------------------------------------------------------------- payload windows
+def _payload_rows(rng: np.random.Generator, entity: str, start: float, n: int, poison: bool = False) -> list[dict]:
+    rows = []
+    for _ in range(n):
+        when = datetime.fromtimestamp(start + float(rng.integers(0, 60)), UTC)
+        x = "\"not a number\"" if poison else repr(round(float(rng.normal(10, 2)), 3))
+        rows.append({"databricks_request_id": f"req-{uuid.uuid4().hex}", "request_date": when.date(),
+                     "client_request_id": f"c-{uuid.uuid4().hex[:8]}", "request_time": when, "status_code": 200,
+                     "sampling_fraction": 1.0, "execution_duration_ms": 5,
+                     "request": f'{{"dataframe_records": [{{"x": {x}}}]}}',
+                     "response": f'{{"predictions": [{round(float(rng.normal(20, 4)), 3)}]}}',
+                     "logging_error_codes": [], "served_entity_id": entity, "requester": "test@example.com"})
+    return rows
+
+
+def test_a_payload_window_statement_reads_only_the_window_rows(plat, tables, monkeypatch):
+    """Every scan of the payload table in a window's statements (binned and exact drift: ``auto``
+    below ``exact_below`` runs both; row count; health) has the window's time bounds (or the
+    baseline window's) in the WHERE that reads the table, below the records' LATERAL explode,
+    where the warehouse can skip the rest (as the canary analysis, ``shared.delivery.measure``);
+    and rows outside those windows whose request cannot be read as a number are never evaluated
+    (a statement that did would fail CAST_INVALID_INPUT)."""
+    import pyarrow as pa
+
+    from local.workspace.inference_table import AI_GATEWAY, schema
+    from shared import statements
+    from shared.monitoring.relations import timestamp
+    from shared.statements import quote
+
+    sent: list[tuple[str, str]] = []
+    real_run = statements.run
+
+    def recording_run(w, warehouse_id, statement, cursor, key, deadline):
+        sent.append((key, statement))
+        return real_run(w, warehouse_id, statement, cursor, key, deadline)
+
+    monkeypatch.setattr(statements, "run", recording_run)
+    rng = np.random.default_rng(5)
+    tag = uuid.uuid4().hex[:8]
+    endpoint, entity = f"ep-{tag}", f"e-{tag}"
+    plat.workspace.inference.record_served_entities([{
+        "served_entity_id": entity, "endpoint_name": endpoint, "endpoint_id": f"id-{tag}",
+        "served_entity_name": f"m-1-{tag}", "entity_type": "CUSTOM_MODEL", "entity_name": "m", "entity_version": "1",
+        "endpoint_config_version": 1, "change_time": datetime.fromtimestamp(T0 - 9 * H, UTC)}])
+    plat.workspace.inference.flush()
+    rows = (_payload_rows(rng, entity, T0 - 5 * H, 50, poison=True) + _payload_rows(rng, entity, T0, 150)
+            + _payload_rows(rng, entity, T0 + H, 150) + _payload_rows(rng, entity, T0 + 2 * H, 50, poison=True))
+    plat.workspace.catalog.create_table(f"main.pay{tag}.{endpoint}_payload",
+                                        pa.Table.from_pylist(rows, schema=schema(AI_GATEWAY)))
+    env = parse_policy(f"""
+models:
+  - name: m
+    environments:
+      prod:
+        endpoint: {endpoint}
+        retraining: {{job_id: 1}}
+        inference_table: {{catalog: main, schema: pay{tag}}}
+        monitoring:
+          window: 1h
+          columns: [x]
+          decision: {{min_rows: 100}}
+          drift: {{mode: auto}}
+          checks:
+            - {{metric: ks, of: prediction, threshold: 0.5}}
+            - {{metric: psi, of: features, threshold: 0.5}}
+            - {{metric: p95_latency_ms, threshold: 1000}}
+""").models[0].environments["prod"]
+    got = _pass(plat, tables, env, now=T0 + 2 * H + 120, version="1", explicit=(T0 + H, T0 + 2 * H))
+    assert got is not None and got["verdict"] == decide.OK, got
+    assert {f["check"]: f["rows"] for f in got["figures"]} == {
+        "ks(prediction)": 150, "psi(x)": 150, "p95_latency_ms": 150}, got
+    scans = quote(f"main.pay{tag}.{endpoint}_payload") + " AS p "
+    bounded = [f"p.request_time >= {timestamp(a)} AND p.request_time < {timestamp(b)}"
+               for a, b in ((T0, T0 + H), (T0 + H, T0 + 2 * H))]
+    window = {key.rsplit(":", 1)[1]: text for key, text in sent if key.startswith(f"1:{T0 + H}:")}
+    assert set(window) == {"binned", "drift", "agg", "health"}, sent
+    for text in window.values():
+        assert text.count(scans) == sum(text.count(b) for b in bounded) > 0, text

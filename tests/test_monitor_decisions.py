@@ -318,3 +318,12 @@ def test_any_decision_times_in_any_write_order_list_in_listing_order(tmp_path, t
     listed = _listed(tables, endpoint, limit=7)
     assert len(listed) == len(ats) and listed == sorted(listed, key=store.listing_order)
     assert all(a["at"] >= b["at"] for a, b in itertools.pairwise(listed))
+
+
+def test_a_binned_figure_reads_with_its_bound_an_exact_one_without():
+    from shared.monitoring.figures import figure_text
+
+    f = {"check": "ks(prediction)", "value": 0.1243, "threshold": 0.2, "direction": "above", "verdict": "ok"}
+    assert figure_text(f) == "ks(prediction) 0.124 (alert > 0.2) ✔"
+    assert figure_text({**f, "bound": 0.00049}) == "ks(prediction) 0.124 ±0.00049 (alert > 0.2) ✔"
+    assert figure_text({**f, "bound": None}) == figure_text(f)

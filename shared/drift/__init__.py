@@ -8,6 +8,8 @@ aggregate rows per column, the metrics follow in pure Python (no numpy, scipy or
 - ``drift_sql`` / ``drift_metrics`` (``shared.drift.comparison``): one statement per check and
   per column PSI, Jensen-Shannon (base 2), KS D and p, Wasserstein-1 (raw and normalised), and
   the chi-square contingency test;
+- ``shared.drift.binned``: the one-scan mode, ``binned_sql`` / ``binned_metrics``: no sort, KS D
+  and W1 with their error bounds, PSI, JS and chi-square as above;
 - ``shared.drift.distances`` and ``shared.drift.pvalues``: the formulas, on counts and statistics.
 """
 

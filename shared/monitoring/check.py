@@ -37,6 +37,7 @@ from shared.monitoring.relations import LabelJoin, Watched
 from shared.policy import Environment
 
 _DRIFT_VALUE = {"psi": "psi", "js": "js", "ks": "ks_d", "wasserstein": "wasserstein_norm", "chi2": "chi2_p"}
+_BOUND = {"ks": "ks_bound", "wasserstein": "wasserstein_norm_bound"}  # the binned figures' error bounds
 _LAKEHOUSE_DRIFT = {"psi": "population_stability_index", "js": "js_distance", "ks": "ks_statistic",
                     "wasserstein": "wasserstein_distance", "chi2": "chi_squared_pvalue"}
 _LAKEHOUSE_QUALITY = {"rmse": "root_mean_squared_error", "mae": "mean_absolute_error", "f1": "f1_score",
@@ -213,8 +214,7 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: relat
     tag = f"{version}:{int(start)}"
     results: dict[str, Any] = {}
     if any(c.metric in DRIFT_METRICS and c.of != "label" for c in checks):
-        rows = ctx.run(f"{tag}:drift", drift.drift_sql(baseline["reference"], current, cols, frozen))
-        results["drift"] = None if rows is None else drift.drift_metrics(rows, cols, frozen)
+        results["drift"] = _drift(ctx, tag, baseline["reference"], current, columns, cols, frozen)
     needs_labels = labels_due and m.labels is not None and label_checks
     labelled = relations.window(recs, version, start, end, _label_join(m)) if m.labels else None
     if labelled and needs_labels:
@@ -251,6 +251,39 @@ def judge_window(ctx: Context, version: str, columns: list[Watched], recs: relat
     return _figures(ctx, version, start, end, checks, columns, results, labels_due, min_rows)
 
 
+def _drift(ctx: Context, tag: str, reference: str, current: str, columns: list[Watched], cols: list[Any],
+           frozen: Any) -> dict[str, Any] | None:
+    """The window's drift figures in the policy's ``drift.mode`` (``shared.monitoring.policy.Drift``):
+    exact; or binned (one grouped scan), then exact for the columns below ``exact_below`` (auto)
+    and for those whose verdict the binned bound leaves open. None while a statement runs."""
+    from shared import drift
+    from shared.drift import binned
+
+    mode = ctx.m.drift
+    if mode.mode == "exact":
+        rows = ctx.run(f"{tag}:drift", drift.drift_sql(reference, current, cols, frozen))
+        return None if rows is None else drift.drift_metrics(rows, cols, frozen)
+    rows = ctx.run(f"{tag}:binned", binned.binned_sql(reference, current, cols, frozen, mode.cells))
+    if rows is None:
+        return None
+    got = binned.binned_metrics(rows, cols, frozen)
+    redo = {name for name, cd in got.items() if isinstance(cd, binned.BinnedDrift) and mode.mode == "auto"
+            and cd.n_ref + cd.n_cur < mode.exact_below}
+    for c in ctx.m.all_checks:
+        if c.metric in _BOUND and c.of != "label":
+            redo |= {col for _, col in _drift_targets(c, columns)
+                     if decide.undecided(c, _value(got.get(col), c.metric), _bound(got.get(col), c.metric))}
+    exact = [c for c in cols if c.name in redo]
+    if not exact:
+        return got
+    rows = ctx.run(f"{tag}:drift", drift.drift_sql(reference, current, exact, frozen))
+    return None if rows is None else {**got, **drift.drift_metrics(rows, exact, frozen)}
+
+
+def _bound(cd: Any, metric: str) -> float | None:
+    return getattr(cd, _BOUND[metric], None) if cd is not None and metric in _BOUND else None
+
+
 def _label_reference(ctx: Context, baseline: dict[str, Any], recs: relations.Records, version: str) -> str:
     m = ctx.m
     if baseline["kind"] == "table":
@@ -271,9 +304,10 @@ def _figures(ctx: Context, version: str, start: float, end: float, checks: list[
     perf = results.get("perf") or {}
     n_labelled = int(perf.get("n") or 0)
 
-    def add(check: Check, label: str, value: float | None, rows: int, pending: bool = False) -> None:
+    def add(check: Check, label: str, value: float | None, rows: int, pending: bool = False,
+            bound: float | None = None) -> None:
         figures.append(decide.judge(check, value, rows, min_rows, was_violating=prev.get(label) == decide.VIOLATION,
-                                    pending=pending, label=label))
+                                    pending=pending, label=label, bound=bound))
 
     for c in checks:
         if c.metric in DRIFT_METRICS:
@@ -285,7 +319,7 @@ def _figures(ctx: Context, version: str, start: float, end: float, checks: list[
                     cd = (results.get("drift") or {}).get(col)
                     if cd is None and col != PREDICTION:
                         raise CheckFailed(f"{c.label}: {col!r} is not a watched column")
-                    add(c, label, _value(cd, c.metric), cd.n_cur if cd else 0)
+                    add(c, label, _value(cd, c.metric), cd.n_cur if cd else 0, bound=_bound(cd, c.metric))
         elif c.metric in PERFORMANCE_METRICS:
             add(c, c.label, perf.get(c.metric), n_labelled, pending=not labels_due)
         elif c.metric == "custom":

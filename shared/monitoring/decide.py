@@ -44,14 +44,16 @@ class Figure:
     rows: int
     verdict: str
     group: str
+    bound: float | None = None  # a binned figure: the exact value lies within this of ``value``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def judge(check: Check, value: float | None, rows: int, min_rows: int, *, was_violating: bool,
-          pending: bool = False, label: str | None = None) -> Figure:
-    """``label``: the figure's name when one check yields several (``psi(trip_distance)``)."""
+          pending: bool = False, label: str | None = None, bound: float | None = None) -> Figure:
+    """``label``: the figure's name when one check yields several (``psi(trip_distance)``);
+    ``bound``: a binned figure's error bound (``shared.drift.binned``), stated in the figure."""
     if pending:
         verdict = PENDING
     elif rows < min_rows:
@@ -64,7 +66,18 @@ def judge(check: Check, value: float | None, rows: int, min_rows: int, *, was_vi
         verdict = VIOLATION if (v > limit if check.bad_above else v < limit) else OK
     name = label or check.label
     return Figure(name, value, check.threshold, check.clear_at, "above" if check.bad_above else "below",
-                  rows, verdict, check.group or name)
+                  rows, verdict, check.group or name, bound)
+
+
+def undecided(check: Check, value: float | None, bound: float | None) -> bool:
+    """Whether some value within ``bound`` of ``value`` would get another verdict than
+    ``value`` itself: the threshold or the clear threshold lies in [value - bound, value + bound]."""
+    if value is None or not bound:
+        return False
+    lo, hi = value - bound, value + bound
+    if check.absolute:
+        lo, hi = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+    return any(lo <= limit <= hi for limit in (check.threshold, check.clear_at))
 
 
 def window_verdict(figures: Sequence[Figure]) -> str:

@@ -7,8 +7,11 @@ from typing import Any
 
 
 def figure_text(f: dict[str, Any]) -> str:
-    """``psi(trip_distance) 1.93 (alert > 0.25) ✘`` for one stored figure (shared.monitoring.decide.Figure)."""
+    """``psi(trip_distance) 1.93 (alert > 0.25) ✘`` for one stored figure (shared.monitoring.decide.Figure);
+    a binned figure with its bound, ``ks(prediction) 0.124 ±0.0005 (alert > 0.2) ✔``."""
     value = "n/a" if f.get("value") is None else f"{f['value']:.3g}"
+    if f.get("value") is not None and f.get("bound"):
+        value += f" ±{f['bound']:.2g}"
     mark = {"violation": "✘", "ok": "✔"}.get(f["verdict"], f["verdict"])
     op = ">" if f["direction"] == "above" else "<"
     return f"{f['check']} {value} (alert {op} {f['threshold']:g}) {mark}"

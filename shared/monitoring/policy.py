@@ -185,6 +185,22 @@ class LakehouseMonitor(_Strict):
     refresh: bool = Field(False, description="request a refresh before reading, and wait for it by re-enqueueing")
 
 
+class Drift(_Strict):
+    """How numeric drift figures are computed (``shared.drift``): ``exact`` sorts each numeric
+    column's values in the warehouse (exact KS D and W1); ``binned`` makes one grouped scan, no
+    sort, and states each KS D and W1 figure's error bound (``shared.drift.binned``); ``auto``
+    takes the binned scan and recomputes exactly when the window and its reference hold fewer
+    than ``exact_below`` values of a column. In the binned modes a verdict whose threshold (or
+    clear threshold) lies within a figure's bound is recomputed exactly, so no verdict differs
+    from the exact mode's. Label drift is always exact."""
+
+    mode: Literal["exact", "binned", "auto"] = "auto"
+    exact_below: int = Field(200_000, ge=0, description="auto: rows (reference + window) under which the "
+                             "figures are computed exactly")
+    cells: int = Field(1000, ge=4, le=1000, description="binned: fine cells per numeric column; fewer give a "
+                       "smaller result and wider bounds, so more verdicts recomputed exactly")
+
+
 class Monitoring(_Strict):
     preset: Literal["databricks"] | None = None
     window: Duration = "1h"
@@ -204,6 +220,7 @@ class Monitoring(_Strict):
         default_factory=dict, description="custom aggregate metrics: name → SQL aggregate over the window's rows; "
         "{{prediction_col}} and {{label_col}} stand for the prediction and the label")
     checks: list[Check] = Field(default_factory=list)
+    drift: Drift = Field(default_factory=Drift)
     decision: Decision = Field(default_factory=Decision)
     lakehouse_monitor: LakehouseMonitor | None = None
 
@@ -265,4 +282,4 @@ class Monitoring(_Strict):
         return self.prediction or ("numeric" if self.problem == "regression" else "categorical")
 
 
-__all__ = ["Check", "Decision", "InferenceTable", "Labels", "Monitoring", "seconds"]
+__all__ = ["Check", "Decision", "Drift", "InferenceTable", "Labels", "Monitoring", "seconds"]
