@@ -63,12 +63,17 @@ def data(plat) -> dict[str, Any]:
     return {"schema": schema, "table": table}
 
 
-def _env(schema: str, extra: str = "", *, delay: str = "5s", checks: str | None = None) -> Any:
+def _env(schema: str, extra: str = "", *, delay: str | None = "5s", checks: str | None = None,
+         drift: str = "") -> Any:
+    """A monitored environment over ``schema``'s tables; ``delay`` None: no labels."""
     checks = checks or """
           - {metric: psi, of: features, threshold: 0.25}
           - {metric: ks, of: prediction, threshold: 0.2}
           - {metric: chi2, of: zone, threshold: 0.01}
           - {metric: rmse, threshold: 5}"""
+    labels = "" if delay is None else \
+        f"          labels: {{table: {schema}.labels, key: request_id, column: label, delay: {delay}}}\n"
+    drift = f"          drift: {drift}\n" if drift else ""
     text = f"""
 models:
   - name: m
@@ -82,9 +87,8 @@ models:
           categorical: [zone]
           source: {{table: {schema}.inference, timestamp_column: ts, version_column: model_version,
                     prediction_column: prediction, request_id_column: request_id}}
-          labels: {{table: {schema}.labels, key: request_id, column: label, delay: {delay}}}
-          decision: {{windows: 1, violations: 1, min_rows: 100, cooldown: 1h}}
-          checks:{checks}
+{labels}          decision: {{windows: 1, violations: 1, min_rows: 100, cooldown: 1h}}
+{drift}          checks:{checks}
 {extra}"""
     return parse_policy(text).models[0].environments["prod"]
 
@@ -258,32 +262,13 @@ def test_default_columns_are_the_model_signatures_inputs(plat, tmp_path):
 
 # ---------------------------------------------------------------------------------- binned drift
 def _drift_figures(plat, data, tables, mode: str, ks: float, w1: float, exact_below: int = 0) -> dict[str, Any]:
-    env = parse_policy(_ks_w1_policy(data["schema"], mode, ks, w1, exact_below)).models[0].environments["prod"]
+    env = _env(data["schema"], delay=None, drift=f"{{mode: {mode}, exact_below: {exact_below}, cells: 16}}",
+               checks=f"""
+            - {{metric: ks, of: prediction, threshold: {ks!r}}}
+            - {{metric: wasserstein, of: x, threshold: {w1!r}}}""")
     got = _pass(plat, tables, env, now=T0 + 3 * H + 10, explicit=(T0 + 2 * H, T0 + 3 * H))
     assert got is not None
     return {name: _figure(got, name) for name in ("ks(prediction)", "wasserstein(x)")}
-
-
-def _ks_w1_policy(schema: str, mode: str, ks: float, w1: float, exact_below: int) -> str:
-    return f"""
-models:
-  - name: m
-    environments:
-      prod:
-        endpoint: ep-{uuid.uuid4().hex[:8]}
-        retraining: {{job_id: 1}}
-        monitoring:
-          window: 1h
-          columns: [x, zone]
-          categorical: [zone]
-          source: {{table: {schema}.inference, timestamp_column: ts, version_column: model_version,
-                    prediction_column: prediction, request_id_column: request_id}}
-          decision: {{windows: 1, violations: 1, min_rows: 100, cooldown: 1h}}
-          drift: {{mode: {mode}, exact_below: {exact_below}, cells: 16}}
-          checks:
-            - {{metric: ks, of: prediction, threshold: {ks!r}}}
-            - {{metric: wasserstein, of: x, threshold: {w1!r}}}
-"""
 
 
 def test_binned_figures_state_their_bound_and_every_verdict_is_the_exact_one(plat, data, tables):
