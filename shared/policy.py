@@ -8,7 +8,6 @@ editors use (committed as ``policy.schema.json``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -353,12 +352,3 @@ def json_schema() -> dict[str, Any]:
 if __name__ == "__main__":
     if sys.argv[1:] == ["schema"]:
         print(json.dumps(json_schema(), indent=2))
-    elif len(sys.argv) == 3 and sys.argv[1] == "check":
-        registry = os.environ.get("MLFLOW_REGISTRY_URI") or os.environ.get("MLFLOW_TRACKING_URI")  # as Settings
-        try:
-            p = load_policy(Path(sys.argv[2]), registry)
-        except PolicyError as err:
-            sys.exit(str(err))
-        print(f"{sys.argv[2]}: ok, {len(p.models)} model(s)")
-    else:
-        sys.exit("usage: python -m shared.policy schema | check FILE")
